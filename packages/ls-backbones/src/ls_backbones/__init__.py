@@ -1,0 +1,87 @@
+"""ls-backbones: 3-D backbones for light-sheet microscopy volumes.
+
+Every backbone takes ``(B, C, D, H, W)`` and returns an ordered dict of 5-D feature maps,
+and declares each output's channels and (z, y, x) stride (``output_shape()``) and the
+per-axis ``size_divisibility`` of valid inputs. Find them by name::
+
+    import ls_backbones
+    ls_backbones.list_backbones()
+    net = ls_backbones.create_backbone("resnet3d_50_fpn", in_channels=2)
+
+The model classes are imported on first use, so ``import ls_backbones`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from ls_backbones.base import Backbone3D, FeatureSpec, divisible_shape, pad_to_divisible, to_triple
+from ls_backbones.registry import (
+    BackboneRegistryError,
+    create_backbone,
+    get_backbone_builder,
+    list_backbones,
+)
+
+try:
+    __version__ = version("ls-backbones")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+# public name -> module that defines it (imported lazily by __getattr__)
+_LAZY = {
+    "ResNet3D": "resnet",
+    "BasicBlock3D": "resnet",
+    "Bottleneck3D": "resnet",
+    "FPN3D": "fpn",
+    "LastLevelMaxPool3D": "fpn",
+    "BackboneWithFPN3D": "fpn",
+    "ViTDet3D": "vitdet",
+    "SimpleFeaturePyramid3D": "vitdet",
+    "Hiera3D": "hiera",
+    "inflate_resnet": "inflate",
+    "inflate_fpn": "inflate",
+    "inflate_conv_weight": "inflate",
+    "FrozenBatchNorm3d": "layers",
+    "LayerNorm3d": "layers",
+    "DropPath": "layers",
+    "make_norm3d": "layers",
+}
+
+__all__ = [
+    "Backbone3D",
+    "BackboneRegistryError",
+    "FeatureSpec",
+    "__version__",
+    "create_backbone",
+    "divisible_shape",
+    "get_backbone_builder",
+    "list_backbones",
+    "pad_to_divisible",
+    "to_triple",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ls_backbones' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ls_backbones.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from ls_backbones.fpn import BackboneWithFPN3D, FPN3D, LastLevelMaxPool3D
+    from ls_backbones.hiera import Hiera3D
+    from ls_backbones.inflate import inflate_conv_weight, inflate_fpn, inflate_resnet
+    from ls_backbones.layers import DropPath, FrozenBatchNorm3d, LayerNorm3d, make_norm3d
+    from ls_backbones.resnet import BasicBlock3D, Bottleneck3D, ResNet3D
+    from ls_backbones.vitdet import SimpleFeaturePyramid3D, ViTDet3D
