@@ -17,7 +17,14 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from ls_backbones.base import Backbone3D, FeatureSpec, divisible_shape, pad_to_divisible, to_triple
+from ls_backbones.base import (
+    Backbone3D,
+    FeatureSpec,
+    Triple,
+    divisible_shape,
+    pad_to_divisible,
+    to_triple,
+)
 from ls_backbones.registry import (
     BackboneRegistryError,
     create_backbone,
@@ -51,17 +58,33 @@ _LAZY = {
 }
 
 __all__ = [
+    "FPN3D",
     "Backbone3D",
     "BackboneRegistryError",
+    "BackboneWithFPN3D",
+    "BasicBlock3D",
+    "Bottleneck3D",
+    "DropPath",
     "FeatureSpec",
+    "FrozenBatchNorm3d",
+    "Hiera3D",
+    "LastLevelMaxPool3D",
+    "LayerNorm3d",
+    "ResNet3D",
+    "SimpleFeaturePyramid3D",
+    "Triple",
+    "ViTDet3D",
     "__version__",
     "create_backbone",
     "divisible_shape",
     "get_backbone_builder",
+    "inflate_conv_weight",
+    "inflate_fpn",
+    "inflate_resnet",
     "list_backbones",
+    "make_norm3d",
     "pad_to_divisible",
     "to_triple",
-    *_LAZY,
 ]
 
 
@@ -79,7 +102,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from ls_backbones.fpn import BackboneWithFPN3D, FPN3D, LastLevelMaxPool3D
+    from ls_backbones.fpn import FPN3D, BackboneWithFPN3D, LastLevelMaxPool3D
     from ls_backbones.hiera import Hiera3D
     from ls_backbones.inflate import inflate_conv_weight, inflate_fpn, inflate_resnet
     from ls_backbones.layers import DropPath, FrozenBatchNorm3d, LayerNorm3d, make_norm3d
