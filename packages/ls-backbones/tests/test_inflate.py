@@ -132,6 +132,20 @@ def test_inflated_resnet_reproduces_torchvision(name, depth, stem_z):
         assert _max_diff(out[name_3d][:, :, 0], r) <= TOL, name_3d
 
 
+def test_inflated_resnet18_reproduces_torchvision_in_float32():
+    """The default dtype too: float32 ResNet-18 features agree to 1e-4 (ResNet-50's layer4 reaches
+    magnitudes near 200 in float32, where 1e-4 is below float32 resolution; it is checked in float64)."""
+    src = _tv_resnet("resnet18")
+    target = inflate_resnet(src, ResNet3D(depth=18, in_channels=3, **Z_KEEP).eval())
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        out = target(x[:, :, None])
+        ref = _tv_stages(src, x)
+    for name_3d, r in zip(["p2", "p3", "p4", "p5"], ref, strict=True):
+        assert _max_diff(out[name_3d][:, :, 0], r) <= TOL, name_3d
+
+
 def test_inflated_resnet_from_state_dict_mean_mode_on_z_constant_input():
     """"mean" inflation of a whole net: a z-constant volume gives the 2-D features in the middle."""
     src = _tv_resnet("resnet18").double()
