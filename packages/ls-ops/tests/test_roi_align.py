@@ -1,0 +1,277 @@
+"""ls_ops.roi_align3d (CPU kernels) against the reference, torchvision's roi_align, and torch's op checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ls_ops
+from ls_ops import reference
+
+# Deterministic examples (CI reruns see the same cases) and no deadline (2 shared cores).
+PROPERTY = settings(derandomize=True, deadline=None, max_examples=150,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# --- against the reference --------------------------------------------------------------------
+
+triples = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3))
+scales = st.one_of(st.sampled_from([1.0, 0.5, 0.25]),
+                   st.tuples(*[st.sampled_from([1.0, 0.5, 0.25, 1 / 3, 2.0])] * 3))
+ratios = st.one_of(st.integers(-1, 3), st.tuples(st.integers(-1, 2), st.integers(0, 3), st.integers(-1, 2)))
+
+
+@st.composite
+def roi_align_case(draw: st.DrawFn) -> dict:
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    batch = draw(st.integers(1, 2))
+    channels = draw(st.integers(1, 4))
+    shape = (batch, channels, draw(st.integers(1, 6)), draw(st.integers(1, 7)), draw(st.integers(1, 8)))
+    num_rois = draw(st.integers(0, 5))
+    scale = draw(scales)
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    # rois in input coordinates / scale, partly or wholly outside the volume, some inverted
+    extent = torch.tensor(shape[2:], dtype=dtype) / torch.tensor(scale, dtype=dtype)
+    lo = (torch.rand(num_rois, 3, generator=g, dtype=dtype) * 1.6 - 0.4) * extent
+    size = (torch.rand(num_rois, 3, generator=g, dtype=dtype) * 1.2 - 0.1) * extent
+    if draw(st.booleans()):  # snap to a quarter-voxel grid: samples land on borders and integers
+        lo, size = (lo * 4).round() / 4, (size * 4).round() / 4
+    index = torch.randint(0, batch, (num_rois, 1), generator=g).to(dtype)
+    return {
+        "input": torch.randn(shape, generator=g, dtype=dtype),
+        "rois": torch.cat([index, lo, lo + size], dim=1),
+        "output_size": draw(triples),
+        "spatial_scale": scale,
+        "sampling_ratio": draw(ratios),
+        "aligned": draw(st.booleans()),
+    }
+
+
+def tolerance(dtype: torch.dtype) -> dict:
+    return {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+
+
+@PROPERTY
+@given(roi_align_case())
+def test_forward_matches_reference(case: dict) -> None:
+    out = ls_ops.roi_align3d(**case)
+    expected = reference.roi_align3d(**case)
+    num_rois, channels = case["rois"].shape[0], case["input"].shape[1]
+    assert out.shape == expected.shape == (num_rois, channels, *case["output_size"])
+    assert out.dtype == case["input"].dtype
+    torch.testing.assert_close(out, expected, **tolerance(out.dtype))
+
+
+@PROPERTY
+@given(roi_align_case())
+def test_backward_matches_reference(case: dict) -> None:
+    x1 = case["input"].clone().requires_grad_()
+    x2 = case["input"].clone().requires_grad_()
+    out = ls_ops.roi_align3d(**{**case, "input": x1})
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected = reference.roi_align3d(**{**case, "input": x2})
+    if expected.requires_grad:
+        expected.backward(grad)
+    else:  # no sample touches the input
+        x2.grad = torch.zeros_like(x2)
+    torch.testing.assert_close(x1.grad, x2.grad, **tolerance(x1.dtype))
+
+
+def test_list_of_boxes_equals_batch_index_rois() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 5, 6, 7, generator=g)
+    boxes = [torch.tensor([[0.5, 1.0, 1.5, 3.0, 4.0, 5.0]]), torch.tensor([[1.0, 0.0, 0.0, 4.0, 5.0, 6.0],
+                                                                           [0.0, 2.0, 2.0, 2.0, 4.0, 4.0]])]
+    rois = torch.tensor([[0, 0.5, 1.0, 1.5, 3.0, 4.0, 5.0], [1, 1.0, 0.0, 0.0, 4.0, 5.0, 6.0],
+                         [1, 0.0, 2.0, 2.0, 2.0, 4.0, 4.0]])
+    assert torch.equal(ls_ops.roi_align3d(x, boxes, 2), ls_ops.roi_align3d(x, rois, 2))
+    assert ls_ops.roi_align3d(x, [], 2).shape == (0, 3, 2, 2, 2)
+
+
+def test_module_and_layouts() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 8, 6, 7, 8, generator=g)
+    rois = torch.tensor([[0, 0.0, 0.0, 0.0, 5.0, 6.0, 7.0], [0, 1.2, 2.3, 0.4, 4.0, 5.5, 6.1]])
+    module = ls_ops.RoIAlign3d((2, 3, 4), spatial_scale=(1.0, 0.5, 0.5), sampling_ratio=2, aligned=True)
+    expected = module(x, rois)
+    assert "output_size=(2, 3, 4)" in repr(module)
+    # channels-last and non-contiguous inputs / rois give the same result
+    assert torch.equal(module(x.to(memory_format=torch.channels_last_3d), rois), expected)
+    wide = torch.randn(1, 8, 6, 7, 16, generator=g)
+    wide[..., ::2] = x
+    assert torch.equal(module(wide[..., ::2], rois), expected)
+    assert torch.equal(module(x, torch.cat([rois, rois], 1)[:, :7]), expected)
+    assert torch.equal(module(x, rois.t().contiguous().t()), expected)
+
+
+def test_half_and_bfloat16_compute_in_float32() -> None:
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 4, 5, 6, 7, generator=g)
+    rois = torch.tensor([[0, 0.3, 0.2, 0.1, 4.0, 5.0, 6.0]])
+    for dtype in (torch.float16, torch.bfloat16):
+        out = ls_ops.roi_align3d(x.to(dtype), rois.to(dtype), 3, sampling_ratio=2)
+        assert out.dtype == dtype
+        expected = ls_ops.roi_align3d(x.to(dtype).float(), rois.to(dtype).float(), 3, sampling_ratio=2)
+        torch.testing.assert_close(out, expected.to(dtype))
+
+
+def test_autocast_computes_in_float32_and_returns_input_dtype() -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 4, 5, 6, 7, generator=g).to(torch.bfloat16).requires_grad_()
+    rois = torch.tensor([[0, 0.3, 0.2, 0.1, 4.0, 5.0, 6.0]])  # float32 rois: allowed under autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ls_ops.roi_align3d(x, rois, 3, sampling_ratio=2)
+    assert out.dtype == torch.bfloat16
+    expected = ls_ops.roi_align3d(x.detach().float(), rois, 3, sampling_ratio=2).bfloat16()
+    torch.testing.assert_close(out, expected)
+    out.float().sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.bfloat16
+
+
+# --- gradients ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [-1, (1, 2, 3)])
+def test_gradcheck(aligned: bool, sampling_ratio: int | tuple) -> None:
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 2, 4, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0, 0.3, 0.6, 0.9, 3.1, 4.2, 5.3], [1, -0.7, 1.1, 2.2, 2.4, 6.5, 4.4],
+                         [1, 0.5, 0.5, 0.5, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    fn = lambda t: ls_ops.roi_align3d(t, rois, (2, 2, 3), (1.0, 0.75, 1.25), sampling_ratio, aligned)
+    assert torch.autograd.gradcheck(fn, (x,))
+
+
+def test_double_backward_raises() -> None:
+    x = torch.randn(1, 1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0]], dtype=torch.float64)
+    out = ls_ops.roi_align3d(x, rois, 2)
+    grad_out = torch.randn_like(out, requires_grad=True)
+    (grad,) = torch.autograd.grad(out, x, grad_out, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        grad.sum().backward()
+
+
+# --- degenerate case: torchvision's 2-D roi_align ---------------------------------------------
+
+
+def _planar_case(depth: int, seed: int, dtype: torch.dtype) -> tuple:
+    """A volume constant along z with rois spanning all of z, and the 2-D problem it equals."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(2, 3, 11, 13, generator=g, dtype=dtype)
+    volume = image[:, :, None].expand(-1, -1, depth, -1, -1).contiguous()
+    n = 16
+    yx = torch.rand(n, 2, generator=g, dtype=dtype) * torch.tensor([13.0, 15.0], dtype=dtype) - 1
+    hw = torch.rand(n, 2, generator=g, dtype=dtype) * 9
+    index = torch.randint(0, 2, (n, 1), generator=g).to(dtype)
+    z1, z2 = torch.zeros(n, 1, dtype=dtype), torch.full((n, 1), float(depth), dtype=dtype)
+    rois3 = torch.cat([index, z1, yx, z2, yx + hw], dim=1)
+    rois2 = torch.cat([index, yx[:, 1:], yx[:, :1], (yx + hw)[:, 1:], (yx + hw)[:, :1]], dim=1)  # x1 y1 x2 y2
+    return image, volume, rois3, rois2
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, 1, -1])
+def test_depth_one_equals_torchvision_exactly(aligned: bool, sampling_ratio: int) -> None:
+    image, volume, rois3, rois2 = _planar_case(1, 5, torch.float32)
+    image.requires_grad_()
+    volume = image[:, :, None].detach().clone().requires_grad_()
+    out3 = ls_ops.roi_align3d(volume, rois3, (1, 4, 5), 1.0,
+                              (1, sampling_ratio, sampling_ratio) if sampling_ratio > 0 else -1, aligned)
+    out2 = torchvision.ops.roi_align(image, rois2, (4, 5), 1.0, sampling_ratio, aligned)
+    assert torch.equal(out3[:, :, 0], out2)  # bit for bit
+    grad = torch.randn_like(out2)
+    out3.backward(grad[:, :, None])
+    out2.backward(grad)
+    if sampling_ratio in (1, 2):  # power-of-two sample counts: (g / n) * w == (g * w) / n exactly
+        assert torch.equal(volume.grad[:, :, 0], image.grad)
+    else:
+        torch.testing.assert_close(volume.grad[:, :, 0], image.grad, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_z_constant_volume_equals_torchvision(aligned: bool, scale: float) -> None:
+    depth = 5
+    image, volume, rois3, rois2 = _planar_case(depth, 6, torch.float64)
+    rois3[:, 4] = depth / scale  # rois span the whole z extent [0, depth) in input coordinates
+    for od in (1, 3):
+        out3 = ls_ops.roi_align3d(volume, rois3, (od, 4, 3), scale, (2, 2, 2), aligned)
+        out2 = torchvision.ops.roi_align(image, rois2, (4, 3), scale, 2, aligned)
+        for z in range(od):
+            torch.testing.assert_close(out3[:, :, z], out2, rtol=1e-12, atol=1e-12)
+    # gradient: the 3-D gradient summed over z is the 2-D gradient
+    volume = volume.requires_grad_()
+    image = image.requires_grad_()
+    grad = torch.randn(rois2.shape[0], 3, 4, 3, dtype=torch.float64)
+    ls_ops.roi_align3d(volume, rois3, (1, 4, 3), scale, 2, aligned).backward(grad[:, :, None])
+    torchvision.ops.roi_align(image, rois2, (4, 3), scale, 2, aligned).backward(grad)
+    torch.testing.assert_close(volume.grad.sum(2), image.grad, rtol=1e-12, atol=1e-12)
+
+
+# --- torch.library checks and torch.compile -------------------------------------------------
+
+
+def test_opcheck_roi_align3d() -> None:
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 4, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0, 0.3, 0.6, 0.9, 3.1, 4.2, 5.3], [1, -0.7, 1.1, 2.2, 2.4, 6.5, 4.4]],
+                        dtype=torch.float64)
+    torch.library.opcheck(torch.ops.ls_ops.roi_align3d.default,
+                          (x, rois, [1.0, 0.5, 1.0], [2, 3, 2], [2, -1, 1], True))
+    grad = torch.randn(2, 3, 2, 3, 2, generator=g, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.ls_ops.roi_align3d_backward.default,
+                          (grad, rois, [1.0, 0.5, 1.0], [2, 3, 2], [2, -1, 1], True, 2, 3, 4, 5, 6),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+def test_compile_fullgraph() -> None:
+    def pool_and_score(features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        pooled = ls_ops.roi_align3d(features * 2, rois, (2, 2, 2), (1.0, 0.5, 0.5), 2, True)
+        return pooled.flatten(1).sum(1)
+
+    compiled = torch.compile(pool_and_score, fullgraph=True, backend="aot_eager")
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(1, 2, 4, 8, 8, generator=g, requires_grad=True)
+    rois = torch.tensor([[0, 0.5, 1.0, 1.0, 3.0, 7.0, 6.0]])
+    out = compiled(x, rois)
+    torch.testing.assert_close(out, pool_and_score(x, rois))
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_compile_fullgraph_inductor() -> None:
+    """The default backend (inductor) generates and compiles C++ around the op: ~25 s on 2 cores."""
+    def pool(features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return ls_ops.roi_align3d(features.relu(), rois, 2, (1.0, 0.5, 0.5), -1, False).amax(dim=(2, 3, 4))
+
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 3, 4, 8, 8, generator=g, requires_grad=True)
+    rois = torch.tensor([[0, 0.5, 1.0, 1.0, 3.0, 7.0, 6.0], [1, 0.0, 0.0, 0.0, 4.0, 8.0, 8.0]])
+    out = torch.compile(pool, fullgraph=True)(x, rois)
+    torch.testing.assert_close(out, pool(x, rois))
+    out.sum().backward()
+    assert x.grad is not None
+
+
+def test_results_do_not_depend_on_the_thread_count() -> None:
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 40, 6, 9, 9, generator=g, requires_grad=True)
+    lo = torch.rand(30, 3, generator=g) * 6
+    rois = torch.cat([torch.randint(0, 2, (30, 1), generator=g).float(), lo, lo + 3], dim=1)
+    grad = torch.randn(30, 40, 3, 3, 3, generator=g)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out = ls_ops.roi_align3d(x, rois, 3, 1.0, -1, True)
+            (grad_x,) = torch.autograd.grad(out, x, grad)
+            results.append((out, grad_x))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
