@@ -112,9 +112,11 @@ def measure_monai(shape: tuple[int, ...], repeats: int) -> dict:
     for run in runs.values():
         run()  # warm-up
     times: dict[str, list[float]] = {"ours": [], "monai": []}
+    order = list(runs)
     for _ in range(repeats):
-        for key, run in runs.items():
-            times[key] += _time(run, 1)
+        for key in order:
+            times[key] += _time(runs[key], 1)
+        order.reverse()  # neither model always runs right after the other's backward
     return {
         "params": n_ours,
         "ours": statistics.median(times["ours"]),
@@ -132,6 +134,7 @@ def main() -> None:
     parser.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated names")
     parser.add_argument("--shape", default="1,1,64,128,128", help="input B,C,D,H,W")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--monai-repeats", type=int, default=10, help="pairs timed against MONAI")
     parser.add_argument("--skip-monai", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,7 +161,7 @@ def main() -> None:
               f"{r['peak_mb']:>11.0f}", flush=True)
     if args.skip_monai:
         return
-    r = _subprocess(["--worker", "monai", *common])
+    r = _subprocess(["--worker", "monai", "--shape", args.shape, "--repeats", str(args.monai_repeats)])
     print()
     print(f"ResNet3D-50 vs MONAI ResNet-50 ({r['params'] / 1e6:.2f} M parameters each), forward+backward")
     print(f"{'ls_backbones (s)':>17} {'MONAI (s)':>10} {'ratio':>7}   goal <= 1.05")

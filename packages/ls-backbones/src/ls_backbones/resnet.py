@@ -111,7 +111,7 @@ class BasicBlock3D(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out = out + identity
+        out += identity
         return self.relu(out)
 
 
@@ -161,7 +161,7 @@ class Bottleneck3D(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out = out + identity
+        out += identity
         return self.relu(out)
 
 
