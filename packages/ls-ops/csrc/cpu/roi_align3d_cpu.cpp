@@ -144,6 +144,19 @@ struct RoiTables {
   int64_t count() const { return sample_count(az.grid, ay.grid, ax.grid); }
 };
 
+// The four (z, y) corner rows of one z sample and one y sample: channels-last row offsets of
+// (zl,yl) (zl,yh) (zh,yl) (zh,yh), and their bilinear weights. Shared by every x sample of the row.
+template <typename T>
+struct CornerRows {
+  int64_t rows[4];
+  T w[4];
+
+  CornerRows(int64_t base, const Geometry& g, const Tap<T>& z, const Tap<T>& y)
+      : rows{((base + z.low) * g.height + y.low) * g.width, ((base + z.low) * g.height + y.high) * g.width,
+             ((base + z.high) * g.height + y.low) * g.width, ((base + z.high) * g.height + y.high) * g.width},
+        w{z.w_low * y.w_low, z.w_low * y.w_high, z.w_high * y.w_low, z.w_high * y.w_high} {}
+};
+
 // Calls fn(offsets[8], weights[8]) for every inside sample of bin (pd, ph, pw); offsets are
 // channels-last element offsets of the 8 corners: z low/high × y low/high × x low/high.
 template <typename T, typename Fn>
@@ -159,20 +172,16 @@ void for_each_sample(const RoiTables<T>& t, const Geometry& g, int64_t pd, int64
     for (int64_t iy = 0; iy < gh; ++iy) {
       const Tap<T>& y = t.ty[ph * gh + iy];
       if (!y.inside) continue;
-      const int64_t rows[4] = {((base + z.low) * g.height + y.low) * g.width,
-                               ((base + z.low) * g.height + y.high) * g.width,
-                               ((base + z.high) * g.height + y.low) * g.width,
-                               ((base + z.high) * g.height + y.high) * g.width};
-      const T wzy[4] = {z.w_low * y.w_low, z.w_low * y.w_high, z.w_high * y.w_low, z.w_high * y.w_high};
+      const CornerRows<T> zy(base, g, z, y);
       for (int64_t ix = 0; ix < gw; ++ix) {
         const Tap<T>& x = t.tx[pw * gw + ix];
         if (!x.inside) continue;
         // Corner order within a z plane matches torchvision's w1..w4: (yl,xl) (yl,xh) (yh,xl) (yh,xh).
         for (int r = 0; r < 4; ++r) {
-          off[2 * r] = (rows[r] + x.low) * C;
-          off[2 * r + 1] = (rows[r] + x.high) * C;
-          w[2 * r] = wzy[r] * x.w_low;
-          w[2 * r + 1] = wzy[r] * x.w_high;
+          off[2 * r] = (zy.rows[r] + x.low) * C;
+          off[2 * r + 1] = (zy.rows[r] + x.high) * C;
+          w[2 * r] = zy.w[r] * x.w_low;
+          w[2 * r + 1] = zy.w[r] * x.w_high;
         }
         fn(off, w);
       }
@@ -228,11 +237,7 @@ void forward_roi(const RoiTables<T>& t, const Geometry& g, const T* in_cl, T* ac
         for (int64_t iy = 0; iy < gh; ++iy) {
           const Tap<T>& y = t.ty[ph * gh + iy];
           if (!y.inside) continue;
-          const int64_t rows[4] = {((base + z.low) * g.height + y.low) * g.width,
-                                   ((base + z.low) * g.height + y.high) * g.width,
-                                   ((base + z.high) * g.height + y.low) * g.width,
-                                   ((base + z.high) * g.height + y.high) * g.width};
-          const T wzy[4] = {z.w_low * y.w_low, z.w_low * y.w_high, z.w_high * y.w_low, z.w_high * y.w_high};
+          const CornerRows<T> zy(base, g, z, y);
           for (int64_t pw = 0; pw < g.ow; ++pw) {
             T* bin = acc + ((pd * g.oh + ph) * g.ow + pw) * C;
             for (int64_t ix = 0; ix < gw; ++ix) {
@@ -241,10 +246,10 @@ void forward_roi(const RoiTables<T>& t, const Geometry& g, const T* in_cl, T* ac
               const T* p[8];
               T w[8];
               for (int r = 0; r < 4; ++r) {
-                p[2 * r] = in_cl + (rows[r] + x.low) * C;
-                p[2 * r + 1] = in_cl + (rows[r] + x.high) * C;
-                w[2 * r] = wzy[r] * x.w_low;
-                w[2 * r + 1] = wzy[r] * x.w_high;
+                p[2 * r] = in_cl + (zy.rows[r] + x.low) * C;
+                p[2 * r + 1] = in_cl + (zy.rows[r] + x.high) * C;
+                w[2 * r] = zy.w[r] * x.w_low;
+                w[2 * r + 1] = zy.w[r] * x.w_high;
               }
               accumulate8(bin, p, w, C);
             }
