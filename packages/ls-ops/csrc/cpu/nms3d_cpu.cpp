@@ -11,12 +11,7 @@
 #include <vector>
 
 #include "../ops.h"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define LS_OPS_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LS_OPS_VECTOR_CLONES
-#endif
+#include "vectorize.h"
 
 namespace ls_ops {
 namespace {

@@ -19,13 +19,7 @@
 
 #include "../geometry.h"
 #include "../ops.h"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-// One AVX2 clone besides the baseline, picked at load time (no FMA: results match torchvision's).
-#define LS_OPS_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LS_OPS_VECTOR_CLONES
-#endif
+#include "vectorize.h"
 
 namespace ls_ops {
 namespace {
