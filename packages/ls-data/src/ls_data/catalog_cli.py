@@ -1,0 +1,232 @@
+"""``ls-data catalog``: register, list, show and remove catalog volumes from the shell.
+
+::
+
+    ls-data catalog register FOLDER [--db URL] [--root DIR ...] [--grade G] [--split S]
+                                    [--attr KEY=VALUE ...] [--skip-bad] [--recursive] [--label-name NAME]
+    ls-data catalog list   [--db URL] [--grade G ...] [--split S ...] [--format F ...] [--name N ...]
+                           [--min-channels N] [--channel NAME ...] [--attr KEY=VALUE ...] [--json]
+    ls-data catalog show   NAME [--db URL] [--root DIR ...] [--json]
+    ls-data catalog remove NAME [--db URL]
+
+``--db`` defaults to ``sqlite:///catalog.sqlite`` (in the current folder). ``NAME`` is a volume
+name, or its id when no volume has that name. ``--attr`` values are read as JSON when they parse
+(``stage=12`` is a number, ``ok=true`` a boolean), else as text. Errors (``DataError``) are
+printed as one line by ``ls-data`` (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ls_data.catalog import Catalog, Selection, VolumeNotFoundError, VolumeRecord
+from ls_data.errors import DataError
+
+__all__ = ["DEFAULT_DB", "format_table", "register"]
+
+DEFAULT_DB = "sqlite:///catalog.sqlite"
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``catalog`` command (with its sub-commands) to an ``ls-data`` argument parser.
+
+    Args:
+        subparsers: The object ``ArgumentParser.add_subparsers()`` returned.
+
+    Returns:
+        The ``catalog`` parser; each sub-command sets ``func(args) -> int``.
+    """
+    catalog = subparsers.add_parser(
+        "catalog",
+        help="register, list, show and remove volumes of a catalog database",
+        description="The volume catalog: which volumes exist, where their files are, and their metadata.",
+    )
+    actions = catalog.add_subparsers(dest="catalog_command", metavar="{register,list,show,remove}")
+    actions.required = True
+
+    def common(parser: argparse.ArgumentParser, *, roots: bool = True) -> None:
+        parser.add_argument(
+            "--db",
+            default=DEFAULT_DB,
+            metavar="URL",
+            help=f"catalog database URL (default {DEFAULT_DB}, or postgresql://user:pw@host:port/db)",
+        )
+        if roots:
+            parser.add_argument(
+                "--root",
+                action="append",
+                default=[],
+                metavar="DIR",
+                help="folder catalog paths may resolve into (repeatable; default: any)",
+            )
+
+    reg = actions.add_parser("register", help="add the TIFF pairs and OME-Zarr groups of a folder")
+    reg.add_argument(
+        "folder", help="folder of <name>_image.tif + <name>_labels.tif pairs and <name>.ome.zarr groups"
+    )
+    common(reg)
+    reg.add_argument("--grade", help="quality grade of the registered volumes")
+    reg.add_argument("--split", help="split of the registered volumes (train, val, test, ...)")
+    reg.add_argument(
+        "--attr", action="append", default=[], metavar="KEY=VALUE", help="attribute (repeatable)"
+    )
+    reg.add_argument(
+        "--skip-bad", action="store_true", help="skip bad volumes with a warning instead of failing"
+    )
+    reg.add_argument("--recursive", action="store_true", help="search sub-folders too")
+    reg.add_argument(
+        "--label-name", help="OME-Zarr label image to use (default: cells, else the first listed)"
+    )
+    reg.set_defaults(func=_register)
+
+    lst = actions.add_parser("list", help="list volumes as a table, optionally filtered")
+    common(lst, roots=False)
+    lst.add_argument("--grade", action="append", help="keep this grade (repeatable)")
+    lst.add_argument("--split", action="append", help="keep this split (repeatable)")
+    lst.add_argument("--format", action="append", choices=["tiff", "ome-zarr"], help="keep this format")
+    lst.add_argument("--name", action="append", help="keep this volume name (repeatable)")
+    lst.add_argument("--min-channels", type=int, help="keep volumes with at least this many channels")
+    lst.add_argument("--channel", action="append", help="keep volumes that have this channel (repeatable)")
+    lst.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE", help="attribute equal to")
+    lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lst.set_defaults(func=_list)
+
+    show = actions.add_parser("show", help="print one volume's row and resolved paths")
+    show.add_argument("name", help="volume name (or id)")
+    common(show)
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_show)
+
+    rm = actions.add_parser("remove", help="remove a volume's row (its files are left alone)")
+    rm.add_argument("name", help="volume name (or id)")
+    common(rm, roots=False)
+    rm.set_defaults(func=_remove)
+    return catalog
+
+
+def _parse_attrs(items: Sequence[str]) -> dict[str, Any] | None:
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise DataError(f"--attr {item!r} must be KEY=VALUE")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def _get(catalog: Catalog, name: str) -> VolumeRecord:
+    try:
+        return catalog.get(name)
+    except VolumeNotFoundError:
+        if name.isdigit():
+            return catalog.get(int(name))
+        raise
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned text table with a header rule; one line per row."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _fmt_number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _row(record: VolumeRecord) -> list[str]:
+    return [
+        str(record.id),
+        record.name,
+        record.format,
+        "x".join(str(s) for s in record.shape),
+        ",".join(record.channels),
+        ",".join(_fmt_number(s) for s in record.spacing),
+        record.grade or "-",
+        record.split or "-",
+    ]
+
+
+def _register(args: argparse.Namespace) -> int:
+    with Catalog(args.db, roots=args.root) as catalog:
+        report = catalog.register_folder(
+            args.folder,
+            grade=args.grade,
+            split=args.split,
+            attributes=_parse_attrs(args.attr),
+            skip_bad=args.skip_bad,
+            recursive=args.recursive,
+            label_name=args.label_name,
+        )
+        for name in report.added:
+            print(f"added    {report.ids[name]:>5}  {name}")
+        for name in report.updated:
+            print(f"updated  {report.ids[name]:>5}  {name}")
+        for skipped in report.skipped:
+            print(f"skipped         {skipped.name}: {skipped.reason}")
+        print(f"{report.summary()} -> {catalog.safe_url}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    selection = Selection(
+        names=args.name,
+        grades=args.grade,
+        splits=args.split,
+        formats=args.format,
+        min_channels=args.min_channels,
+        channels=args.channel,
+        attributes=_parse_attrs(args.attr),
+    )
+    with Catalog(args.db) as catalog:
+        records = catalog.volumes(selection)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return 0
+    header = ["id", "name", "format", "shape (CxZxYxX)", "channels", "spacing (z,y,x um)", "grade", "split"]
+    print(format_table(header, [_row(r) for r in records]))
+    print(f"{len(records)} volume(s)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with Catalog(args.db, roots=args.root) as catalog:
+        record = _get(catalog, args.name)
+        paths: dict[str, str] = {}
+        try:
+            image, labels = catalog.resolve(record, must_exist=False)
+            for key, path in (("image_path", image), ("label_path", labels)):
+                paths[key] = str(path) + ("" if path.exists() else "  (missing)")
+        except DataError as exc:
+            paths = {"image_path": f"(cannot resolve: {exc})", "label_path": "(see image_path)"}
+    if args.json:
+        print(json.dumps({**record.to_dict(), **paths}, indent=2))
+        return 0
+    fields = record.to_dict()
+    fields["shape"] = "x".join(str(s) for s in record.shape) + "  (C x Z x Y x X)"
+    fields["channels"] = ", ".join(record.channels)
+    fields["spacing"] = ", ".join(_fmt_number(s) for s in record.spacing) + " um (z, y, x)"
+    fields["attributes"] = json.dumps(record.attributes, sort_keys=True)
+    fields.update(paths)
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        print(f"{key.ljust(width)}  {'-' if value is None else value}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    with Catalog(args.db) as catalog:
+        record = catalog.remove(_get(catalog, args.name).id)
+    print(f"removed volume {record.id} {record.name!r} from the catalog (its files are left in place)")
+    return 0

@@ -1,0 +1,96 @@
+"""PostgreSQL-specific catalog behaviour, against the real server of conftest.py.
+
+The backend-independent behaviour runs on PostgreSQL too, through the ``catalog_url`` fixture
+in test_catalog.py.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from ls_data.catalog import Catalog, CatalogError, DuplicateVolumeError, Selection
+from ls_data.errors import DataError
+
+_VOLUME = {
+    "image_uri": "/data/a_image.tif",
+    "label_uri": "/data/a_labels.tif",
+    "format": "tiff",
+    "shape": (2, 4, 8, 8),
+    "channels": ["dapi", "gfp"],
+    "spacing": (2.0, 0.5, 0.5),
+}
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
+
+
+def test_unreachable_server_names_url_with_password_masked():
+    port = _closed_port()
+    url = f"postgresql://alice:s3cret-pw@127.0.0.1:{port}/catalog?connect_timeout=5"
+    with pytest.raises(CatalogError) as info:
+        Catalog(url)
+    message = str(info.value)
+    assert "s3cret-pw" not in message
+    assert f"postgresql://alice:***@127.0.0.1:{port}/catalog" in message
+    assert isinstance(info.value, DataError)
+
+
+def test_postgres_scheme_alias_and_unknown_host_port_errors():
+    with pytest.raises(CatalogError, match=r"postgres://bob:\*\*\*@127\.0\.0\.1:1/x"):
+        Catalog("postgres://bob:hunter2@127.0.0.1:1/x?connect_timeout=5")
+    with pytest.raises(CatalogError, match="malformed"):
+        Catalog("postgresql://bob:pw@127.0.0.1:notaport/x")
+
+
+def test_missing_psycopg_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # makes `import psycopg` raise ImportError
+    with pytest.raises(CatalogError, match=r"pip install 'ls-data\[postgres\]'"):
+        Catalog("postgresql://u:p@127.0.0.1:1/x")
+
+
+def test_wrong_password_is_masked(postgres_server):
+    url = postgres_server.with_password("definitely-wrong-pw")
+    with pytest.raises(CatalogError) as info:
+        Catalog(url)
+    assert "definitely-wrong-pw" not in str(info.value)
+    assert "***" in str(info.value)
+
+
+def test_unknown_database(postgres_server):
+    with pytest.raises(CatalogError, match="no_such_db"):
+        Catalog(postgres_server.url("no_such_db"))
+
+
+def test_postgres_scheme_alias_connects(postgres_url):
+    alias = "postgres://" + postgres_url.split("://", 1)[1]
+    with Catalog(alias) as catalog:
+        volume_id = catalog.add_volume(name="a", **_VOLUME)
+        assert catalog.get("a").id == volume_id
+
+
+def test_two_connections_see_each_others_writes(postgres_url):
+    with Catalog(postgres_url) as first, Catalog(postgres_url) as second:
+        first.add_volume(name="a", **_VOLUME, split="train")
+        assert [v.name for v in second.volumes(Selection(splits=["train"]))] == ["a"]
+        with pytest.raises(DuplicateVolumeError, match="'a'"):
+            second.add_volume(name="a", **_VOLUME)
+        # the failed insert rolled back; the connection keeps working
+        second.add_volume(name="b", **_VOLUME)
+        assert [v.name for v in first.volumes()] == ["a", "b"]
+
+
+def test_postgres_catalog_root_is_first_root(postgres_url, tmp_path):
+    with Catalog(postgres_url, roots=[tmp_path]) as catalog:
+        assert catalog.root == tmp_path
+    with Catalog(postgres_url) as catalog:
+        assert catalog.root is None
+        catalog.add_volume(name="rel", **{**_VOLUME, "image_uri": "a_image.tif"})
+        with pytest.raises(CatalogError, match=r"relative.*no root"):
+            catalog.resolve(catalog.get("rel"), must_exist=False)

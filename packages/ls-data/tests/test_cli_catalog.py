@@ -1,0 +1,132 @@
+"""``ls-data catalog register | list | show | remove``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ls_data import catalog_cli
+from ls_data.catalog import Catalog, RegisterError, VolumeNotFoundError
+from ls_data.errors import DataError
+from ls_data.io import write_ome_zarr, write_tiff_pair
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ls-data")
+    catalog_cli.register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    image = np.arange(2 * 4 * 8 * 8, dtype=np.uint16).reshape(2, 4, 8, 8)
+    labels = np.zeros((4, 8, 8), dtype=np.uint16)
+    labels[1:3, 1:4, 1:4] = 1
+    write_tiff_pair(folder, "alpha", image, labels, (2.0, 0.5, 0.5))
+    write_ome_zarr(folder / "beta.ome.zarr", image, (3.0, 0.25, 0.25), labels=labels)
+    return folder
+
+
+def test_register_list_show_remove(data, tmp_path, capsys, catalog_url):
+    assert (
+        _run(
+            [
+                "catalog",
+                "register",
+                str(data),
+                "--db",
+                catalog_url,
+                "--grade",
+                "gold",
+                "--split",
+                "train",
+                "--attr",
+                "stage=12",
+                "--attr",
+                "who=ana",
+                "--root",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "2 added, 0 updated, 0 skipped" in out and "alpha" in out and "beta" in out
+    assert "***" in out if "@" in catalog_url else True  # the password is never printed
+    with Catalog(catalog_url) as catalog:
+        assert catalog.get("alpha").attributes == {"stage": 12, "who": "ana"}
+
+    assert _run(["catalog", "list", "--db", catalog_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["id", "name", "format"]
+    assert set(lines[1]) <= {"-", " "}
+    assert [line.split()[1] for line in lines[2:4]] == ["alpha", "beta"]
+    assert lines[2].index("tiff") == lines[3].index("ome-zarr") == lines[0].index("format")  # aligned
+    assert "2x4x8x8" in lines[2] and "2,0.5,0.5" in lines[2]
+    assert lines[-1] == "2 volume(s)"
+
+    assert _run(["catalog", "list", "--db", catalog_url, "--format", "ome-zarr"]) == 0
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[2:-1]] == ["beta"]
+    assert _run(["catalog", "list", "--db", catalog_url, "--split", "val"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0 volume(s)"
+    assert _run(["catalog", "list", "--db", catalog_url, "--attr", "stage=12", "--json"]) == 0
+    assert [v["name"] for v in json.loads(capsys.readouterr().out)] == ["alpha", "beta"]
+
+    assert _run(["catalog", "show", "alpha", "--db", catalog_url, "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2x4x8x8" in out and str((data / "alpha_image.tif").resolve()) in out and "(missing)" not in out
+    assert _run(["catalog", "show", "beta", "--db", catalog_url, "--root", str(tmp_path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["label_path"] == str((data / "beta.ome.zarr" / "labels" / "cells").resolve())
+
+    assert _run(["catalog", "remove", "alpha", "--db", catalog_url]) == 0
+    assert "removed volume" in capsys.readouterr().out
+    with Catalog(catalog_url) as catalog:
+        beta_id = catalog.get("beta").id
+        assert [v.name for v in catalog.volumes()] == ["beta"]
+    assert _run(["catalog", "remove", str(beta_id), "--db", catalog_url]) == 0  # by id
+    with pytest.raises(VolumeNotFoundError, match="'alpha'"):
+        _run(["catalog", "show", "alpha", "--db", catalog_url])
+
+
+def test_register_skip_bad_and_errors(data, tmp_path, capsys):
+    db = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    (data / "gamma_image.tif").write_bytes((data / "alpha_image.tif").read_bytes())  # no labels
+    with pytest.raises(RegisterError, match="gamma"):
+        _run(["catalog", "register", str(data), "--db", db])
+    with pytest.warns(UserWarning, match="gamma"):
+        assert _run(["catalog", "register", str(data), "--db", db, "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped         gamma: image file" in out and "2 added, 0 updated, 1 skipped" in out
+    with pytest.raises(DataError, match="must be KEY=VALUE"):
+        _run(["catalog", "register", str(data), "--db", db, "--attr", "novalue"])
+
+
+def test_default_db_is_catalog_sqlite_in_cwd(data, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert _run(["catalog", "register", "data"]) == 0
+    assert (tmp_path / "catalog.sqlite").is_file()
+    with Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
+        assert catalog.get("alpha").image_uri == "data/alpha_image.tif"  # relative to the catalog
+
+
+def test_ls_data_main_reports_errors_in_one_line(tmp_path, capsys):
+    from ls_data.cli import main
+
+    port_url = "postgresql://u:topsecret@127.0.0.1:1/db?connect_timeout=3"
+    assert main(["catalog", "list", "--db", port_url]) == 2
+    err = capsys.readouterr().err
+    assert "topsecret" not in err and "postgresql://u:***@127.0.0.1:1/db" in err
+    assert main(["catalog", "show", "x", "--db", f"sqlite:///{tmp_path / 'c.sqlite'}"]) == 2
+    assert "no volume named 'x'" in capsys.readouterr().err

@@ -1,0 +1,117 @@
+"""``ls-data index build`` and ``ls-data index info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from ls_data.catalog import Catalog
+from ls_data.errors import DataError
+from ls_data.index import CropIndex
+from ls_data.index_cli import register
+from ls_data.io import write_tiff_pair
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ls-data")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture
+def catalog(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    rng = np.random.default_rng(0)
+    with Catalog(url, roots=[tmp_path]) as cat:
+        for k, (split, grade) in enumerate([("train", "gold"), ("train", "silver"), ("val", "gold")]):
+            labels = np.zeros((8, 16, 16), np.uint16)
+            labels[1:5, 2:9, 3:10] = 1
+            labels[4:8, 9:15, 8:16] = 2
+            image = rng.integers(0, 100, size=(2, 8, 16, 16), dtype=np.uint16)
+            image_path, label_path = write_tiff_pair(
+                tmp_path / "tiff", f"v{k}", image, labels, (2, 1, 1), {2: 3}
+            )
+            cat.add_volume(
+                name=f"v{k}",
+                image_uri=str(image_path.relative_to(tmp_path)),
+                label_uri=str(label_path.relative_to(tmp_path)),
+                format="tiff",
+                shape=image.shape,
+                channels=2,
+                spacing=(2.0, 1.0, 1.0),
+                grade=grade,
+                split=split,
+            )
+    return url
+
+
+def test_build_prints_report_and_reuses(tmp_path, catalog, capsys):
+    out = tmp_path / "idx.sqlite"
+    argv = ["index", "build", "--db", catalog, "--out", str(out), "--crop", "4", "8", "8", "--split", "train"]
+    assert run([*argv, "--stride", "4", "4", "8", "--channels", "1", "--min-visible-fraction", "0.25"]) == 0
+    captured = capsys.readouterr()
+    assert "v0: " in captured.err and "v1: " in captured.err  # progress lines
+    assert (
+        "volume" in captured.out
+        and "total" in captured.out
+        and "2 volume(s) indexed, 0 skipped" in captured.out
+    )
+    index = CropIndex.open(out)
+    assert index.params["stride"] == [4, 4, 8] and index.params["channels"] == [1]
+    assert index.params["min_visible_fraction"] == 0.25
+    assert {v.name for v in index.volumes()} == {"v0", "v1"}
+    assert run([*argv, "--stride", "4", "4", "8", "--channels", "1", "--min-visible-fraction", "0.25"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert run([*argv, "--grade", "gold", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["reused"] is False and report["report"]["volumes"] == 1
+    assert report["params"]["crop_shape"] == [4, 8, 8] and report["params"]["stride"] == [4, 8, 8]
+
+
+def test_skip_bad_and_errors(tmp_path, catalog, capsys):
+    (tmp_path / "tiff" / "v2_labels.tif").unlink()
+    out = tmp_path / "idx.sqlite"
+    argv = ["index", "build", "--db", catalog, "--out", str(out), "--crop", "4"]
+    with pytest.raises(DataError, match=r"volume 'v2'.*v2_labels\.tif.*does not exist"):
+        run(argv)
+    assert not out.exists()
+    assert run([*argv, "--skip-bad", "--root", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: skipping volume 'v2'" in captured.err
+    assert "1 skipped" in captured.out and "skipped v2: " in captured.out
+    with pytest.raises(DataError, match=r"--crop must be an int or three ints"):
+        run([*argv, "--crop", "4", "4"])
+    with pytest.raises(DataError, match=r"volume 'v0'.*crop shape \(40, 40, 40\).*\(8, 16, 16\)"):
+        run([*argv, "--crop", "40"])
+
+
+def test_info(tmp_path, catalog, capsys):
+    out = tmp_path / "idx.sqlite"
+    assert run(["index", "build", "--db", catalog, "--out", str(out), "--crop", "4", "8", "8"]) == 0
+    capsys.readouterr()
+    assert run(["index", "info", str(out), "--crops", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "fingerprint" in text and "origin (z, y, x)" in text and "3 volume(s) indexed" in text
+    assert run(["index", "info", str(out), "--json", "--crops", "1"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["crops"] == len(CropIndex.open(out)) and len(info["volumes"]) == 3
+    assert info["first_crops"][0]["instances"][0]["box"] == [1, 2, 3, 4, 8, 8]
+    with pytest.raises(DataError, match="does not exist"):
+        run(["index", "info", str(tmp_path / "nope.sqlite")])
+
+
+def test_through_ls_data_main(tmp_path, catalog, capsys):
+    from ls_data.cli import main
+
+    out = tmp_path / "idx.sqlite"
+    assert (
+        main(["index", "build", "--db", catalog, "--out", str(out), "--crop", "4", "8", "8", "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["report"]["volumes"] == 3
+    assert main(["index", "info", str(out)]) == 0
+    assert main(["index", "build", "--db", catalog, "--out", str(out), "--crop", "9", "8", "8"]) == 2
+    assert "crop shape (9, 8, 8) is larger than the volume shape (8, 16, 16)" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+"""ls-detection: 3-D Mask R-CNN for light-sheet volumes over any registered backbone.
+
+Build a detector by name (the ``ls.detectors`` entry-point group) over any ``ls.backbones``
+backbone::
+
+    import ls_detection
+    model = ls_detection.create_detector(
+        "maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2, backbone_kwargs={"in_channels": 1}
+    )
+    losses = model(images, targets)          # train mode: dict of the five losses
+    model.eval(); predictions = model(images)  # eval mode: boxes, labels, scores, masks
+
+Model modules are imported on first use, so ``import ls_detection`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from ls_detection.registry import (
+    DetectorRegistryError,
+    create_detector,
+    get_detector_builder,
+    list_detectors,
+)
+
+try:
+    __version__ = version("ls-detection")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+# public name -> module that defines it (imported lazily by __getattr__)
+_LAZY = {
+    "MaskRCNN3D": "maskrcnn",
+    "maskrcnn3d": "builder",
+    "build_backbone": "builder",
+    "DetectionTransform3D": "transform",
+    "ImageList3D": "image_list",
+    "AnchorGenerator3D": "anchors",
+    "BoxCoder3D": "box_coder",
+    "RPNHead3D": "rpn",
+    "RegionProposalNetwork3D": "rpn",
+    "MultiScaleRoIAlign3D": "poolers",
+    "TwoMLPHead3D": "box_head",
+    "FastRCNNPredictor3D": "box_head",
+    "MaskRCNNHeads3D": "mask_head",
+    "MaskRCNNPredictor3D": "mask_head",
+    "RoIHeads3D": "roi_heads",
+    "paste_masks_in_volume": "postprocess",
+    "predictions_to_label_volume": "postprocess",
+    "clip_boxes_to_volume": "boxes",
+    "remove_small_boxes3d": "boxes",
+}
+
+__all__ = [
+    "AnchorGenerator3D",
+    "BoxCoder3D",
+    "DetectionTransform3D",
+    "DetectorRegistryError",
+    "FastRCNNPredictor3D",
+    "ImageList3D",
+    "MaskRCNN3D",
+    "MaskRCNNHeads3D",
+    "MaskRCNNPredictor3D",
+    "MultiScaleRoIAlign3D",
+    "RPNHead3D",
+    "RegionProposalNetwork3D",
+    "RoIHeads3D",
+    "TwoMLPHead3D",
+    "__version__",
+    "build_backbone",
+    "clip_boxes_to_volume",
+    "create_detector",
+    "get_detector_builder",
+    "list_detectors",
+    "maskrcnn3d",
+    "paste_masks_in_volume",
+    "predictions_to_label_volume",
+    "remove_small_boxes3d",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ls_detection' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ls_detection.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

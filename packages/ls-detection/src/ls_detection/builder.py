@@ -1,0 +1,239 @@
+"""``maskrcnn3d``: build a 3-D Mask R-CNN over any ``ls.backbones`` backbone.
+
+Every argument is one config key. Defaults follow torchvision's Mask R-CNN where that suits 3-D
+crops; the anchor sizes default to 8..128 voxels (one size per pyramid level), which suits nuclei
+and cells in typical light-sheet crops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from ls_backbones import create_backbone
+from ls_detection.anchors import AnchorGenerator3D
+from ls_detection.box_head import FastRCNNPredictor3D, TwoMLPHead3D
+from ls_detection.mask_head import MaskRCNNHeads3D, MaskRCNNPredictor3D
+from ls_detection.maskrcnn import MaskRCNN3D
+from ls_detection.poolers import MultiScaleRoIAlign3D
+from ls_detection.roi_heads import RoIHeads3D
+from ls_detection.rpn import RegionProposalNetwork3D, RPNHead3D
+from ls_detection.transform import DetectionTransform3D
+
+__all__ = ["build_backbone", "maskrcnn3d"]
+
+_DEFAULT_ANCHOR_SIZES = (8.0, 16.0, 32.0, 64.0, 128.0)
+
+
+def build_backbone(
+    backbone: str, backbone_kwargs: Mapping[str, Any] | None = None, fpn: Mapping[str, Any] | None = None
+) -> nn.Module:
+    """The registered backbone ``backbone``, wrapped in FPN3D (``fpn3d`` preset) when ``fpn`` is given.
+
+    Args:
+        backbone: an ``ls.backbones`` name, built-in or from a plugin.
+        backbone_kwargs: keyword arguments of that backbone.
+        fpn: keyword arguments of ``ls_backbones.presets.fpn3d`` other than ``body``/``body_kwargs``
+            (``out_channels``, ``in_features``, ``extra_pool``, ...); None builds no FPN.
+    """
+    kwargs = dict(backbone_kwargs or {})
+    if fpn is None:
+        return create_backbone(backbone, **kwargs)
+    return create_backbone("fpn3d", body=backbone, body_kwargs=kwargs, **dict(fpn))
+
+
+def _per_level(value: Sequence[Any] | None, levels: int, default: Sequence[Any], key: str) -> list[tuple]:
+    """One tuple per level: a flat sequence is used on every level, a nested one is taken per level."""
+    if value is None:
+        value = default
+    value = list(value)
+    if value and all(isinstance(v, (int, float)) for v in value):
+        return [tuple(float(v) for v in value)] * levels
+    if len(value) != levels:
+        raise ValueError(
+            f"{key}: {len(value)} entries for {levels} feature levels; give one list per level or "
+            f"one flat list used on every level"
+        )
+    return [tuple(float(x) for x in v) for v in value]
+
+
+def maskrcnn3d(
+    *,
+    backbone: str,
+    num_classes: int,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    fpn: Mapping[str, Any] | None = None,
+    # transform
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    target_spacing: Sequence[float] | None = None,
+    # anchors and RPN
+    rpn_anchor_generator: Mapping[str, Any] | None = None,
+    rpn_conv_depth: int = 1,
+    rpn_pre_nms_top_n_train: int = 2000,
+    rpn_pre_nms_top_n_test: int = 1000,
+    rpn_post_nms_top_n_train: int = 2000,
+    rpn_post_nms_top_n_test: int = 1000,
+    rpn_nms_thresh: float = 0.7,
+    rpn_fg_iou_thresh: float = 0.7,
+    rpn_bg_iou_thresh: float = 0.3,
+    rpn_batch_size_per_image: int = 256,
+    rpn_positive_fraction: float = 0.5,
+    rpn_score_thresh: float = 0.0,
+    # RoI heads
+    roi_featmap_names: Sequence[str] | None = None,
+    box_roi_output_size: int | Sequence[int] = 7,
+    box_roi_sampling_ratio: int = 2,
+    box_representation_size: int = 1024,
+    box_score_thresh: float = 0.05,
+    box_nms_thresh: float = 0.5,
+    box_detections_per_img: int = 100,
+    box_fg_iou_thresh: float = 0.5,
+    box_bg_iou_thresh: float = 0.5,
+    box_batch_size_per_image: int = 512,
+    box_positive_fraction: float = 0.25,
+    bbox_reg_weights: Sequence[float] | None = None,
+    mask_roi_output_size: int | Sequence[int] = 14,
+    mask_roi_sampling_ratio: int = 2,
+    mask_layers: Sequence[int] = (256, 256, 256, 256),
+    mask_dilation: int = 1,
+    mask_dim_reduced: int = 256,
+) -> MaskRCNN3D:
+    """3-D Mask R-CNN over the registered backbone ``backbone``.
+
+    Args:
+        backbone: ``ls.backbones`` name, e.g. ``"resnet3d_18_fpn"``, ``"vitdet3d_s_sfp"``,
+            ``"hiera3d_t_fpn"``, or a body such as ``"resnet3d_50"`` together with ``fpn``.
+        num_classes: classes including the background.
+        backbone_kwargs: keyword arguments of the backbone (``in_channels``, ...).
+        fpn: wrap the backbone in FPN3D with these keyword arguments (see :func:`build_backbone`).
+        image_mean, image_std: per-channel normalisation (default 0 and 1: data already
+            normalised by the dataset's transforms).
+        min_size, max_size: torchvision-style resize of every axis by one factor (None: no resize).
+        target_spacing: resize each image to this voxel spacing (needs ``spacings`` at call time).
+        rpn_anchor_generator: keyword arguments of :class:`AnchorGenerator3D`: ``sizes``,
+            ``aspect_ratios`` (y/x) and ``aspect_ratios_z``; each either one list per pyramid level
+            or one flat list for every level (sizes: one size per level, 8..128 by default).
+        rpn_*: region proposal network settings (torchvision's meanings).
+        roi_featmap_names: pyramid levels the RoI heads pool from (default: the first four).
+        box_*, bbox_reg_weights: box head settings (torchvision's meanings).
+        mask_*: mask branch settings: pooler output size and sampling ratio, the channels of each
+            3x3x3 conv layer, their dilation, and the channels of the upsampling layer.
+
+    The backbone's outputs must all have the same number of channels (an FPN or a feature
+    pyramid); a plain multi-stage body needs ``fpn``.
+    """
+    body = build_backbone(backbone, backbone_kwargs, fpn)
+    shapes = body.output_shape()
+    names = list(shapes)
+    channels = {spec.channels for spec in shapes.values()}
+    if len(channels) != 1:
+        raise ValueError(
+            f"backbone {backbone!r}: outputs {names} have different channel counts "
+            f"{[spec.channels for spec in shapes.values()]}; the RPN and RoI heads need one "
+            f"(wrap the backbone in FPN3D with fpn={{...}} or use a *_fpn / *_sfp preset)"
+        )
+    out_channels = channels.pop()
+    levels = len(names)
+
+    in_channels = int((backbone_kwargs or {}).get("in_channels", 1))
+    image_mean = list(image_mean) if image_mean is not None else [0.0] * in_channels
+    image_std = list(image_std) if image_std is not None else [1.0] * in_channels
+    transform = DetectionTransform3D(
+        image_mean=image_mean,
+        image_std=image_std,
+        size_divisibility=tuple(body.size_divisibility),
+        min_size=min_size,
+        max_size=max_size,
+        target_spacing=tuple(target_spacing) if target_spacing is not None else None,
+    )
+
+    anchor_cfg = dict(rpn_anchor_generator or {})
+    unknown = set(anchor_cfg) - {"sizes", "aspect_ratios", "aspect_ratios_z"}
+    if unknown:
+        raise ValueError(
+            f"rpn_anchor_generator: unknown keys {sorted(unknown)}; "
+            f"valid: sizes, aspect_ratios, aspect_ratios_z"
+        )
+    sizes = anchor_cfg.get("sizes")
+    if sizes is None:
+        sizes = [(s,) for s in _DEFAULT_ANCHOR_SIZES[:levels]]
+        sizes += [(_DEFAULT_ANCHOR_SIZES[-1] * 2 ** (i + 1),) for i in range(levels - len(sizes))]
+    anchor_generator = AnchorGenerator3D(
+        sizes=_per_level(sizes, levels, (), "rpn_anchor_generator.sizes"),
+        aspect_ratios=_per_level(
+            anchor_cfg.get("aspect_ratios"), levels, (0.5, 1.0, 2.0), "rpn_anchor_generator.aspect_ratios"
+        ),
+        aspect_ratios_z=_per_level(
+            anchor_cfg.get("aspect_ratios_z"), levels, (1.0,), "rpn_anchor_generator.aspect_ratios_z"
+        ),
+    )
+    num_anchors = anchor_generator.num_anchors_per_location()
+    if len(set(num_anchors)) != 1:
+        raise ValueError(
+            f"rpn_anchor_generator: every level needs the same number of anchors per location "
+            f"(one RPN head is shared), got {num_anchors}"
+        )
+    rpn = RegionProposalNetwork3D(
+        anchor_generator=anchor_generator,
+        head=RPNHead3D(in_channels=out_channels, num_anchors=num_anchors[0], conv_depth=rpn_conv_depth),
+        fg_iou_thresh=rpn_fg_iou_thresh,
+        bg_iou_thresh=rpn_bg_iou_thresh,
+        batch_size_per_image=rpn_batch_size_per_image,
+        positive_fraction=rpn_positive_fraction,
+        pre_nms_top_n={"training": rpn_pre_nms_top_n_train, "testing": rpn_pre_nms_top_n_test},
+        post_nms_top_n={"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test},
+        nms_thresh=rpn_nms_thresh,
+        score_thresh=rpn_score_thresh,
+    )
+
+    roi_names = list(roi_featmap_names) if roi_featmap_names is not None else names[:4]
+    missing = [n for n in roi_names if n not in shapes]
+    if missing:
+        raise ValueError(f"roi_featmap_names: {missing} are not outputs of backbone {backbone!r} ({names})")
+    # the backbone declares its strides: exact scales even where padding makes shapes ambiguous
+    roi_strides = [shapes[n].stride for n in roi_names]
+    box_pool = MultiScaleRoIAlign3D(
+        featmap_names=roi_names,
+        output_size=box_roi_output_size,
+        sampling_ratio=box_roi_sampling_ratio,
+        feature_strides=roi_strides,
+    )
+    box_out = box_pool.output_size
+    box_head = TwoMLPHead3D(
+        in_channels=out_channels * box_out[0] * box_out[1] * box_out[2],
+        representation_size=box_representation_size,
+    )
+    mask_layers = list(mask_layers)
+    if not mask_layers:
+        raise ValueError("mask_layers: needs at least one conv layer width")
+    roi_heads = RoIHeads3D(
+        box_roi_pool=box_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor3D(in_channels=box_representation_size, num_classes=num_classes),
+        fg_iou_thresh=box_fg_iou_thresh,
+        bg_iou_thresh=box_bg_iou_thresh,
+        batch_size_per_image=box_batch_size_per_image,
+        positive_fraction=box_positive_fraction,
+        bbox_reg_weights=tuple(bbox_reg_weights) if bbox_reg_weights is not None else None,
+        score_thresh=box_score_thresh,
+        nms_thresh=box_nms_thresh,
+        detections_per_img=box_detections_per_img,
+        mask_roi_pool=MultiScaleRoIAlign3D(
+            featmap_names=roi_names,
+            output_size=mask_roi_output_size,
+            sampling_ratio=mask_roi_sampling_ratio,
+            feature_strides=roi_strides,
+        ),
+        mask_head=MaskRCNNHeads3D(in_channels=out_channels, layers=mask_layers, dilation=mask_dilation),
+        mask_predictor=MaskRCNNPredictor3D(
+            in_channels=mask_layers[-1], dim_reduced=mask_dim_reduced, num_classes=num_classes
+        ),
+    )
+    return MaskRCNN3D(
+        backbone=body, transform=transform, rpn=rpn, roi_heads=roi_heads, num_classes=num_classes
+    )

@@ -1,0 +1,121 @@
+"""MaskRCNN3D: transform, backbone, region proposal network and RoI heads in one module.
+
+The API is torchvision's ``GeneralizedRCNN``: in train mode ``model(images, targets)`` returns a
+dict of the five losses; in eval mode ``model(images)`` returns one prediction dict per image
+(``boxes`` (N, 6), ``labels`` (N,), ``scores`` (N,), ``masks`` (N, 1, Z, Y, X) probabilities) in
+the coordinates of the images as given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ls_detection.roi_heads import RoIHeads3D
+from ls_detection.rpn import RegionProposalNetwork3D
+from ls_detection.transform import DetectionTransform3D
+
+__all__ = ["MaskRCNN3D"]
+
+
+class MaskRCNN3D(nn.Module):
+    """3-D Mask R-CNN.
+
+    Args:
+        backbone: a backbone honouring the ls-backbones contract (``forward(x) ->
+            OrderedDict`` of feature maps, ``output_shape()``, ``size_divisibility``).
+        transform: normalises, resizes, pads and batches the inputs, and maps predictions back.
+        rpn: the region proposal network over all backbone outputs.
+        roi_heads: box and mask heads.
+        num_classes: number of classes including the background (class 0).
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        transform: DetectionTransform3D,
+        rpn: RegionProposalNetwork3D,
+        roi_heads: RoIHeads3D,
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
+        self.backbone = backbone
+        self.transform = transform
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.num_classes = num_classes
+
+    def _check_labels(self, targets: Sequence[dict[str, Tensor]]) -> None:
+        for i, target in enumerate(targets):
+            labels = target.get("labels") if isinstance(target, dict) else None
+            if labels is None or labels.numel() == 0:
+                continue
+            high = int(labels.max())
+            if high >= self.num_classes:
+                raise ValueError(
+                    f"targets[{i}]['labels'] holds class {high}, but the model has num_classes="
+                    f"{self.num_classes} (background included): labels must be in 1..{self.num_classes - 1}"
+                )
+
+    def forward(
+        self,
+        images: Sequence[Tensor] | Tensor,
+        targets: Sequence[dict[str, Tensor]] | None = None,
+        spacings: Sequence[Sequence[float]] | None = None,
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """Losses (train mode) or predictions (eval mode).
+
+        Args:
+            images: a list of ``(C, Z, Y, X)`` volumes (sizes may differ), or a ``(B, C, Z, Y, X)``
+                batch.
+            targets: per image ``{"boxes", "labels", "masks"}``; required in train mode.
+            spacings: per image voxel spacing ``(sz, sy, sx)``; used when the transform resizes
+                to a target spacing.
+        """
+        if isinstance(images, Tensor):
+            if images.dim() != 5:
+                raise ValueError(
+                    f"images: expected a list of (C, Z, Y, X) volumes or a (B, C, Z, Y, X) batch, "
+                    f"got a tensor of shape {tuple(images.shape)}"
+                )
+            images = list(images.unbind(0))
+        images = list(images)
+        if self.training:
+            if targets is None:
+                raise ValueError("targets: required in train mode (call model.eval() to predict)")
+            if len(targets) != len(images):
+                raise ValueError(f"targets: {len(targets)} dicts for {len(images)} images")
+            self._check_labels(targets)
+        original_sizes = []
+        for i, image in enumerate(images):
+            if not isinstance(image, Tensor) or image.dim() != 4:
+                shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+                raise ValueError(f"images[{i}]: expected a (C, Z, Y, X) tensor, got {shape}")
+            original_sizes.append(tuple(int(s) for s in image.shape[-3:]))
+
+        image_list, targets = self.transform(images, targets, spacings)
+        features = self.backbone(image_list.tensors)
+        if isinstance(features, Tensor):
+            raise TypeError("backbone returned a tensor; a detector needs an OrderedDict of feature maps")
+        proposals, rpn_losses = self.rpn(image_list, features, targets)
+        detections, roi_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
+        if self.training:
+            return {**rpn_losses, **roi_losses}
+        return self.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+
+    @torch.no_grad()
+    def predict(
+        self, images: Sequence[Tensor] | Tensor, spacings: Sequence[Sequence[float]] | None = None
+    ) -> list[dict[str, Tensor]]:
+        """Predictions in eval mode, restoring the previous mode afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(images, spacings=spacings)
+        finally:
+            self.train(was_training)

@@ -1,0 +1,64 @@
+"""The ``ls.detectors`` registry and the ``maskrcnn3d`` builder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ls_detection import DetectorRegistryError, create_detector, list_detectors
+
+
+def test_maskrcnn3d_is_registered_and_listing_imports_no_model_module():
+    assert "maskrcnn3d" in list_detectors()
+    code = (
+        "import sys, ls_detection; ls_detection.list_detectors(); "
+        "print([m for m in sys.modules if m.startswith(('ls_detection.', 'ls_backbones.resnet'))])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['ls_detection.registry']"
+
+
+def test_unknown_detector_lists_known_names_and_suggests():
+    match = r"Did you mean 'maskrcnn3d'.*Known detectors: .*maskrcnn3d"
+    with pytest.raises(DetectorRegistryError, match=match):
+        create_detector("maskrcnn_3d", backbone="resnet3d_18_fpn", num_classes=2)
+
+
+def test_unknown_keyword_names_the_detector():
+    with pytest.raises(TypeError, match=r"create_detector\('maskrcnn3d'.*rpn_nms"):
+        create_detector("maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2, rpn_nms=0.5)
+
+
+def test_a_plain_body_needs_fpn_and_builds_with_it():
+    with pytest.raises(ValueError, match=r"different channel counts.*fpn="):
+        create_detector("maskrcnn3d", backbone="resnet3d_18", num_classes=2)
+    model = create_detector(
+        "maskrcnn3d", backbone="resnet3d_18", num_classes=3, fpn={"out_channels": 32},
+        backbone_kwargs={"in_channels": 2}, mask_layers=(16,), mask_dim_reduced=16,
+        box_representation_size=64,
+    )  # fmt: skip
+    assert model.num_classes == 3
+    assert set(model.backbone.output_shape()) == {"p2", "p3", "p4", "p5", "p6"}
+
+
+def test_anchor_settings_are_checked():
+    with pytest.raises(ValueError, match=r"rpn_anchor_generator: unknown keys \['ratios'\]"):
+        create_detector(
+            "maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2, rpn_anchor_generator={"ratios": [1]}
+        )
+    with pytest.raises(ValueError, match=r"sizes: 2 entries for 5 feature levels"):
+        create_detector(
+            "maskrcnn3d",
+            backbone="resnet3d_18_fpn",
+            num_classes=2,
+            rpn_anchor_generator={"sizes": [[8], [16]]},
+        )
+
+
+def test_roi_featmap_names_must_exist():
+    with pytest.raises(ValueError, match=r"roi_featmap_names: \['p9'\]"):
+        create_detector(
+            "maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2, roi_featmap_names=["p2", "p9"]
+        )
