@@ -12,19 +12,21 @@ import pytest
 import torch
 from torch import Tensor
 
-# A ResNet3D-18-FPN small enough for CPU tests, anisotropic like light-sheet data: the stem and its
-# pool subsample y and x only, so z keeps twice the resolution in voxels of the strides.
+# A ResNet3D-18-FPN small enough for CPU tests, anisotropic like light-sheet data: the stem
+# subsamples y and x only, so z keeps twice the resolution (in voxels) of y and x; stages p2..p4
+# (layer4 and its 512-channel convolutions are not built) and the extra max-pooled level.
 SMALL_BACKBONE: dict[str, Any] = {
     "in_channels": 1,
     "stem_out_channels": 16,
     "stem_stride": (1, 2, 2),
-    "pool_stride": (1, 2, 2),
+    "pool_stride": (2, 2, 2),
+    "out_features": ("p2", "p3", "p4"),
     "norm": "gn",
     "fpn_out_channels": 32,
 }
 
 SMALL_HEADS: dict[str, Any] = {
-    "rpn_anchor_generator": {"sizes": [(8,), (16,), (32,), (64,), (128,)], "aspect_ratios_z": (0.5,)},
+    "rpn_anchor_generator": {"sizes": [(8,), (16,), (32,), (64,)], "aspect_ratios_z": (0.5,)},
     "rpn_pre_nms_top_n_train": 300,
     "rpn_post_nms_top_n_train": 150,
     "rpn_pre_nms_top_n_test": 200,
@@ -32,6 +34,7 @@ SMALL_HEADS: dict[str, Any] = {
     "rpn_batch_size_per_image": 64,
     "box_batch_size_per_image": 64,
     "box_representation_size": 128,
+    "mask_roi_output_size": 7,
     "mask_layers": (32, 32),
     "mask_dim_reduced": 32,
 }
