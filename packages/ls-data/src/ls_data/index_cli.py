@@ -24,12 +24,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ls_data.catalog_cli import DEFAULT_DB
 from ls_data.errors import DataError
 from ls_data.index import CropIndex, SkippedVolumeWarning, as_triple, build_crop_index
 
 __all__ = ["format_report", "register"]
-
-DEFAULT_DB = "sqlite:///catalog.sqlite"
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,19 +98,30 @@ class _Candidate:
     problem: str | None = None
 
 
-def _labels_listed(labels_dir: Path) -> list[str]:
-    """Label names listed in an OME-Zarr ``labels`` group's attributes (NGFF 0.4 or 0.5)."""
+def _group_attributes(group: Path, what: str) -> Iterator[dict[str, Any]]:
+    """The attributes of each metadata file an OME-Zarr group has (``.zattrs``, then ``zarr.json``).
+
+    The NGFF 0.5 ``ome`` block is unwrapped. ``what`` names the metadata in the error.
+
+    Raises:
+        DataError: A metadata file cannot be read or parsed.
+    """
     for meta_name in (".zattrs", "zarr.json"):
-        meta = labels_dir / meta_name
+        meta = group / meta_name
         if not meta.is_file():
             continue
         try:
             attrs = json.loads(meta.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read OME-Zarr labels metadata {str(meta)!r}: {exc}") from None
+            raise DataError(f"cannot read OME-Zarr {what} metadata {str(meta)!r}: {exc}") from None
         if meta_name == "zarr.json":
             attrs = attrs.get("attributes", {})
-        attrs = attrs.get("ome", attrs)
+        yield attrs.get("ome", attrs)
+
+
+def _labels_listed(labels_dir: Path) -> list[str]:
+    """Label names listed in an OME-Zarr ``labels`` group's attributes (NGFF 0.4 or 0.5)."""
+    for attrs in _group_attributes(labels_dir, "labels"):
         listed = attrs.get("labels")
         if isinstance(listed, list) and all(isinstance(x, str) for x in listed):
             return listed
@@ -195,21 +206,15 @@ def _discover(folder: Path, *, recursive: bool, label_name: str | None) -> list[
 
 def _omero_channel_names(group: Path, count: int) -> list[str] | None:
     """Channel labels from OME-Zarr ``omero`` metadata, when there is one per channel."""
-    for meta_name in (".zattrs", "zarr.json"):
-        meta = group / meta_name
-        if not meta.is_file():
-            continue
-        try:
-            attrs = json.loads(meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # the reader reports unreadable metadata; names are optional
-        if meta_name == "zarr.json":
-            attrs = attrs.get("attributes", {})
-        attrs = attrs.get("ome", attrs)
-        channels = attrs.get("omero", {}).get("channels", [])
-        names = [c.get("label") for c in channels if isinstance(c, dict)]
-        if len(names) == count and all(isinstance(n, str) and n for n in names) and len(set(names)) == count:
-            return names
+    try:
+        for attrs in _group_attributes(group, "image"):
+            channels = attrs.get("omero", {}).get("channels", [])
+            names = [c.get("label") for c in channels if isinstance(c, dict)]
+            named = len(names) == count and all(isinstance(n, str) and n for n in names)
+            if named and len(set(names)) == count:
+                return names
+    except DataError:
+        return None  # the reader reports unreadable metadata; names are optional
     return None
 
 

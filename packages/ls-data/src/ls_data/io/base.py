@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from ls_data.errors import DataError
 
 __all__ = [
     "LabelReader",
+    "MappedArray",
+    "MappedLabelReader",
+    "MappedVolumeReader",
     "VolumeReader",
     "Window",
     "check_channels",
@@ -20,6 +24,7 @@ __all__ = [
     "contiguous_runs",
     "plan_axes",
     "planned_index",
+    "planned_shape",
     "read_planned",
     "unit_to_um",
 ]
@@ -122,27 +127,16 @@ def check_channels(channels: Sequence[int] | None, num_channels: int, *, path: P
     return out
 
 
-class VolumeReader(ABC):
-    """A multi-channel image volume ``(C, Z, Y, X)`` on disk that reads windows on demand.
-
-    Readers hold no open file handles when pickled; they reopen lazily in the process that
-    uses them, so one reader can be shared with DataLoader workers. TensorStore (OME-Zarr) does
-    not survive ``fork()`` once used in a process: start workers with the ``forkserver`` or
-    ``spawn`` multiprocessing context.
-    """
+class _Reader(ABC):
+    """What image and label readers share: metadata, closing, and use as a context manager."""
 
     path: Path
     format: str
 
     @property
     @abstractmethod
-    def shape(self) -> tuple[int, int, int, int]:
-        """``(C, Z, Y, X)``."""
-
-    @property
-    @abstractmethod
     def dtype(self) -> np.dtype:
-        """Voxel dtype on disk."""
+        """Voxel dtype on disk (an integer dtype for label volumes)."""
 
     @property
     @abstractmethod
@@ -153,6 +147,34 @@ class VolumeReader(ABC):
     @abstractmethod
     def chunks(self) -> tuple[int, int, int] | None:
         """Storage chunk shape ``(Z, Y, X)``, or None for contiguous storage."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release open file handles; a later read reopens them."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class VolumeReader(_Reader):
+    """A multi-channel image volume ``(C, Z, Y, X)`` on disk that reads windows on demand.
+
+    Readers hold no open file handles when pickled; they reopen lazily in the process that
+    uses them, so one reader can be shared with DataLoader workers. TensorStore (OME-Zarr) does
+    not survive ``fork()`` once used in a process: start workers with the ``forkserver`` or
+    ``spawn`` multiprocessing context.
+    """
+
+    @property
+    @abstractmethod
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(C, Z, Y, X)``."""
 
     @abstractmethod
     def read(
@@ -172,45 +194,14 @@ class VolumeReader(ABC):
             VolumeReadError: The data cannot be read (corrupt file, missing chunk).
         """
 
-    @abstractmethod
-    def close(self) -> None:
-        """Release open file handles; a later read reopens them."""
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(path={str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
-
-
-class LabelReader(ABC):
+class LabelReader(_Reader):
     """An instance label volume ``(Z, Y, X)`` (integer, 0 = background) with per-instance classes."""
-
-    path: Path
-    format: str
 
     @property
     @abstractmethod
     def shape(self) -> tuple[int, int, int]:
         """``(Z, Y, X)``."""
-
-    @property
-    @abstractmethod
-    def dtype(self) -> np.dtype:
-        """Integer dtype on disk."""
-
-    @property
-    @abstractmethod
-    def spacing(self) -> tuple[float, float, float]:
-        """Voxel spacing ``(sz, sy, sx)`` in micrometres."""
-
-    @property
-    @abstractmethod
-    def chunks(self) -> tuple[int, int, int] | None:
-        """Storage chunk shape ``(Z, Y, X)``, or None for contiguous storage."""
 
     @abstractmethod
     def read(self, window: Sequence[slice] | None = None) -> np.ndarray:
@@ -220,18 +211,77 @@ class LabelReader(ABC):
     def classes(self) -> dict[int, int]:
         """Class (>= 1) of each instance id that the metadata names; ``{}`` when none are given."""
 
-    @abstractmethod
+
+class MappedArray(Protocol):
+    """One stored array of a format backend, mapped to target axes ``"CZYX"`` or ``"ZYX"``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    spacing: tuple[float, float, float]
+    chunks: tuple[int, int, int] | None
+
+    def read(self, index: Mapping[str, slice]) -> np.ndarray:
+        """Read ``index`` (target letter -> slice) as an array in target axis order."""
+        ...
+
+    def close(self) -> None:
+        """Release open handles; a later read reopens them."""
+        ...
+
+
+class _MappedReader:
+    """Reader metadata and closing delegated to the backend's :class:`MappedArray` ``_source``."""
+
+    _source: MappedArray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._source.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._source.dtype
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self._source.spacing
+
+    @property
+    def chunks(self) -> tuple[int, int, int] | None:
+        return self._source.chunks
+
     def close(self) -> None:
         """Release open file handles; a later read reopens them."""
+        self._source.close()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class MappedVolumeReader(_MappedReader, VolumeReader):
+    """A :class:`VolumeReader` over a ``"CZYX"`` :class:`MappedArray`: checks windows and channels.
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(path={str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+    Subclasses set ``path``, ``format`` and ``_source``.
+    """
+
+    def read(
+        self, window: Sequence[slice] | None = None, channels: Sequence[int] | None = None
+    ) -> np.ndarray:
+        z, y, x = check_window(window, self.shape[1:], path=self.path)
+        chans = check_channels(channels, self.shape[0], path=self.path)
+        if not chans:
+            return np.zeros((0, z.stop - z.start, y.stop - y.start, x.stop - x.start), self.dtype)
+        runs = contiguous_runs(chans)
+        parts = [self._source.read({"C": slice(a, b), "Z": z, "Y": y, "X": x}) for a, b in runs]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+
+class MappedLabelReader(_MappedReader, LabelReader):
+    """A :class:`LabelReader` over a ``"ZYX"`` :class:`MappedArray`: checks windows.
+
+    Subclasses set ``path``, ``format`` and ``_source``, and implement :meth:`classes`.
+    """
+
+    def read(self, window: Sequence[slice] | None = None) -> np.ndarray:
+        z, y, x = check_window(window, self.shape, path=self.path)
+        return self._source.read({"Z": z, "Y": y, "X": x})
 
 
 def check_label_dtype(dtype: np.dtype, *, path: Path) -> None:
@@ -292,6 +342,12 @@ def plan_axes(axes: str, shape: Sequence[int], target: str, path: Path) -> list[
         if letter not in plan:
             raise DataError(f"{str(path)!r}: axes {axes!r} have no {letter} axis")
     return plan
+
+
+def planned_shape(plan: Sequence[str | None], stored: Sequence[int], target: str) -> tuple[int, ...]:
+    """Target-axis sizes of a stored shape (or chunk shape) under ``plan``; missing axes have size 1."""
+    sizes = {want: int(n) for want, n in zip(plan, stored, strict=True) if want}
+    return tuple(sizes.get(letter, 1) for letter in target)
 
 
 def planned_index(plan: Sequence[str | None], index: Mapping[str, slice]) -> tuple[slice | int, ...]:

@@ -26,14 +26,12 @@ import tensorstore as ts
 
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import (
-    LabelReader,
-    VolumeReader,
-    check_channels,
+    MappedLabelReader,
+    MappedVolumeReader,
     check_label_dtype,
-    check_window,
-    contiguous_runs,
     plan_axes,
     planned_index,
+    planned_shape,
     read_planned,
     unit_to_um,
 )
@@ -197,10 +195,8 @@ class _ZarrArray:
         self.spacing = tuple(float(spacing.get(a, 1.0)) for a in "ZYX")
         if not all(s > 0 for s in self.spacing):
             raise DataError(f"{str(group)!r}: invalid voxel spacing {self.spacing} at level {level}")
-        sizes = {want: size for want, size in zip(self.plan, self.file_shape, strict=True) if want}
-        self.shape = tuple(sizes.get(letter, 1) for letter in target)
-        chunk_sizes = {want: c for want, c in zip(self.plan, self.read_chunks, strict=True) if want}
-        self.chunks = tuple(chunk_sizes.get(letter, 1) for letter in "ZYX")
+        self.shape = planned_shape(self.plan, self.file_shape, target)
+        self.chunks = planned_shape(self.plan, self.read_chunks, "ZYX")
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -259,7 +255,7 @@ class _ZarrArray:
         return read_planned(data, self.plan, self.target, self.dtype)
 
 
-class OmeZarrVolumeReader(VolumeReader):
+class OmeZarrVolumeReader(MappedVolumeReader):
     """Image volume ``(C, Z, Y, X)`` from an OME-Zarr image group, one multiscale level.
 
     Args:
@@ -276,42 +272,10 @@ class OmeZarrVolumeReader(VolumeReader):
 
     def __init__(self, path: str | Path, *, level: int = 0, allow_missing_chunks: bool = False) -> None:
         self.path = Path(path)
-        self._array = _ZarrArray(self.path, level, "CZYX", allow_missing_chunks=allow_missing_chunks)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return self._array.shape  # type: ignore[return-value]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._array.dtype
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return self._array.spacing  # type: ignore[return-value]
-
-    @property
-    def chunks(self) -> tuple[int, int, int] | None:
-        return self._array.chunks  # type: ignore[return-value]
-
-    def close(self) -> None:
-        """Release the TensorStore handle; a later read reopens it."""
-        self._array.close()
-
-    def read(
-        self, window: Sequence[slice] | None = None, channels: Sequence[int] | None = None
-    ) -> np.ndarray:
-        z, y, x = check_window(window, self.shape[1:], path=self.path)
-        chans = check_channels(channels, self.shape[0], path=self.path)
-        if not chans:
-            return np.zeros((0, z.stop - z.start, y.stop - y.start, x.stop - x.start), self.dtype)
-        parts = [
-            self._array.read({"C": slice(a, b), "Z": z, "Y": y, "X": x}) for a, b in contiguous_runs(chans)
-        ]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        self._source = _ZarrArray(self.path, level, "CZYX", allow_missing_chunks=allow_missing_chunks)
 
 
-class OmeZarrLabelReader(LabelReader):
+class OmeZarrLabelReader(MappedLabelReader):
     """Instance labels ``(Z, Y, X)`` from an OME-Zarr label group (``image-label`` metadata).
 
     Args:
@@ -330,8 +294,8 @@ class OmeZarrLabelReader(LabelReader):
 
     def __init__(self, path: str | Path, *, level: int = 0, allow_missing_chunks: bool = False) -> None:
         self.path = label_group_path(Path(path))
-        self._array = _ZarrArray(self.path, level, "ZYX", allow_missing_chunks=allow_missing_chunks)
-        check_label_dtype(self._array.dtype, path=self.path)
+        self._source = _ZarrArray(self.path, level, "ZYX", allow_missing_chunks=allow_missing_chunks)
+        check_label_dtype(self._source.dtype, path=self.path)
         image_group = self.path.parent.parent
         if self.path.parent.name == "labels" and "multiscales" in group_attributes(image_group)[0]:
             image = _ZarrArray(image_group, level, "CZYX", allow_missing_chunks=True)
@@ -340,30 +304,6 @@ class OmeZarrLabelReader(LabelReader):
                     f"labels {str(self.path)!r} have shape (Z, Y, X)={tuple(self.shape)} but image "
                     f"{str(image_group)!r} has spatial shape {tuple(image.shape[1:])} (level {level})"
                 )
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self._array.shape  # type: ignore[return-value]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._array.dtype
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return self._array.spacing  # type: ignore[return-value]
-
-    @property
-    def chunks(self) -> tuple[int, int, int] | None:
-        return self._array.chunks  # type: ignore[return-value]
-
-    def close(self) -> None:
-        """Release the TensorStore handle; a later read reopens it."""
-        self._array.close()
-
-    def read(self, window: Sequence[slice] | None = None) -> np.ndarray:
-        z, y, x = check_window(window, self.shape, path=self.path)
-        return self._array.read({"Z": z, "Y": y, "X": x})
 
     def classes(self) -> dict[int, int]:
         attrs, _ = group_attributes(self.path)

@@ -14,9 +14,15 @@ from ls_data.io.tiff import TiffLabelReader, TiffVolumeReader
 __all__ = ["open_image", "open_labels"]
 
 
-def _check_level(fmt: str, level: int, path: Path) -> None:
+def _resolve(
+    uri: str | Path, *, level: int, roots: Sequence[Path] | None, base: Path | None
+) -> tuple[Path, str]:
+    """The checked path of ``uri`` and its format; TIFF volumes have only level 0."""
+    path = resolve_uri(uri, base=base, roots=roots)
+    fmt = format_of(path)
     if fmt == "tiff" and level != 0:
         raise DataError(f"{str(path)!r}: TIFF volumes have only level 0, got level={level}")
+    return path, fmt
 
 
 def open_image(
@@ -45,9 +51,7 @@ def open_image(
         VolumeReadError: Missing, truncated or corrupt file or array.
         DataError: Unknown format, level or axis layout.
     """
-    path = resolve_uri(uri, base=base, roots=roots)
-    fmt = format_of(path)
-    _check_level(fmt, level, path)
+    path, fmt = _resolve(uri, level=level, roots=roots, base=base)
     if fmt == "tiff":
         return TiffVolumeReader(path)
     return OmeZarrVolumeReader(path, level=level, allow_missing_chunks=allow_missing_chunks)
@@ -81,9 +85,7 @@ def open_labels(
         DataError: Non-integer labels, unknown format or level, or (OME-Zarr) labels whose
             shape differs from their image's.
     """
-    path = resolve_uri(uri, base=base, roots=roots)
-    fmt = format_of(path)
-    _check_level(fmt, level, path)
+    path, fmt = _resolve(uri, level=level, roots=roots, base=base)
     if fmt == "tiff":
         return TiffLabelReader(path)
     return OmeZarrLabelReader(path, level=level, allow_missing_chunks=allow_missing_chunks)

@@ -31,14 +31,12 @@ import zarr
 
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import (
-    LabelReader,
-    VolumeReader,
-    check_channels,
+    MappedLabelReader,
+    MappedVolumeReader,
     check_label_dtype,
-    check_window,
-    contiguous_runs,
     plan_axes,
     planned_index,
+    planned_shape,
     read_planned,
     unit_to_um,
 )
@@ -140,8 +138,9 @@ class _TiffSource:
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError, struct.error) as exc:
             raise VolumeReadError(path, f"corrupt or unreadable TIFF: {exc}") from exc
         self.plan = plan_axes(self.file_axes, self.file_shape, target, path)
-        sizes = {want: size for want, size in zip(self.plan, self.file_shape, strict=True) if want}
-        self.shape = tuple(sizes.get(letter, 1) for letter in target)
+        self.shape = planned_shape(self.plan, self.file_shape, target)
+        # Memory-mapped data is contiguous; other layouts are decoded a page (one z-plane) at a time.
+        self.chunks = None if self.memmap_offset is not None else (1, *self.shape[-2:])
         self._array: Any = None
         self._tif: tifffile.TiffFile | None = None
         self._pid = os.getpid()
@@ -191,7 +190,7 @@ class _TiffSource:
         return read_planned(data, self.plan, self.target, self.dtype)
 
 
-class TiffVolumeReader(VolumeReader):
+class TiffVolumeReader(MappedVolumeReader):
     """Image volume ``(C, Z, Y, X)`` in a TIFF file (ImageJ hyperstack or plain).
 
     Args:
@@ -207,37 +206,6 @@ class TiffVolumeReader(VolumeReader):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._source = _TiffSource(self.path, "CZYX")
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return self._source.shape  # type: ignore[return-value]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._source.dtype
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return self._source.spacing
-
-    @property
-    def chunks(self) -> tuple[int, int, int] | None:
-        return None if self._source.memmap_offset is not None else (1, *self.shape[2:])
-
-    def close(self) -> None:
-        """Release the file handle; a later read reopens it."""
-        self._source.close()
-
-    def read(
-        self, window: Sequence[slice] | None = None, channels: Sequence[int] | None = None
-    ) -> np.ndarray:
-        z, y, x = check_window(window, self.shape[1:], path=self.path)
-        chans = check_channels(channels, self.shape[0], path=self.path)
-        if not chans:
-            return np.zeros((0, z.stop - z.start, y.stop - y.start, x.stop - x.start), self.dtype)
-        runs = contiguous_runs(chans)
-        parts = [self._source.read({"C": slice(a, b), "Z": z, "Y": y, "X": x}) for a, b in runs]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
 def classes_sidecar_path(label_path: str | Path) -> Path:
@@ -278,7 +246,7 @@ def _validated_classes(raw: Mapping[Any, Any], *, where: str) -> dict[int, int]:
     return out
 
 
-class TiffLabelReader(LabelReader):
+class TiffLabelReader(MappedLabelReader):
     """Instance label volume ``(Z, Y, X)`` in a TIFF file, with classes from ``<name>_classes.json``.
 
     Args:
@@ -295,30 +263,6 @@ class TiffLabelReader(LabelReader):
         self.path = Path(path)
         self._source = _TiffSource(self.path, "ZYX")
         check_label_dtype(self._source.dtype, path=self.path)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self._source.shape  # type: ignore[return-value]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._source.dtype
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return self._source.spacing
-
-    @property
-    def chunks(self) -> tuple[int, int, int] | None:
-        return None if self._source.memmap_offset is not None else (1, *self.shape[1:])
-
-    def close(self) -> None:
-        """Release the file handle; a later read reopens it."""
-        self._source.close()
-
-    def read(self, window: Sequence[slice] | None = None) -> np.ndarray:
-        z, y, x = check_window(window, self.shape, path=self.path)
-        return self._source.read({"Z": z, "Y": y, "X": x})
 
     def classes(self) -> dict[int, int]:
         return _read_classes_sidecar(classes_sidecar_path(self.path))
