@@ -1,0 +1,632 @@
+"""Compose an experiment config with Hydra and check it before any work starts.
+
+Configs are looked up, first match wins, in: every ``--config-dir`` given, the repository's
+top-level ``configs/`` (the ``configs`` folder of the working directory, when present), and the
+tree packaged with ls-train (``pkg://ls_train.configs``). So a user's folder adds experiments or
+overrides a group option, and the packaged experiments work from anywhere after ``pip install``.
+
+An experiment has these top-level sections (the seed's groups plus the runner's):
+
+- ``models``: the detector (``name`` in ``ls.detectors`` or ``_target_``) and its arguments, with
+  ``models.backbones`` (``name`` in ``ls.backbones``, ``fpn`` and the body's arguments);
+- ``datasets``: ``database`` (``name`` in ``ls.datasets`` or ``_target_``) and loader keys;
+- ``transforms``: ``transforms_list`` (training) and ``eval_transforms_list``;
+- ``metrics``: ``metrics_list`` (``ls.metrics`` names or ``_target_``);
+- ``trainer`` (:class:`TrainerConfig`), ``cluster`` (:class:`ClusterConfig`),
+  ``evaluation`` (:class:`EvaluationConfig`), optional ``data`` (:class:`DataConfig`), and
+  ``checkpoint`` (weights for ``ls-evaluate``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = [
+    "PACKAGED_CONFIGS",
+    "SECTIONS",
+    "ClusterConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvaluationConfig",
+    "TrainerConfig",
+    "check_keywords",
+    "cluster_config",
+    "compose_config",
+    "config_search_path",
+    "data_config",
+    "evaluation_config",
+    "load_config",
+    "load_target",
+    "trainer_config",
+    "validate_config",
+]
+
+PACKAGED_CONFIGS = "pkg://ls_train.configs"
+
+SECTIONS = (
+    "models",
+    "datasets",
+    "transforms",
+    "metrics",
+    "trainer",
+    "cluster",
+    "evaluation",
+    "data",
+    "checkpoint",
+)
+"""Top-level keys an experiment config may have."""
+
+
+class ConfigError(ValueError):
+    """An experiment config that cannot be composed or that names unknown keys or components."""
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=3)
+    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
+def _unknown_keys(keys: Iterable[str], known: Iterable[str], where: str) -> None:
+    known = list(known)
+    for key in keys:
+        if key not in known:
+            raise ConfigError(
+                f"{where}.{key}: unknown key.{_suggest(key, known)} Valid keys: {', '.join(sorted(known))}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainerConfig:
+    """The training loop's settings (the ``trainer`` section).
+
+    Args:
+        run_name: Name of the run; re-running with the same name resumes it (None: the config name).
+        runs_root: Folder of all runs (Ray's ``storage_path``); the run lives in ``runs_root/run_name``.
+        epochs: Passes over the training loader.
+        max_steps_per_epoch: Cap on iterations per epoch (None: the whole loader).
+        lr: Peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        warmup_iters: Optimizer steps of linear warm-up from 0 to ``lr``.
+        min_lr_ratio: The cosine decay ends at ``lr * min_lr_ratio``.
+        grad_clip_norm: Clip the global gradient norm to this (None: no clipping).
+        grad_accum_steps: Iterations whose gradients are summed before one optimizer step.
+        amp: ``"auto"`` (bf16 autocast on GPU only), ``"bf16"`` (also on CPU) or ``"none"``.
+        val_every_epochs: Run the evaluator every this many epochs (and after the last one).
+        max_bad_steps: Non-finite losses in a row after which the run stops.
+        log_every_steps: Progress line, TensorBoard and report interval in iterations.
+        seed: Seed of torch's RNG on every worker (offset by the worker rank).
+        num_to_keep: Checkpoints kept (the best by the score, plus always the latest).
+        checkpoint_score_attribute: Validation metric ranking checkpoints (the seed's ``ap@50``).
+        checkpoint_score_order: ``"max"`` or ``"min"``.
+        max_failures: Restarts from the last checkpoint after a worker crash (Ray mode).
+    """
+
+    run_name: str | None = None
+    runs_root: str = "runs"
+    epochs: int = 20
+    max_steps_per_epoch: int | None = None
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: Sequence[float] = (0.9, 0.999)
+    warmup_iters: int = 200
+    min_lr_ratio: float = 0.01
+    grad_clip_norm: float | None = 1.0
+    grad_accum_steps: int = 1
+    amp: str = "auto"
+    val_every_epochs: int = 1
+    max_bad_steps: int = 10
+    log_every_steps: int = 10
+    seed: int = 0
+    num_to_keep: int = 3
+    checkpoint_score_attribute: str = "ap@50"
+    checkpoint_score_order: str = "max"
+    max_failures: int = 2
+
+    def __post_init__(self) -> None:
+        positive = {
+            "epochs": self.epochs,
+            "grad_accum_steps": self.grad_accum_steps,
+            "val_every_epochs": self.val_every_epochs,
+            "max_bad_steps": self.max_bad_steps,
+            "log_every_steps": self.log_every_steps,
+            "num_to_keep": self.num_to_keep,
+        }
+        for key, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"trainer.{key} must be an int >= 1, got {value!r}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ConfigError(
+                f"trainer.max_steps_per_epoch must be >= 1 or null, got {self.max_steps_per_epoch}"
+            )
+        if not self.lr > 0:
+            raise ConfigError(f"trainer.lr must be > 0, got {self.lr!r}")
+        if self.warmup_iters < 0:
+            raise ConfigError(f"trainer.warmup_iters must be >= 0, got {self.warmup_iters}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"trainer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise ConfigError(f"trainer.grad_clip_norm must be > 0 or null, got {self.grad_clip_norm}")
+        if self.amp not in ("auto", "bf16", "none"):
+            raise ConfigError(f"trainer.amp must be one of auto, bf16, none; got {self.amp!r}")
+        if self.checkpoint_score_order not in ("max", "min"):
+            raise ConfigError(
+                f"trainer.checkpoint_score_order must be 'max' or 'min', got {self.checkpoint_score_order!r}"
+            )
+        if len(self.betas) != 2:
+            raise ConfigError(f"trainer.betas must be two numbers, got {list(self.betas)!r}")
+        if self.max_failures < -1:
+            raise ConfigError(f"trainer.max_failures must be >= -1 (-1: unlimited), got {self.max_failures}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    """Where training runs (the ``cluster`` section).
+
+    Args:
+        num_workers: Ray Train workers; 0 runs the loop in this process without Ray (debugging).
+        use_gpu: One GPU per worker (nccl); otherwise CPU workers with gloo.
+        resources_per_worker: Ray resources of each worker, e.g. ``{CPU: 2, GPU: 1}``.
+        address: Ray cluster to join (``"auto"``: the running one); None starts a local instance.
+        num_cpus: CPUs of a locally started Ray instance (None: all of the machine's).
+    """
+
+    num_workers: int = 0
+    use_gpu: bool = False
+    resources_per_worker: Mapping[str, float] | None = None
+    address: str | None = None
+    num_cpus: int | None = None
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.num_workers, bool)
+            or not isinstance(self.num_workers, int)
+            or self.num_workers < 0
+        ):
+            raise ConfigError(f"cluster.num_workers must be an int >= 0, got {self.num_workers!r}")
+        if self.num_workers == 0 and self.resources_per_worker:
+            raise ConfigError(
+                "cluster.resources_per_worker is set but cluster.num_workers=0 runs in-process without Ray; "
+                "set num_workers >= 1 or resources_per_worker=null"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationConfig:
+    """The evaluator (the ``evaluation`` section).
+
+    Args:
+        database: The held-out dataset (``name`` or ``_target_`` plus arguments), transformed by
+            ``transforms.eval_transforms_list``; None validates on the ``datasets.val_fraction`` split.
+        batch_size: Crops per forward pass.
+        mask_threshold: Mask probability above which a voxel belongs to an instance.
+        score_threshold: Detections below this score are dropped before the label volume is made.
+        output_dir: Where ``ls-evaluate`` writes results (None: ``<runs_root>/<run_name>/evaluation``).
+        num_mip_crops: Crops drawn as maximum-intensity projections.
+        ray_min_crops: ``ls-evaluate`` spreads the crops over Ray tasks from this many crops on.
+        ray_num_tasks: Number of Ray tasks then.
+        run_after_training: ``ls-train`` evaluates the best (else the latest) checkpoint when done.
+    """
+
+    database: Mapping[str, Any] | None = None
+    batch_size: int = 1
+    mask_threshold: float = 0.5
+    score_threshold: float = 0.5
+    output_dir: str | None = None
+    num_mip_crops: int = 3
+    ray_min_crops: int = 64
+    ray_num_tasks: int = 4
+    run_after_training: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"evaluation.batch_size must be >= 1, got {self.batch_size}")
+        for key in ("mask_threshold", "score_threshold"):
+            value = getattr(self, key)
+            if not 0 <= value <= 1:
+                raise ConfigError(f"evaluation.{key} must be in [0, 1], got {value}")
+        if self.ray_num_tasks < 1:
+            raise ConfigError(f"evaluation.ray_num_tasks must be >= 1, got {self.ray_num_tasks}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Data preparation before training (the optional ``data`` section, used by the quickstart).
+
+    The crop indices themselves are built (or reused) by the datasets when ``datasets.database``
+    / ``evaluation.database`` name a ``catalog``; ``ls-train`` opens both datasets once on the
+    driver before starting the workers, so a bad index fails before any training.
+
+    Args:
+        root: Folder of the data.
+        synthesize: Arguments of :func:`ls_data.synth.synthesize_dataset` (besides ``out``); the
+            synthetic dataset is generated into ``root`` when that folder is missing or empty
+            (None: never).
+    """
+
+    root: str = "data"
+    synthesize: Mapping[str, Any] | None = None
+
+
+def _section(cls: type, cfg: Mapping[str, Any], key: str, *, skip: Sequence[str] = ()) -> Any:
+    values = cfg.get(key)
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{key} must be a mapping, got {type(values).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    _unknown_keys([k for k in values if k not in skip], names, key)
+    try:
+        return cls(**{k: v for k, v in values.items() if k not in skip})
+    except TypeError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
+def trainer_config(cfg: Mapping[str, Any]) -> TrainerConfig:
+    """The checked ``trainer`` section of a resolved config."""
+    return _section(TrainerConfig, cfg, "trainer")
+
+
+def cluster_config(cfg: Mapping[str, Any]) -> ClusterConfig:
+    """The checked ``cluster`` section of a resolved config."""
+    return _section(ClusterConfig, cfg, "cluster")
+
+
+def evaluation_config(cfg: Mapping[str, Any]) -> EvaluationConfig:
+    """The checked ``evaluation`` section of a resolved config."""
+    return _section(EvaluationConfig, cfg, "evaluation")
+
+
+def data_config(cfg: Mapping[str, Any]) -> DataConfig | None:
+    """The checked ``data`` section of a resolved config, or None when absent."""
+    if cfg.get("data") is None:
+        return None
+    return _section(DataConfig, cfg, "data")
+
+
+# -- composition -------------------------------------------------------------------------------
+
+
+def config_search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:
+    """The config sources in lookup order: ``config_dirs``, ``./configs`` (when present), the package."""
+    sources = []
+    for d in config_dirs:
+        path = Path(d).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"--config-dir {d}: not a directory")
+        sources.append(f"file://{path}")
+    repo = Path.cwd() / "configs"
+    if repo.is_dir() and f"file://{repo.resolve()}" not in sources:
+        sources.append(f"file://{repo.resolve()}")
+    sources.append(PACKAGED_CONFIGS)
+    return sources
+
+
+def _hydra_compose(config_name: str, overrides: Sequence[str], sources: Sequence[str]) -> DictConfig:
+    from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    search_path: ConfigSearchPathImpl = create_config_search_path(None)
+    for source in reversed(sources):
+        search_path.prepend("ls-train", source)
+    previous = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
+    try:
+        hydra = Hydra.create_main_hydra2("ls-train", search_path)
+        cfg = hydra.compose_config(
+            config_name=config_name,
+            overrides=list(overrides),
+            run_mode=RunMode.RUN,
+            from_shell=False,
+            with_log_configuration=False,
+        )
+    finally:
+        GlobalHydra.instance().clear()
+        if previous is not None:
+            GlobalHydra.instance().initialize(previous)
+    with _open_struct(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+class _open_struct:
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def __enter__(self) -> DictConfig:
+        OmegaConf.set_struct(self.cfg, False)
+        return self.cfg
+
+    def __exit__(self, *exc: object) -> None:
+        OmegaConf.set_struct(self.cfg, True)
+
+
+def _override_key(text: str) -> str | None:
+    if "=" not in text or text[:1] in "+~":
+        return None
+    key = text.split("=", 1)[0].strip()
+    return None if "/" in key or key.startswith("hydra") else key
+
+
+def _explain_override(config_name: str, overrides: Sequence[str], sources: Sequence[str]) -> str:
+    """Name the valid keys next to a misspelled override (composition without the overrides)."""
+    try:
+        base = _hydra_compose(config_name, [o for o in overrides if _override_key(o) is None], sources)
+    except Exception:  # the base config itself fails; the original message says why
+        return ""
+    for text in overrides:
+        key = _override_key(text)
+        if key is None:
+            continue
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(base, parent_key) if parent_key else base
+        if isinstance(parent, DictConfig) and leaf not in parent:
+            where = parent_key or "the config"
+            return (
+                f"\n{key}: unknown key.{_suggest(leaf, parent.keys())} Valid keys of {where}: "
+                f"{', '.join(sorted(map(str, parent.keys())))}"
+            )
+    return ""
+
+
+def compose_config(
+    config_name: str, overrides: Sequence[str] = (), *, config_dirs: Sequence[str | Path] = ()
+) -> DictConfig:
+    """Compose ``config_name`` with Hydra from the search path and apply ``overrides``.
+
+    Args:
+        config_name: Experiment name (``.yaml`` optional), e.g. ``"quickstart"``.
+        overrides: Hydra command-line overrides (``trainer.epochs=2``, ``models/backbones=vitdet``).
+        config_dirs: Extra config folders searched before ``./configs`` and the package.
+
+    Returns:
+        The composed config (struct mode, interpolations unresolved).
+
+    Raises:
+        ConfigError: unknown experiment or group option (Hydra lists the available ones), or an
+            override of a key that does not exist (the valid keys are listed).
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if config_name.endswith(".yaml"):
+        config_name = config_name[: -len(".yaml")]
+    sources = config_search_path(config_dirs)
+    try:
+        return _hydra_compose(config_name, overrides, sources)
+    except (HydraException, OmegaConfBaseException) as exc:
+        message = str(exc)
+        if "Could not override" in message or "not in struct" in message:
+            message += _explain_override(config_name, overrides, sources)
+        raise ConfigError(f"config {config_name!r} (searched {', '.join(sources)}): {message}") from exc
+
+
+def _register_resolvers() -> None:
+    if not OmegaConf.has_resolver("abspath"):
+        OmegaConf.register_new_resolver("abspath", lambda p: str(Path(str(p)).expanduser().resolve()))
+
+
+def load_config(
+    config_name: str, overrides: Sequence[str] = (), *, config_dirs: Sequence[str | Path] = ()
+) -> dict[str, Any]:
+    """Compose, resolve and validate an experiment; the result is a plain (picklable) dict.
+
+    Besides OmegaConf's resolvers, ``${abspath:PATH}`` makes a path absolute (against the working
+    directory of the command), so Ray workers see the same files.
+
+    ``trainer.run_name`` defaults to the config name.
+
+    Raises:
+        ConfigError: see :func:`compose_config` and :func:`validate_config`.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    _register_resolvers()
+    composed = compose_config(config_name, overrides, config_dirs=config_dirs)
+    try:
+        cfg = OmegaConf.to_container(composed, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"config {config_name!r}: {exc}") from exc
+    name = config_name.removesuffix(".yaml")
+    trainer = cfg.get("trainer")
+    if isinstance(trainer, dict):
+        # a name that looks like a number (run1 is fine, 2024 or nan are not) is still a name
+        trainer["run_name"] = name if trainer.get("run_name") is None else str(trainer["run_name"])
+    validate_config(cfg)
+    return cfg
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+def check_keywords(
+    factory: Callable[..., Any], kwargs: Iterable[str], where: str, *, given: Sequence[str] = ()
+) -> None:
+    """Raise :class:`ConfigError` when ``factory`` takes none of some ``kwargs`` (the valid ones listed).
+
+    A factory with ``**kwargs`` accepts any key; it reports bad ones itself when called.
+
+    Args:
+        factory: Class or function.
+        kwargs: The config keys that will be passed as keyword arguments.
+        where: Config path of the section, for the message.
+        given: Keyword arguments the runner passes itself (not valid as config keys).
+    """
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [
+        n
+        for n, p in params.items()
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and n not in given
+    ]
+    label = getattr(factory, "__qualname__", repr(factory))
+    for key in kwargs:
+        if key not in valid:
+            raise ConfigError(
+                f"{where}.{key}: {label} takes no argument {key!r}.{_suggest(key, valid)} "
+                f"Valid keys: {', '.join(valid)}"
+            )
+
+
+def load_target(path: Any, where: str) -> Callable[..., Any]:
+    from ls_data.registry import load_object
+
+    try:
+        obj = load_object(str(path))
+    except Exception as exc:
+        raise ConfigError(f"{where}._target_: cannot import {path!r}: {exc}") from exc
+    if not callable(obj):
+        raise ConfigError(f"{where}._target_: {path!r} is not callable")
+    return obj
+
+
+def _component(
+    section: Any,
+    where: str,
+    *,
+    kind: str,
+    list_names: Callable[[], list[str]],
+    get_builder: Callable[[str], Callable[..., Any]],
+    reserved: Sequence[str] = (),
+    given: Sequence[str] = (),
+) -> None:
+    """Check one ``{name: ..., **kwargs}`` / ``{_target_: ..., **kwargs}`` section."""
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{where} must be a mapping with 'name' or '_target_', got {section!r}")
+    if ("name" in section) == ("_target_" in section):
+        raise ConfigError(
+            f"{where}: give exactly one of 'name' (a registered {kind}) or '_target_' (a dotted path)"
+        )
+    if "_target_" in section:
+        builder = load_target(section["_target_"], where)
+    else:
+        name = section["name"]
+        known = list_names()
+        if name not in known:
+            raise ConfigError(
+                f"{where}.name: unknown {kind} {name!r}.{_suggest(name, known)} "
+                f"Known {kind}s: {', '.join(known)}"
+            )
+        try:
+            builder = get_builder(name)
+        except Exception as exc:
+            raise ConfigError(f"{where}.name: {kind} {name!r} cannot be loaded: {exc}") from exc
+    keys = [k for k in section if k not in ("name", "_target_", *reserved)]
+    check_keywords(builder, keys, where, given=given)
+
+
+def _metric_registry() -> tuple[Callable[[], list[str]], Callable[[str], Any]]:
+    from ls_train.metrics import registry
+
+    return registry.list_metrics, registry.get_metric
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Check a resolved experiment config before any work starts.
+
+    Checks the top-level sections, the keys of ``trainer``/``cluster``/``evaluation``/``data``,
+    the registry names (detector, backbone, dataset, transforms, metrics) and the builder
+    arguments of every component (against the builder's signature).
+
+    Raises:
+        ConfigError: naming the key and listing the valid keys or names.
+    """
+    import ls_backbones
+    import ls_detection
+    from ls_data import registry as data_registry
+    from ls_data.loader import LOADER_KEYS
+
+    _unknown_keys(list(cfg), SECTIONS, "config")
+    for required in ("models", "datasets", "trainer", "cluster"):
+        if cfg.get(required) is None:
+            raise ConfigError(f"config: the {required!r} section is missing")
+    trainer_config(cfg)
+    cluster_config(cfg)
+    evaluation = evaluation_config(cfg)
+    data_config(cfg)
+
+    models = cfg["models"]
+    _component(
+        models,
+        "models",
+        kind="detector",
+        list_names=ls_detection.list_detectors,
+        get_builder=ls_detection.get_detector_builder,
+        reserved=("backbones",),
+        given=("backbone", "backbone_kwargs", "fpn"),
+    )
+    backbones = models.get("backbones") if isinstance(models, Mapping) else None
+    if not isinstance(backbones, Mapping) or "name" not in backbones:
+        raise ConfigError("models.backbones must be a mapping with 'name' (an ls.backbones name)")
+    _component(
+        backbones,
+        "models.backbones",
+        kind="backbone",
+        list_names=ls_backbones.list_backbones,
+        get_builder=ls_backbones.get_backbone_builder,
+        reserved=("fpn",),
+    )
+
+    datasets = cfg["datasets"]
+    if not isinstance(datasets, Mapping) or "database" not in datasets:
+        raise ConfigError("datasets must be a mapping with a 'database' entry")
+    _unknown_keys(list(datasets), ["database", *LOADER_KEYS], "datasets")
+    for where, database in (
+        ("datasets.database", datasets["database"]),
+        ("evaluation.database", evaluation.database),
+    ):
+        if database is None:
+            continue
+        _component(
+            database,
+            where,
+            kind="dataset",
+            list_names=data_registry.list_datasets,
+            get_builder=data_registry.get_dataset,
+            given=("transforms",),
+        )
+
+    transforms = cfg.get("transforms") or {}
+    if not isinstance(transforms, Mapping):
+        raise ConfigError(f"transforms must be a mapping, got {type(transforms).__name__}")
+    _unknown_keys(list(transforms), ["transforms_list", "eval_transforms_list"], "transforms")
+    for key in ("transforms_list", "eval_transforms_list"):
+        for i, entry in enumerate(transforms.get(key) or []):
+            _component(
+                entry,
+                f"transforms.{key}[{i}]",
+                kind="transform",
+                list_names=data_registry.list_transforms,
+                get_builder=data_registry.get_transform,
+            )
+
+    metrics = cfg.get("metrics") or {}
+    if not isinstance(metrics, Mapping):
+        raise ConfigError(f"metrics must be a mapping with 'metrics_list', got {type(metrics).__name__}")
+    _unknown_keys(list(metrics), ["metrics_list"], "metrics")
+    if metrics.get("metrics_list"):
+        list_metrics, get_metric = _metric_registry()
+        for i, entry in enumerate(metrics["metrics_list"]):
+            _component(
+                entry,
+                f"metrics.metrics_list[{i}]",
+                kind="metric",
+                list_names=list_metrics,
+                get_builder=get_metric,
+            )

@@ -1,0 +1,398 @@
+"""The Evaluator: model -> predictions -> instance label volumes -> metrics, and the
+``ls-evaluate`` driver that writes the reports and pictures.
+
+For each crop the ground-truth masks become a label volume (instance ``k`` -> label ``k + 1``)
+and the predicted masks are merged into one with
+:func:`ls_detection.predictions_to_label_volume` (higher scores win overlaps); both go to every
+configured metric (``ls.metrics``) together with the score and class of each predicted label
+and the detector's boxes. Metric states merge exactly, so crops can be spread over distributed
+workers (validation during training) or Ray tasks (``ls-evaluate`` on a large dataset).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "EvaluationResult",
+    "Evaluator",
+    "gt_label_volume",
+    "label_scores",
+    "run_evaluation",
+]
+
+
+def gt_label_volume(target: Mapping[str, Tensor]) -> tuple[np.ndarray, dict[int, int]]:
+    """Ground-truth ``(Z, Y, X)`` int32 labels (instance ``k`` -> ``k + 1``) and label -> class."""
+    masks = target["masks"]
+    if masks.dim() != 4:
+        raise ValueError(f"target['masks'] must be (N, Z, Y, X), got {tuple(masks.shape)}")
+    labels = np.zeros(tuple(masks.shape[1:]), dtype=np.int32)
+    for k in range(masks.shape[0]):
+        labels[masks[k].cpu().numpy() > 0] = k + 1
+    classes = {k + 1: int(c) for k, c in enumerate(target["labels"].tolist())}
+    return labels, classes
+
+
+def label_scores(
+    prediction: Mapping[str, Tensor], labels: np.ndarray, *, mask_threshold: float, score_threshold: float
+) -> tuple[dict[int, float], dict[int, int]]:
+    """Score and class of each label of ``predictions_to_label_volume(prediction, ...)``.
+
+    A label's voxels belong to the best-scored detection covering them, so any one voxel of the
+    label identifies it: the first detection, by decreasing score, whose mask exceeds
+    ``mask_threshold`` there.
+    """
+    ids, first = np.unique(labels.ravel(), return_index=True)
+    keep = ids > 0
+    ids, first = ids[keep], first[keep]
+    if ids.size == 0:
+        return {}, {}
+    scores = prediction["scores"].detach().float().cpu()
+    kept = torch.where(scores >= score_threshold)[0]
+    order = kept[torch.argsort(scores[kept], descending=True, stable=True)]
+    masks = prediction["masks"].detach()[order, 0].flatten(1).cpu()
+    inside = masks[:, torch.from_numpy(first)] > mask_threshold  # (K, L)
+    which = inside.to(torch.uint8).argmax(dim=0)
+    det = order[which]
+    classes = prediction.get("labels")
+    return (
+        {int(i): float(scores[d]) for i, d in zip(ids, det.tolist(), strict=True)},
+        {
+            int(i): int(classes[d]) if classes is not None else 1
+            for i, d in zip(ids, det.tolist(), strict=True)
+        },
+    )
+
+
+@dataclass
+class EvaluationResult:
+    """What :meth:`Evaluator.evaluate` returns.
+
+    Attributes:
+        summary: Merged metric values (``ap@50``, ..., ``coco_mask_ap``) plus ``n_crops``.
+        per_crop: One row per crop (``crop_id`` and every metric's per-crop values).
+        examples: ``(crop_id, image, gt_labels, pred_labels, spacing)`` of the first crops, for pictures.
+        seconds: Wall time of the evaluation.
+    """
+
+    summary: dict[str, float]
+    per_crop: list[dict[str, Any]] = field(default_factory=list)
+    examples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Evaluator:
+    """Run a detector over a dataset and feed the metrics.
+
+    Args:
+        metrics: Metric objects (``ls.metrics`` interface: update / compute / per_crop / state / merge).
+        mask_threshold: Mask probability above which a voxel belongs to a predicted instance.
+        score_threshold: Detections below this score are not painted into the label volume.
+        batch_size: Crops per forward pass.
+        device: Where the model runs (default: the model's device).
+        autocast_dtype: Autocast dtype for the forward pass (e.g. ``torch.bfloat16`` on GPU), or None.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics: Sequence[Any],
+        mask_threshold: float = 0.5,
+        score_threshold: float = 0.5,
+        batch_size: int = 1,
+        device: torch.device | str | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        if not metrics:
+            raise ValueError("Evaluator needs at least one metric")
+        self.metrics = list(metrics)
+        self.mask_threshold = float(mask_threshold)
+        self.score_threshold = float(score_threshold)
+        self.batch_size = int(batch_size)
+        self.device = None if device is None else torch.device(device)
+        self.autocast_dtype = autocast_dtype
+
+    def reset(self) -> None:
+        """Forget every crop."""
+        for m in self.metrics:
+            m.reset()
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        """Eval-mode predictions of ``model`` for ``images`` (each ``(C, Z, Y, X)``), on CPU, float32."""
+        from ls_train.trainer.checkpoint import unwrap_model
+
+        net = unwrap_model(model)
+        was_training = net.training
+        net.eval()
+        device = self.device or next(net.parameters()).device
+        try:
+            with torch.autocast(
+                device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+            ):
+                out = net([im.to(device) for im in images])
+        finally:
+            net.train(was_training)
+        return [
+            {
+                k: (v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu())
+                for k, v in p.items()
+            }
+            for p in out
+        ]
+
+    def add(
+        self,
+        prediction: Mapping[str, Tensor],
+        target: Mapping[str, Tensor],
+        *,
+        crop_id: str,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Add one crop's prediction; returns its ``(gt_labels, pred_labels)``."""
+        from ls_detection import predictions_to_label_volume
+
+        gt, gt_classes = gt_label_volume(target)
+        pred = (
+            predictions_to_label_volume(
+                prediction, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold
+            )
+            .cpu()
+            .numpy()
+            .astype(np.int32)
+        )
+        if pred.shape != gt.shape:
+            raise ValueError(
+                f"crop {crop_id}: predicted label volume {pred.shape} and ground truth {gt.shape} "
+                f"differ in shape"
+            )
+        scores, classes = label_scores(
+            prediction, pred, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold
+        )
+        keep = prediction["scores"] >= self.score_threshold
+        meta = {
+            "crop_id": crop_id,
+            "gt_classes": gt_classes,
+            "pred_classes": classes,
+            "gt_boxes": target["boxes"].detach().cpu().numpy().reshape(-1, 6),
+            "pred_boxes": prediction["boxes"][keep].numpy().reshape(-1, 6),
+            "pred_box_scores": prediction["scores"][keep].numpy(),
+        }
+        for m in self.metrics:
+            m.update(gt, pred, pred_scores=scores, meta=meta)
+        return gt, pred
+
+    def evaluate(
+        self,
+        model: nn.Module,
+        dataset: Any,
+        *,
+        indices: Sequence[int] | None = None,
+        num_examples: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EvaluationResult:
+        """Evaluate ``model`` on the crops ``indices`` of ``dataset`` (default: all); keeps the metric
+        states (so several calls, or :meth:`merge`, accumulate) and returns the summary so far."""
+        start = time.monotonic()
+        order = list(range(len(dataset))) if indices is None else list(indices)
+        examples = []
+        for b in range(0, len(order), self.batch_size):
+            chunk = order[b : b + self.batch_size]
+            samples = [dataset[i] for i in chunk]
+            predictions = self.predict(model, [s[0] for s in samples])
+            for i, sample, prediction in zip(chunk, samples, predictions, strict=True):
+                meta = sample[2] if len(sample) > 2 else {}
+                crop_id = (
+                    f"{meta.get('volume_name', 'crop')}@{tuple(int(v) for v in meta.get('origin', (i,)))}"
+                )
+                gt, pred = self.add(prediction, sample[1], crop_id=crop_id)
+                if len(examples) < num_examples:
+                    examples.append((crop_id, sample[0].cpu().numpy(), gt, pred, meta.get("spacing")))
+            if progress is not None:
+                progress(min(b + self.batch_size, len(order)), len(order))
+        result = self.result()
+        result.examples = examples
+        result.seconds = time.monotonic() - start
+        return result
+
+    def states(self) -> list[dict[str, Any]]:
+        """The metrics' picklable states (one per metric)."""
+        return [m.state() for m in self.metrics]
+
+    def merge(self, states: Sequence[Sequence[Mapping[str, Any]]]) -> None:
+        """Add other evaluators' :meth:`states` (same metrics, same order)."""
+        for k, m in enumerate(self.metrics):
+            m.merge([s[k] for s in states])
+
+    def result(self) -> EvaluationResult:
+        """The merged summary and per-crop rows of everything seen so far."""
+        from ls_train.evaluation.report import join_per_crop
+
+        summary: dict[str, float] = {}
+        for m in self.metrics:
+            summary.update({k: float(v) for k, v in m.compute().items()})
+        per_crop = join_per_crop(*(m.per_crop() for m in self.metrics))
+        summary["n_crops"] = float(len(per_crop))
+        return EvaluationResult(summary=summary, per_crop=per_crop)
+
+
+def _evaluator(cfg: Mapping[str, Any], device: torch.device | None = None) -> Evaluator:
+    from ls_train.config import evaluation_config
+    from ls_train.factory import build_metrics
+
+    ev = evaluation_config(cfg)
+    return Evaluator(
+        metrics=build_metrics(cfg),
+        mask_threshold=ev.mask_threshold,
+        score_threshold=ev.score_threshold,
+        batch_size=ev.batch_size,
+        device=device,
+    )
+
+
+def _model_from_checkpoint(cfg: Mapping[str, Any], checkpoint: str) -> nn.Module:
+    from ls_train.factory import build_model
+    from ls_train.trainer.checkpoint import load_model_weights, load_state
+
+    model = build_model(cfg)
+    load_model_weights(model, load_state(checkpoint), source=f"checkpoint {checkpoint}")
+    return model.eval()
+
+
+def _evaluate_shard(
+    cfg: Mapping[str, Any], checkpoint: str, indices: list[int], num_examples: int
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """One Ray task: evaluate ``indices`` and return the metric states and the picture examples."""
+    from ls_train.factory import build_eval_dataset
+
+    torch.set_num_threads(1)
+    evaluator = _evaluator(cfg)
+    result = evaluator.evaluate(
+        _model_from_checkpoint(cfg, checkpoint),
+        build_eval_dataset(cfg),
+        indices=indices,
+        num_examples=num_examples,
+    )
+    return evaluator.states(), result.examples
+
+
+def run_evaluation(
+    cfg: Mapping[str, Any],
+    checkpoint: str,
+    *,
+    out_dir: str | Path | None = None,
+    print_fn: Callable[[str], None] = print,
+) -> tuple[dict[str, float], Path]:
+    """Evaluate the weights ``checkpoint`` on ``evaluation.database`` and write the reports.
+
+    Writes ``metrics.json``, ``metrics_summary.csv``, ``metrics_per_crop.csv``,
+    ``metrics_vs_iou.png`` and ``mip_<crop>.png`` pictures into the output folder
+    (``evaluation.output_dir``, default ``<runs_root>/<run_name>/evaluation``), prints the
+    metrics table and the folder. With at least ``evaluation.ray_min_crops`` crops the crops are
+    spread over ``evaluation.ray_num_tasks`` Ray tasks (on the cluster of ``cluster.address``, or a
+    local Ray instance).
+
+    Returns:
+        ``(summary, output folder)``.
+    """
+    from ls_train.config import ConfigError, evaluation_config, trainer_config
+    from ls_train.evaluation.plots import plot_crop_projections, plot_metrics_vs_threshold
+    from ls_train.evaluation.report import format_table, write_report
+    from ls_train.factory import build_eval_dataset
+
+    ev = evaluation_config(cfg)
+    tr = trainer_config(cfg)
+    if ev.database is None:
+        raise ConfigError("evaluation.database is not set: ls-evaluate needs the held-out dataset")
+    out = Path(out_dir or ev.output_dir or Path(tr.runs_root) / str(tr.run_name) / "evaluation").resolve()
+    model = _model_from_checkpoint(cfg, checkpoint)  # a checkpoint that does not fit fails first
+    dataset = build_eval_dataset(cfg)
+    n = len(dataset)
+    if n == 0:
+        raise ConfigError("evaluation.database: the evaluation dataset has no crops")
+    start = time.monotonic()
+    evaluator = _evaluator(cfg)
+    if n >= ev.ray_min_crops and ev.ray_num_tasks > 1:
+        summary_states, examples = _evaluate_with_ray(
+            cfg, checkpoint, n, ev.ray_num_tasks, ev.num_mip_crops, print_fn
+        )
+        evaluator.merge(summary_states)
+        result = evaluator.result()
+        result.examples = examples
+    else:
+        step = max(1, n // 10)
+
+        def report(done: int, total: int) -> None:
+            if done % step == 0 or done == total:
+                print_fn(f"evaluated {done}/{total} crops")
+
+        result = evaluator.evaluate(model, dataset, num_examples=ev.num_mip_crops, progress=report)
+    seconds = time.monotonic() - start
+    meta = {
+        "checkpoint": str(checkpoint),
+        "crops": n,
+        "seconds": round(seconds, 2),
+        "mask_threshold": ev.mask_threshold,
+        "score_threshold": ev.score_threshold,
+    }
+    paths = write_report(out, result.summary, result.per_crop, meta)
+    pictures = [plot_metrics_vs_threshold(result.summary, out / "metrics_vs_iou.png", title=str(tr.run_name))]
+    for crop_id, image, gt, pred, spacing in result.examples:
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in crop_id)
+        pictures.append(
+            plot_crop_projections(image, gt, pred, out / f"mip_{safe}.png", spacing=spacing, title=crop_id)
+        )
+    print_fn(format_table(result.summary))
+    print_fn(f"evaluated {n} crops in {seconds:.1f} s; results in {out}")
+    print_fn(
+        f"  {paths['json'].name}, {paths['summary_csv'].name}, {paths['per_crop_csv'].name}, "
+        f"{len(pictures)} pictures ({', '.join(p.name for p in pictures[:4])}"
+        f"{', ...' if len(pictures) > 4 else ''})"
+    )
+    return result.summary, out
+
+
+def _evaluate_with_ray(
+    cfg: Mapping[str, Any],
+    checkpoint: str,
+    n: int,
+    num_tasks: int,
+    num_examples: int,
+    print_fn: Callable[[str], None],
+) -> tuple[list[list[dict[str, Any]]], list[Any]]:
+    import ray
+
+    from ls_train.config import cluster_config
+
+    cluster = cluster_config(cfg)
+    started = False
+    if not ray.is_initialized():
+        ray.init(
+            address=cluster.address,
+            num_cpus=cluster.num_cpus if cluster.address is None else None,
+            include_dashboard=False,
+            log_to_driver=True,
+        )
+        started = True
+    try:
+        task = ray.remote(num_cpus=1)(_evaluate_shard)
+        shards = [list(range(k, n, num_tasks)) for k in range(num_tasks)]
+        shards = [s for s in shards if s]
+        print_fn(f"evaluating {n} crops in {len(shards)} Ray tasks")
+        refs = [
+            task.remote(dict(cfg), str(Path(checkpoint).resolve()), s, num_examples if k == 0 else 0)
+            for k, s in enumerate(shards)
+        ]
+        outputs = ray.get(refs)
+    finally:
+        if started:
+            ray.shutdown()
+    return [o[0] for o in outputs], outputs[0][1]

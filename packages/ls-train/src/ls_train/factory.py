@@ -1,0 +1,117 @@
+"""Build the model, the datasets, the loaders and the metrics of a resolved experiment config.
+
+Every builder takes the whole config (a plain mapping, see :func:`ls_train.config.load_config`)
+and hands each component exactly its own section's keys; no config object goes deeper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ls_train.config import ConfigError, evaluation_config, load_target
+
+__all__ = [
+    "build_eval_dataset",
+    "build_metrics",
+    "build_model",
+    "build_train_loaders",
+    "build_transforms",
+    "model_kwargs",
+]
+
+
+def model_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The detector builder's keyword arguments from ``models`` and ``models.backbones``.
+
+    ``models.backbones.name`` becomes ``backbone``, ``models.backbones.fpn`` becomes ``fpn`` and
+    the backbone's other keys become ``backbone_kwargs``; ``models``' own keys (except ``name``,
+    ``_target_`` and ``backbones``) are passed as they are.
+    """
+    models = dict(cfg["models"])
+    backbones = dict(models.pop("backbones"))
+    kwargs = {k: v for k, v in models.items() if k not in ("name", "_target_")}
+    kwargs["backbone"] = backbones.pop("name")
+    kwargs["fpn"] = backbones.pop("fpn", None)
+    kwargs["backbone_kwargs"] = backbones
+    return kwargs
+
+
+def build_model(cfg: Mapping[str, Any]) -> nn.Module:
+    """The detector of ``cfg["models"]`` (registry ``name`` or ``_target_``) over its backbone.
+
+    Raises:
+        ConfigError: the builder rejects an argument (its message names it).
+    """
+    import ls_detection
+
+    models = cfg["models"]
+    kwargs = model_kwargs(cfg)
+    try:
+        if "_target_" in models:
+            return load_target(models["_target_"], "models")(**kwargs)
+        return ls_detection.create_detector(models["name"], **kwargs)
+    except (TypeError, ValueError, LookupError) as exc:
+        raise ConfigError(f"models (backbone {kwargs['backbone']!r}): {exc}") from exc
+
+
+def build_transforms(cfg: Mapping[str, Any], *, train: bool) -> Any:
+    """The training (``transforms_list``) or evaluation (``eval_transforms_list``) pipeline."""
+    from ls_data.transforms import build_transforms as build
+
+    key = "transforms_list" if train else "eval_transforms_list"
+    section = cfg.get("transforms") or {}
+    return build(section.get(key), where=f"transforms.{key}")
+
+
+def _dataset(section: Mapping[str, Any], transforms: Any, where: str) -> Dataset:
+    from ls_data.registry import instantiate
+
+    extra = {"transforms": transforms} if transforms is not None and len(transforms) else None
+    return instantiate(section, kind="dataset", where=where, extra=extra)
+
+
+def build_train_loaders(cfg: Mapping[str, Any]) -> dict[str, DataLoader]:
+    """``{"train": loader}`` plus ``"val"`` when ``datasets.val_fraction > 0`` (ls_data.gather_dataset).
+
+    Uses a DistributedSampler when torch.distributed is initialised (Ray workers).
+    """
+    from ls_data.loader import gather_dataset
+
+    merged = dict(cfg)
+    merged["datasets"] = {**cfg["datasets"], "return_dataloaders": True}
+    loaders = gather_dataset(merged)
+    if not isinstance(loaders, Mapping) or "train" not in loaders:
+        raise ConfigError("datasets: gather_dataset did not return a 'train' loader")
+    return dict(loaders)
+
+
+def build_eval_dataset(cfg: Mapping[str, Any]) -> Dataset | None:
+    """The held-out dataset of ``evaluation.database`` with the evaluation transforms, or None."""
+    evaluation = evaluation_config(cfg)
+    if evaluation.database is None:
+        return None
+    return _dataset(evaluation.database, build_transforms(cfg, train=False), "evaluation.database")
+
+
+def build_metrics(cfg: Mapping[str, Any]) -> list[Any]:
+    """The metric objects of ``metrics.metrics_list`` (``ls.metrics`` names or ``_target_``)."""
+    from ls_train.metrics import registry
+
+    metrics = []
+    for i, entry in enumerate((cfg.get("metrics") or {}).get("metrics_list") or []):
+        where = f"metrics.metrics_list[{i}]"
+        kwargs = {k: v for k, v in entry.items() if k not in ("name", "_target_")}
+        try:
+            if "_target_" in entry:
+                metrics.append(load_target(entry["_target_"], where)(**kwargs))
+            else:
+                metrics.append(registry.create_metric(entry["name"], **kwargs))
+        except (TypeError, ValueError, LookupError) as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    if not metrics:
+        raise ConfigError("metrics.metrics_list is empty: the evaluator needs at least one metric")
+    return metrics

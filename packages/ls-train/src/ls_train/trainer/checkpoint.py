@@ -1,0 +1,212 @@
+"""Training checkpoints: one ``state.pt`` per checkpoint folder, written atomically, read safely.
+
+A checkpoint holds the model weights, the optimizer and scheduler states, where training
+stands (``epoch``: the epoch in progress or next, ``epoch_step``: iterations of it already done,
+``step``: optimizer steps so far) and the metrics of that moment. It is written to a temporary
+file beside the target and moved into place with :func:`os.replace`, so a killed process leaves
+either the old checkpoint or the new one, never half of one. It is read with
+``torch.load(weights_only=True)``: no pickled code runs.
+
+In-process runs (``cluster.num_workers=0``) keep their checkpoints with
+:class:`LocalCheckpointManager`; Ray runs hand the folder to ``ray.train.report``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "STATE_FILE",
+    "CheckpointError",
+    "LocalCheckpointManager",
+    "load_model_weights",
+    "load_state",
+    "model_state_dict",
+    "save_state",
+    "unwrap_model",
+]
+
+STATE_FILE = "state.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel (or similar ``.module``) wrapper."""
+    while isinstance(model, nn.parallel.DistributedDataParallel) or (
+        hasattr(model, "module")
+        and isinstance(model.module, nn.Module)
+        and type(model).__name__.endswith("DataParallel")
+    ):
+        model = model.module
+    return model
+
+
+def model_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of ``model`` (unwrapped) as CPU tensors."""
+    return {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
+
+
+def save_state(directory: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
+    """Write ``state`` to ``directory/state.pt`` atomically (temporary file + ``os.replace``).
+
+    Args:
+        directory: Checkpoint folder (created if needed).
+        state: Tensors, numbers, strings, lists and dicts only (what ``weights_only`` loads).
+
+    Returns:
+        The path of the written file.
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / STATE_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(state), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_state(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint: a ``state.pt`` file, a folder holding one, or a plain weights file.
+
+    Raises:
+        CheckpointError: missing file, or a file ``torch.load(weights_only=True)`` refuses
+            (corrupt, or holding pickled objects).
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / STATE_FILE
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p}: no such file")
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {p}: cannot be loaded with weights_only=True: {exc}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {p}: expected a dict, got {type(state).__name__}")
+    return state
+
+
+def load_model_weights(model: nn.Module, state: Mapping[str, Any], *, source: str = "checkpoint") -> None:
+    """Load the weights of a checkpoint (``state["model"]``, or ``state`` itself) into ``model``.
+
+    Raises:
+        CheckpointError: the checkpoint was made for another model configuration; the message
+            names the missing and unexpected keys and the keys whose shapes differ.
+    """
+    weights = state.get("model", state)
+    target = unwrap_model(model)
+    own = target.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(weights))
+        if isinstance(weights[k], torch.Tensor) and tuple(weights[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+
+        def some(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing in the checkpoint: {some(missing)}")
+        if unexpected:
+            parts.append(f"not in the model: {some(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch: {some(shapes)}")
+        raise CheckpointError(
+            f"{source} does not fit the model of this config ({type(target).__name__}); it was made "
+            f"with another model configuration. " + "; ".join(parts)
+        )
+    target.load_state_dict(weights)
+
+
+def _score(metrics: Mapping[str, Any], attribute: str, order: str) -> float:
+    value = metrics.get(attribute)
+    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        return -math.inf
+    return float(value) if order == "max" else -float(value)
+
+
+class LocalCheckpointManager:
+    """Checkpoints of an in-process run under ``run_dir/checkpoints``, best ``num_to_keep`` kept.
+
+    Checkpoints are ranked by ``metrics[score_attribute]`` (missing or NaN ranks last); the
+    latest one is always kept, so a run can resume from it. The bookkeeping lives in
+    ``checkpoints/index.json`` (written atomically).
+
+    Args:
+        run_dir: The run's folder.
+        num_to_keep: Checkpoints kept.
+        score_attribute: Metric that ranks checkpoints.
+        score_order: ``"max"`` or ``"min"``.
+    """
+
+    def __init__(
+        self, run_dir: str | os.PathLike[str], *, num_to_keep: int, score_attribute: str, score_order: str
+    ) -> None:
+        self.folder = Path(run_dir) / "checkpoints"
+        self.num_to_keep = int(num_to_keep)
+        self.score_attribute = score_attribute
+        self.score_order = score_order
+        self._index_path = self.folder / "index.json"
+        self.entries: list[dict[str, Any]] = []
+        if self._index_path.is_file():
+            self.entries = json.loads(self._index_path.read_text())["checkpoints"]
+        self.entries = [e for e in self.entries if (self.folder / e["name"] / STATE_FILE).is_file()]
+
+    def latest(self) -> Path | None:
+        """Folder of the most recent checkpoint, or None."""
+        return self.folder / self.entries[-1]["name"] if self.entries else None
+
+    def best(self) -> Path | None:
+        """Folder of the best-scored checkpoint, or None."""
+        if not self.entries:
+            return None
+        entry = max(self.entries, key=lambda e: _score(e["metrics"], self.score_attribute, self.score_order))
+        return self.folder / entry["name"]
+
+    def save(self, name: str, state: Mapping[str, Any], metrics: Mapping[str, Any]) -> Path:
+        """Write checkpoint ``name`` and drop the worst ones beyond ``num_to_keep``."""
+        folder = self.folder / name
+        save_state(folder, state)
+        self.entries = [e for e in self.entries if e["name"] != name]
+        plain = {
+            k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        self.entries.append({"name": name, "metrics": plain})
+        latest = self.entries[-1]
+        ranked = sorted(
+            self.entries[:-1], key=lambda e: _score(e["metrics"], self.score_attribute, self.score_order)
+        )
+        while len(ranked) + 1 > self.num_to_keep and ranked:
+            dropped = ranked.pop(0)
+            shutil.rmtree(self.folder / dropped["name"], ignore_errors=True)
+            self.entries.remove(dropped)
+        self.entries = [e for e in self.entries if e is not latest] + [latest]
+        fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".tmp", dir=self.folder)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"checkpoints": self.entries}, f, indent=1)
+        os.replace(tmp, self._index_path)
+        return folder

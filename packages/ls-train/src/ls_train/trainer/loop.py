@@ -1,0 +1,366 @@
+"""The training loop run by every Ray Train worker (or in-process with ``cluster.num_workers=0``).
+
+Per iteration: forward in train mode (bf16 autocast on GPU when ``trainer.amp`` allows), the
+five Mask R-CNN losses summed, a non-finite loss skipped and counted (all workers agree), the
+gradient accumulated over ``trainer.grad_accum_steps`` iterations, clipped, AdamW stepped and
+the warm-up + cosine schedule advanced. Per epoch: validation with the
+:class:`~ls_train.evaluate.Evaluator` every ``trainer.val_every_epochs`` epochs (crops split over
+the workers, metric states merged), then a checkpoint reported with the metrics. A stop request
+(SIGTERM / stop file) checkpoints the iteration reached and returns.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ls_train.config import evaluation_config, trainer_config
+from ls_train.trainer.checkpoint import (
+    LocalCheckpointManager,
+    load_model_weights,
+    load_state,
+    model_state_dict,
+    save_state,
+)
+from ls_train.trainer.faults import BadStepCounter, NonFiniteLossError, StopRequest
+from ls_train.trainer.schedule import build_scheduler
+
+__all__ = ["STOP_REASON_KEY", "STOP_REQUESTED_KEY", "TrainingStopped", "train_loop_per_worker"]
+
+STOP_REASON_KEY = "stop_reason"
+"""Reported metric naming why a Ray run stopped early (non-finite losses)."""
+STOP_REQUESTED_KEY = "stop_requested"
+"""Reported metric (1.0) when the run checkpointed and stopped on request (SIGTERM)."""
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped before its last epoch for a reason other than a stop request."""
+
+
+def _to_device(target: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in target.items()}
+
+
+def _autocast(amp: str, device: torch.device) -> Any:
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class _Session:
+    """Where the loop reports to: Ray Train, or the local checkpoint manager."""
+
+    def __init__(self, *, local: bool, run_dir: Path, cfg: Mapping[str, Any]) -> None:
+        tr = trainer_config(cfg)
+        self.local = local
+        self.run_dir = run_dir
+        if local:
+            self.rank, self.world = 0, 1
+            self.manager = LocalCheckpointManager(
+                run_dir,
+                num_to_keep=tr.num_to_keep,
+                score_attribute=tr.checkpoint_score_attribute,
+                score_order=tr.checkpoint_score_order,
+            )
+        else:
+            import ray.train
+
+            ctx = ray.train.get_context()
+            self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+
+    def device(self, use_gpu: bool) -> torch.device:
+        if not use_gpu:
+            return torch.device("cpu")
+        if not torch.cuda.is_available():
+            raise TrainingStopped(
+                f"cluster.use_gpu=true but worker {self.rank} sees no CUDA device; "
+                f"use cluster=cpu or cluster=local, or run on a GPU node"
+            )
+        if self.local:
+            return torch.device("cuda")
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    def resume_state(self) -> dict[str, Any] | None:
+        if self.local:
+            latest = self.manager.latest()
+            return None if latest is None else load_state(latest)
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return load_state(folder)
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None, name: str) -> None:
+        if self.local:
+            if state is not None:
+                self.manager.save(name, state, metrics)
+            return
+        import ray.train
+
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if state is not None and self.rank == 0:
+                save_state(tmp, state)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(
+                metrics, checkpoint=checkpoint, checkpoint_dir_name=name if state is not None else None
+            )
+
+
+def _agree(flags: list[float], world: int) -> list[float]:
+    """Sum small per-worker flags over all workers (identity in a single process)."""
+    if world == 1:
+        return flags
+    t = torch.tensor(flags, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _validate(
+    model: nn.Module, cfg: Mapping[str, Any], dataset: Any, session: _Session, device: torch.device, amp: str
+) -> dict[str, float]:
+    from ls_train.evaluate import Evaluator
+    from ls_train.factory import build_metrics
+
+    ev = evaluation_config(cfg)
+    autocast_dtype = torch.bfloat16 if amp == "bf16" or (amp == "auto" and device.type == "cuda") else None
+    evaluator = Evaluator(
+        metrics=build_metrics(cfg),
+        mask_threshold=ev.mask_threshold,
+        score_threshold=ev.score_threshold,
+        batch_size=ev.batch_size,
+        device=device,
+        autocast_dtype=autocast_dtype,
+    )
+    indices = list(range(session.rank, len(dataset), session.world))
+    evaluator.evaluate(model, dataset, indices=indices)
+    if session.world > 1:
+        gathered: list[Any] = [None] * session.world
+        dist.all_gather_object(gathered, evaluator.states())
+        evaluator.reset()
+        evaluator.merge(gathered)
+    return evaluator.result().summary
+
+
+def _zero_backward(model: nn.Module) -> None:
+    """A backward pass adding zero to every gradient, so DDP's reducer sees the iteration on all workers."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    (torch.stack([p.sum() for p in params]).sum() * 0.0).backward()
+
+
+def train_loop_per_worker(config: Mapping[str, Any]) -> None:
+    """Train one worker's share; the Ray Train ``train_loop_per_worker``.
+
+    Args:
+        config: ``{"cfg": resolved experiment config, "run_dir": run folder, "local": bool}``;
+            ``local`` runs without Ray (checkpoints under ``run_dir/checkpoints``).
+
+    Raises:
+        NonFiniteLossError: in-process runs, after ``trainer.max_bad_steps`` bad iterations in a row
+            (Ray runs report the reason under ``stop_reason`` and return, so the run is not retried).
+    """
+    from ls_train.factory import build_eval_dataset, build_model, build_train_loaders
+    from ls_train.trainer.logging import RunLogger
+
+    cfg = config["cfg"]
+    run_dir = Path(config["run_dir"])
+    local = bool(config.get("local", False))
+    tr = trainer_config(cfg)
+    use_gpu = bool(cfg["cluster"].get("use_gpu", False))
+    session = _Session(local=local, run_dir=run_dir, cfg=cfg)
+    device = session.device(use_gpu)
+    torch.manual_seed(tr.seed + session.rank)
+
+    model = build_model(cfg).to(device)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=tr.lr,
+        weight_decay=tr.weight_decay,
+        betas=tuple(tr.betas),
+    )
+    loaders = build_train_loaders(cfg)
+    train_loader = loaders["train"]
+    val_dataset = build_eval_dataset(cfg)
+    if val_dataset is None and "val" in loaders:
+        val_dataset = loaders["val"].dataset
+    steps_per_epoch = len(train_loader)
+    if tr.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, tr.max_steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise TrainingStopped("datasets: the training loader is empty (no crops in the training index?)")
+    updates_per_epoch = math.ceil(steps_per_epoch / tr.grad_accum_steps)
+    scheduler = build_scheduler(
+        optimizer,
+        warmup_iters=tr.warmup_iters,
+        total_iters=tr.epochs * updates_per_epoch,
+        min_lr_ratio=tr.min_lr_ratio,
+    )
+    bad = BadStepCounter(max_bad_steps=tr.max_bad_steps)
+
+    start_epoch, start_epoch_step, global_iter, last_metrics = 0, 0, 0, {}
+    state = session.resume_state()
+    if state is not None:
+        load_model_weights(model, state, source="the run's last checkpoint")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        bad.load_state_dict(state.get("bad_steps", {}))
+        start_epoch, start_epoch_step = int(state["epoch"]), int(state["epoch_step"])
+        global_iter = int(state["global_iter"])
+        last_metrics = dict(state.get("metrics", {}))
+    if session.world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+
+    logger = None
+    if session.rank == 0:
+        logger = RunLogger(
+            run_dir,
+            epochs=tr.epochs,
+            steps_per_epoch=steps_per_epoch,
+            log_every_steps=tr.log_every_steps,
+            start_iter=global_iter,
+        )
+        if state is not None:
+            logger.message(
+                f"resuming {run_dir.name} at epoch {start_epoch + 1}, iteration {start_epoch_step} "
+                f"({global_iter} iterations done)"
+            )
+    stop = StopRequest(run_dir, install=local)
+
+    def snapshot(epoch: int, epoch_step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model": model_state_dict(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "epoch_step": epoch_step,
+            "global_iter": global_iter,
+            "bad_steps": bad.state_dict(),
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
+        }
+
+    def name(epoch: int, epoch_step: int) -> str:
+        return f"checkpoint_epoch{epoch:04d}_iter{global_iter:08d}" + ("" if epoch_step == 0 else "_partial")
+
+    score_key = tr.checkpoint_score_attribute
+    try:
+        for epoch in range(start_epoch, tr.epochs):
+            sampler = getattr(train_loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            model.train()
+            first = start_epoch_step if epoch == start_epoch else 0
+            sums: dict[str, float] = {}
+            counted = 0
+            optimizer.zero_grad(set_to_none=True)
+            epoch_step = first
+            for images, targets, _metas in train_loader:
+                if epoch_step >= steps_per_epoch:
+                    break
+                images = [im.to(device, non_blocking=True) for im in images]
+                targets = [_to_device(t, device) for t in targets]
+                with _autocast(tr.amp, device):
+                    loss_dict = model(images, targets)
+                loss = sum(loss_dict.values())
+                values = {k: float(v.detach()) for k, v in loss_dict.items()}
+                nonfinite, stop_flag = _agree(
+                    [0.0 if math.isfinite(float(loss.detach())) else 1.0, 1.0 if stop.requested else 0.0],
+                    session.world,
+                )
+                epoch_step += 1
+                global_iter += 1
+                total = float(loss.detach()) if not nonfinite else math.nan
+                if bad.check(total, step=global_iter, losses=values):
+                    (loss / tr.grad_accum_steps).backward()
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    sums["loss"] = sums.get("loss", 0.0) + total
+                    counted += 1
+                elif session.world > 1:
+                    _zero_backward(model)
+                if epoch_step % tr.grad_accum_steps == 0 or epoch_step == steps_per_epoch:
+                    if tr.grad_clip_norm is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if logger is not None:
+                    shown = {"loss": total, **values}
+                    logger.progress(
+                        epoch=epoch,
+                        epoch_step=epoch_step,
+                        global_iter=global_iter,
+                        losses=shown,
+                        lr=scheduler.get_last_lr()[0],
+                        skipped=bad.total,
+                    )
+                if stop_flag:
+                    metrics = {
+                        **last_metrics,
+                        "epoch": epoch,
+                        "iteration": global_iter,
+                        score_key: math.nan,
+                        STOP_REQUESTED_KEY: 1.0,
+                    }
+                    session.report(
+                        metrics, snapshot(epoch, epoch_step, last_metrics), name(epoch, epoch_step)
+                    )
+                    if logger is not None:
+                        logger.message(
+                            f"stop requested: checkpoint written at epoch {epoch + 1}, "
+                            f"iteration {epoch_step}; "
+                            f"re-run with trainer.run_name={run_dir.name} to resume"
+                        )
+                    return
+            start_epoch_step = 0
+            means = {k if k.startswith("loss") else f"loss_{k}": v / max(1, counted) for k, v in sums.items()}
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": global_iter,
+                **means,
+                "lr": scheduler.get_last_lr()[0],
+                "skipped_steps": bad.total,
+            }
+            validate = val_dataset is not None and (
+                (epoch + 1) % tr.val_every_epochs == 0 or epoch + 1 == tr.epochs
+            )
+            if validate:
+                summary = _validate(model, cfg, val_dataset, session, device, tr.amp)
+                row.update(summary)
+                if logger is not None:
+                    shown = ", ".join(
+                        f"{k} {v:.4f}"
+                        for k, v in summary.items()
+                        if k in (score_key, "ap@50", "ap@75", "f1@50", "coco_mask_ap")
+                    )
+                    logger.message(f"epoch {epoch + 1}/{tr.epochs} validation: {shown}")
+            metrics = {**row}
+            metrics.setdefault(score_key, math.nan)
+            last_metrics = {k: v for k, v in row.items() if k not in ("epoch", "step")}
+            if logger is not None:
+                logger.epoch_end(row)
+            session.report(metrics, snapshot(epoch + 1, 0, metrics), name(epoch + 1, 0))
+    except NonFiniteLossError as exc:
+        if logger is not None:
+            logger.message(str(exc))
+        if local:
+            raise
+        session.report({STOP_REASON_KEY: str(exc), score_key: math.nan}, None, "")
+        return
+    finally:
+        stop.restore()
+        if logger is not None:
+            logger.close()

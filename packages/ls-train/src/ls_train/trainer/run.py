@@ -1,0 +1,231 @@
+"""Start a training run: prepare the data, then Ray Train's ``TorchTrainer`` (or the loop in-process).
+
+The run lives in ``<trainer.runs_root>/<trainer.run_name>`` (Ray's ``storage_path`` / ``name``):
+Ray's checkpoints and state, ``metrics.csv``, ``tensorboard/`` and, at the end, ``curves.png``.
+Starting a run whose folder holds checkpoints resumes from the latest one (model, optimizer,
+scheduler, epoch and iteration); a new name starts fresh. ``FailureConfig(max_failures)`` restarts
+crashed workers from the latest checkpoint. SIGTERM on the driver asks the workers to
+checkpoint and stop; the driver then exits normally.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ls_train.config import ConfigError, cluster_config, data_config, trainer_config
+from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, request_stop
+from ls_train.trainer.logging import CSV_FILE, CURVES_FILE, plot_curves
+from ls_train.trainer.loop import STOP_REASON_KEY, STOP_REQUESTED_KEY, TrainingStopped, train_loop_per_worker
+
+__all__ = ["TrainResult", "prepare_data", "run_dir_of", "train"]
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`.
+
+    Attributes:
+        run_dir: The run folder.
+        best_checkpoint: Folder of the best checkpoint by the score (None when none was scored).
+        latest_checkpoint: Folder of the latest checkpoint.
+        metrics: The last reported metrics.
+        stopped: True when the run checkpointed and stopped on request (SIGTERM) before the end.
+        curves: The loss/metric curves PNG (None without any finished epoch).
+    """
+
+    run_dir: Path
+    best_checkpoint: Path | None
+    latest_checkpoint: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    stopped: bool = False
+    curves: Path | None = None
+
+
+def run_dir_of(cfg: Mapping[str, Any]) -> Path:
+    """``<runs_root>/<run_name>``, absolute."""
+    tr = trainer_config(cfg)
+    if not tr.run_name:
+        raise ConfigError("trainer.run_name is not set")
+    return Path(tr.runs_root).expanduser().resolve() / tr.run_name
+
+
+def prepare_data(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) -> None:
+    """Generate the synthetic dataset when ``data.synthesize`` is set and ``data.root`` is empty,
+    then build (or reuse) the crop indices by opening the training and evaluation datasets once."""
+    from ls_data.registry import instantiate
+
+    data = data_config(cfg)
+    if data is not None and data.synthesize is not None:
+        root = Path(data.root).expanduser()
+        if not root.exists() or not any(root.iterdir()):
+            from ls_data.synth import synthesize_dataset
+
+            print_fn(f"generating the synthetic dataset in {root.resolve()} ...")
+            report = synthesize_dataset(root, **dict(data.synthesize), progress=print_fn)
+            print_fn(f"synthetic dataset ready: {len(report.volumes)} volumes in {report.seconds:.1f} s")
+    sections = [("datasets.database", cfg["datasets"]["database"])]
+    evaluation = cfg.get("evaluation") or {}
+    if evaluation.get("database") is not None:
+        sections.append(("evaluation.database", evaluation["database"]))
+    for where, section in sections:
+        dataset = instantiate(section, kind="dataset", where=where)
+        print_fn(f"{where}: {len(dataset)} crops ({dataset!r})")
+        if len(dataset) == 0:
+            raise ConfigError(f"{where}: the dataset has no crops; check its index / selection")
+
+
+def _ray_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
+    import ray
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    tr = trainer_config(cfg)
+    cl = cluster_config(cfg)
+    started = False
+    if not ray.is_initialized():
+        ray.init(
+            address=cl.address, num_cpus=cl.num_cpus if cl.address is None else None, include_dashboard=False
+        )
+        started = True
+    resources = dict(cl.resources_per_worker) if cl.resources_per_worker else None
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": dict(cfg), "run_dir": str(run_dir), "local": False},
+        torch_config=TorchConfig(backend="nccl" if cl.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cl.num_workers, use_gpu=cl.use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=tr.run_name,
+            storage_path=str(run_dir.parent),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=tr.num_to_keep,
+                checkpoint_score_attribute=tr.checkpoint_score_attribute,
+                checkpoint_score_order=tr.checkpoint_score_order,
+            ),
+            failure_config=ray.train.FailureConfig(max_failures=tr.max_failures),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    metrics = dict(result.metrics or {})
+    latest = Path(result.checkpoint.path) if result.checkpoint is not None else None
+    best = None
+    scored = [
+        (ckpt, m)
+        for ckpt, m in (result.best_checkpoints or [])
+        if isinstance(m.get(tr.checkpoint_score_attribute), int | float)
+        and not math.isnan(m[tr.checkpoint_score_attribute])
+    ]
+    if scored:
+        sign = 1.0 if tr.checkpoint_score_order == "max" else -1.0
+        best = Path(max(scored, key=lambda cm: sign * cm[1][tr.checkpoint_score_attribute])[0].path)
+    return TrainResult(run_dir=run_dir, best_checkpoint=best, latest_checkpoint=latest, metrics=metrics)
+
+
+def _local_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
+    from ls_train.trainer.checkpoint import LocalCheckpointManager, load_state
+
+    try:
+        train_loop_per_worker({"cfg": dict(cfg), "run_dir": str(run_dir), "local": True})
+    except NonFiniteLossError as exc:
+        raise TrainingStopped(str(exc)) from exc
+    tr = trainer_config(cfg)
+    manager = LocalCheckpointManager(
+        run_dir,
+        num_to_keep=tr.num_to_keep,
+        score_attribute=tr.checkpoint_score_attribute,
+        score_order=tr.checkpoint_score_order,
+    )
+    latest = manager.latest()
+    metrics = dict(load_state(latest).get("metrics", {})) if latest is not None else {}
+    if latest is not None and "_partial" in latest.name:
+        metrics[STOP_REQUESTED_KEY] = 1.0
+    best_entry = manager.best()
+    best = None
+    if best_entry is not None:
+        entry = next(e for e in manager.entries if e["name"] == best_entry.name)
+        value = entry["metrics"].get(tr.checkpoint_score_attribute)
+        best = best_entry if isinstance(value, float) and not math.isnan(value) else None
+    return TrainResult(run_dir=run_dir, best_checkpoint=best, latest_checkpoint=latest, metrics=metrics)
+
+
+class _DriverStop:
+    """SIGTERM on the driver of a Ray run: write the stop file the workers poll."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        request_stop(self.run_dir)
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) -> TrainResult:
+    """Prepare the data and train ``cfg`` (a resolved, validated config) to the end, or until stopped.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        TrainingStopped: the run stopped early on non-finite losses (the message says why).
+        ConfigError: the data or the model cannot be built from the config.
+    """
+    cl = cluster_config(cfg)
+    if cl.use_gpu and cl.address is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "cluster.use_gpu=true but this machine has no CUDA device (Ray would wait for a GPU "
+                "forever); use cluster=cpu (Ray on CPUs) or cluster=local, or join a GPU cluster with "
+                "cluster.address=auto"
+            )
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    prepare_data(cfg, print_fn=print_fn)
+    mode = (
+        "in-process (cluster.num_workers=0)"
+        if cl.num_workers == 0
+        else (f"Ray Train, {cl.num_workers} worker(s), {'GPU' if cl.use_gpu else 'CPU (gloo)'}")
+    )
+    print_fn(f"training run {run_dir.name} in {run_dir.parent} — {mode}")
+    if cl.num_workers == 0:
+        result = _local_fit(cfg, run_dir)
+    else:
+        stopper = _DriverStop(run_dir)
+        try:
+            result = _ray_fit(cfg, run_dir)
+        finally:
+            stopper.restore()
+            (run_dir / STOP_FILE).unlink(missing_ok=True)
+    result.stopped = bool(result.metrics.get(STOP_REQUESTED_KEY))
+    result.curves = plot_curves(run_dir / CSV_FILE, run_dir / CURVES_FILE)
+    reason = result.metrics.get(STOP_REASON_KEY)
+    if reason:
+        raise TrainingStopped(str(reason))
+    print_fn(f"run folder: {run_dir}")
+    if result.curves is not None:
+        print_fn(f"loss and metric curves: {result.curves}")
+    print_fn(f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    if result.best_checkpoint is not None:
+        print_fn(f"best checkpoint: {result.best_checkpoint}")
+    if result.latest_checkpoint is not None:
+        print_fn(f"latest checkpoint: {result.latest_checkpoint}")
+    return result

@@ -1,0 +1,135 @@
+"""ls-train / ls-evaluate command lines: errors, --print-config, train-then-evaluate, mismatched weights."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ls_train.cli import evaluate_main, main, train_main
+
+
+def test_a_misspelled_key_exits_2_listing_the_valid_keys(capsys) -> None:
+    assert train_main(["--config-name=quickstart", "trainer.epcohs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "ls-train: error:" in err and "Did you mean 'epochs'" in err and "max_bad_steps" in err
+
+
+def test_an_unknown_backbone_exits_2_listing_the_known_ones(capsys) -> None:
+    assert (
+        evaluate_main(
+            [
+                "--config-name",
+                "skittlez_evaluation_resnet",
+                "models.backbones.name=resnet3d_51",
+                "checkpoint=x",
+            ]
+        )
+        == 2
+    )
+    assert "unknown backbone 'resnet3d_51'" in capsys.readouterr().err
+
+
+def test_print_config_prints_the_resolved_yaml(capsys) -> None:
+    assert train_main(["-cn", "config_mrcnn_vitDet", "--print-config", "trainer.epochs=4"]) == 0
+    out = capsys.readouterr().out
+    assert "name: vitdet3d_s_sfp" in out and "epochs: 4" in out and "run_name: mrcnn_vitDet" in out
+
+
+def test_evaluate_needs_a_checkpoint(capsys) -> None:
+    assert evaluate_main(["--config-name=skittlez_evaluation_hiera"]) == 2
+    assert "checkpoint=PATH" in capsys.readouterr().err
+    assert evaluate_main(["--config-name=skittlez_evaluation_hiera", "checkpoint=/nonexistent/state.pt"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main([]) == 2
+
+
+TINY = [
+    "data.synthesize.num_volumes=3",
+    "data.synthesize.shape=[8,32,32]",
+    "data.synthesize.num_objects=6",
+    "data.synthesize.val_fraction=0.34",
+    "datasets.database.crop_shape=[8,32,32]",
+    "datasets.database.stride=[8,32,32]",
+    "evaluation.database.crop_shape=[8,32,32]",
+    "datasets.batch_size=1",
+    "models.backbones.out_features=[p2]",
+    "models.backbones.fpn.out_channels=8",
+    "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
+    "models.mask_layers=[8]",
+    "models.mask_dim_reduced=8",
+    "models.box_representation_size=32",
+    "models.rpn_pre_nms_top_n_train=100",
+    "models.rpn_post_nms_top_n_train=50",
+    "models.rpn_pre_nms_top_n_test=50",
+    "models.rpn_post_nms_top_n_test=20",
+    "trainer.epochs=1",
+    "trainer.warmup_iters=1",
+    "cluster=local",
+]
+
+
+def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
+    common = [f"data.root={tmp_path / 'data'}", f"trainer.runs_root={tmp_path / 'runs'}", *TINY]
+    run = subprocess.run(
+        [sys.executable, "-m", "ls_train.cli", "train", "--config-name=quickstart", *common],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    assert "generating the synthetic dataset" in out and "epoch 1/1 [" in out
+    assert "evaluating" in out and "ap " in out and "results in" in out
+    evaluation = tmp_path / "runs" / "quickstart" / "evaluation"
+    assert (evaluation / "metrics.json").exists() and (evaluation / "metrics_vs_iou.png").exists()
+    checkpoint = next((tmp_path / "runs" / "quickstart" / "checkpoints").glob("checkpoint_*"))
+
+    assert (
+        evaluate_main(
+            [
+                "--config-name=quickstart",
+                *common,
+                f"checkpoint={checkpoint}",
+                f"evaluation.output_dir={tmp_path / 'eval'}",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "eval" / "metrics_summary.csv").exists()
+
+
+def test_weights_of_another_model_config_are_refused(tmp_path: Path, capsys) -> None:
+    import torch
+
+    from ls_train.config import load_config
+    from ls_train.factory import build_model
+    from ls_train.trainer.checkpoint import model_state_dict, save_state
+
+    common = [f"data.root={tmp_path / 'data'}", f"trainer.runs_root={tmp_path / 'runs'}", *TINY]
+    torch.manual_seed(0)
+    other = build_model(load_config("quickstart", [*common, "models.backbones.fpn.out_channels=16"]))
+    path = save_state(tmp_path / "other", {"model": model_state_dict(other)})
+    assert evaluate_main(["--config-name=quickstart", *common, f"checkpoint={path}"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the model" in err and "shape mismatch" in err and "backbone.fpn" in err
+
+
+@pytest.mark.parametrize("script", ["ls-train", "ls-evaluate"])
+def test_console_scripts_when_installed(script: str) -> None:
+    exe = Path(sys.executable).parent / script
+    if not exe.exists():
+        pytest.skip(f"{script} is not installed (the lead adds the console scripts)")
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--config-name" in out.stdout
+
+
+def test_a_gpu_config_without_a_gpu_fails_at_once(capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert train_main(["--config-name=config_mrcnn_resnet"]) == 2
+    assert "cluster.use_gpu=true but this machine has no CUDA device" in capsys.readouterr().err

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ls_train.config import ConfigError, compose_config, config_search_path, load_config
+
+EXPERIMENTS = [
+    "config_mrcnn_resnet",
+    "config_mrcnn_vitDet",
+    "config_mrcnn_hiera",
+    "skittlez_evaluation_resnet",
+    "skittlez_evaluation_vitDet",
+    "skittlez_evaluation_hiera",
+    "quickstart",
+]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_packaged_experiment_composes_and_validates(name: str) -> None:
+    cfg = load_config(name)
+    assert cfg["models"]["name"] == "maskrcnn3d"
+    assert cfg["trainer"]["checkpoint_score_attribute"] == "ap@50"
+    assert cfg["trainer"]["run_name"]
+    assert set(cfg) <= {
+        "models",
+        "datasets",
+        "transforms",
+        "metrics",
+        "trainer",
+        "cluster",
+        "evaluation",
+        "data",
+        "checkpoint",
+    }
+
+
+def test_the_seed_defaults_list_picks_the_backbone_group() -> None:
+    assert load_config("config_mrcnn_hiera")["models"]["backbones"]["name"] == "hiera3d_t"
+    assert load_config("config_mrcnn_vitDet")["models"]["backbones"]["name"] == "vitdet3d_s_sfp"
+    swapped = load_config("config_mrcnn_hiera", ["models/backbones=resnet_fpn", "cluster=cpu"])
+    assert swapped["models"]["backbones"]["name"] == "resnet3d_50"
+    assert swapped["cluster"]["num_workers"] == 2
+
+
+def test_overrides_replace_scalars_and_lists() -> None:
+    cfg = load_config("quickstart", ["trainer.epochs=3", "models.rpn_anchor_generator.sizes=[[4],[8],[16]]"])
+    assert cfg["trainer"]["epochs"] == 3
+    assert cfg["models"]["rpn_anchor_generator"]["sizes"] == [[4], [8], [16]]
+
+
+def test_a_misspelled_override_lists_the_valid_keys() -> None:
+    with pytest.raises(
+        ConfigError, match=r"trainer\.epcohs: unknown key\. Did you mean 'epochs'\?.*max_bad_steps"
+    ):
+        compose_config("quickstart", ["trainer.epcohs=3"])
+
+
+def test_an_unknown_group_option_lists_the_options() -> None:
+    with pytest.raises(ConfigError, match=r"(?s)hiera_fnp.*Available options.*hiera_fpn.*resnet_fpn.*vitdet"):
+        compose_config("config_mrcnn_hiera", ["models/backbones=hiera_fnp"])
+
+
+def test_an_unknown_experiment_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="quickstrat"):
+        compose_config("quickstrat")
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        (
+            "models.backbones.name=resnet3d_5O",
+            r"models\.backbones\.name: unknown backbone 'resnet3d_5O'.*resnet3d_50",
+        ),
+        (
+            "models.name=maskrcnn2d",
+            r"models\.name: unknown detector 'maskrcnn2d'.*Known detectors: .*maskrcnn3d",
+        ),
+        ("datasets.database.name=skitlez", r"datasets\.database\.name: unknown dataset 'skitlez'.*skittlez"),
+        (
+            "transforms.transforms_list.1.name=random_flp",
+            r"transforms_list\[1\]\.name: unknown transform.*random_flip",
+        ),
+        (
+            "metrics.metrics_list.0.name=matchin",
+            r"metrics_list\[0\]\.name: unknown metric 'matchin'.*coco_ap.*matching",
+        ),
+        ("+models.box_score_tresh=0.1", r"models\.box_score_tresh: .*Did you mean 'box_score_thresh'"),
+        ("+datasets.database.crop_shap=[1,2,3]", r"datasets\.database\.crop_shap:.*crop_shape"),
+        ("+metrics.metrics_list.0.threshold=0.5", r"metrics_list\[0\]\.threshold:.*thresholds"),
+        ("+transforms.transforms_list.0.mod=x", r"transforms_list\[0\]\.mod:.*mode"),
+        ("+cluster.num_worker=2", r"cluster\.num_worker: unknown key.*num_workers"),
+        ("trainer.amp=fp8", r"trainer\.amp must be one of auto, bf16, none"),
+        ("+foo=1", r"config\.foo: unknown key"),
+    ],
+)
+def test_bad_names_and_keys_fail_before_any_work(override: str, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_config("quickstart", [override])
+
+
+def test_a_misspelled_key_in_a_yaml_file_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("defaults:\n  - quickstart\n  - _self_\n\ntrainer:\n  epcohs: 3\n")
+    with pytest.raises(ConfigError, match=r"trainer\.epcohs: unknown key\. Did you mean 'epochs'"):
+        load_config("mine", config_dirs=[tmp_path])
+
+
+def test_config_dirs_add_and_override_packaged_configs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = tmp_path / "user"
+    (user / "trainer").mkdir(parents=True)
+    (user / "trainer" / "default.yaml").write_text("max_failures: 7\n")
+    (user / "mine.yaml").write_text("defaults:\n  - quickstart\n  - _self_\n\ntrainer:\n  lr: 0.5\n")
+    cfg = load_config("mine", config_dirs=[user])
+    assert cfg["trainer"]["max_failures"] == 7 and cfg["trainer"]["lr"] == 0.5
+    # the repository's ./configs is searched after --config-dir and before the package
+    repo = tmp_path / "repo"
+    (repo / "configs" / "cluster").mkdir(parents=True)
+    (repo / "configs" / "cluster" / "cpu.yaml").write_text("num_workers: 1\nuse_gpu: false\n")
+    monkeypatch.chdir(repo)
+    assert config_search_path()[-2:] == [f"file://{(repo / 'configs').resolve()}", "pkg://ls_train.configs"]
+    assert load_config("quickstart")["cluster"]["num_workers"] == 1
+    with pytest.raises(ConfigError, match="not a directory"):
+        config_search_path([tmp_path / "absent"])

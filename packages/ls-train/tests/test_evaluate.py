@@ -1,0 +1,163 @@
+"""The Evaluator (predictions -> label volumes -> metrics) and the ls-evaluate driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ls_train.config import load_config
+from ls_train.evaluate import Evaluator, gt_label_volume, label_scores, run_evaluation
+from ls_train.factory import build_metrics, build_model
+from ls_train.trainer.checkpoint import model_state_dict, save_state
+from ls_train.trainer.run import prepare_data
+
+
+def _target(boxes: list[tuple[int, ...]], shape=(6, 16, 16)) -> dict:
+    masks = torch.zeros(len(boxes), *shape, dtype=torch.uint8)
+    for k, (z1, y1, x1, z2, y2, x2) in enumerate(boxes):
+        masks[k, z1:z2, y1:y2, x1:x2] = 1
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 6),
+        "labels": torch.ones(len(boxes), dtype=torch.int64),
+        "masks": masks,
+    }
+
+
+class Oracle(nn.Module):
+    """Predicts the ground truth of the crop (looked up by the image's first voxel)."""
+
+    def __init__(self, targets: list[dict], drop: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.targets, self.drop = targets, drop
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict]:
+        out = []
+        for im in images:
+            t = self.targets[int(im[0, 0, 0, 0])]
+            n = 0 if self.drop else len(t["labels"])
+            out.append(
+                {
+                    "boxes": t["boxes"][:n],
+                    "labels": t["labels"][:n],
+                    "scores": torch.linspace(0.9, 0.6, len(t["labels"]))[:n],
+                    "masks": t["masks"][:n, None].float(),
+                }
+            )
+        return out
+
+
+def _dataset(targets: list[dict]) -> list[tuple]:
+    return [
+        (torch.full((1, 6, 16, 16), float(i)), t, {"volume_name": "v", "origin": (0, 0, 16 * i)})
+        for i, t in enumerate(targets)
+    ]
+
+
+def test_ground_truth_and_prediction_labels() -> None:
+    labels, classes = gt_label_volume(_target([(0, 0, 0, 2, 4, 4), (2, 4, 4, 6, 8, 8)]))
+    assert labels.dtype == np.int32 and labels.max() == 2 and classes == {1: 1, 2: 1}
+    assert (labels == 2).sum() == 4 * 4 * 4
+    # two overlapping detections: the better score wins the overlap and takes label 1
+    masks = torch.zeros(3, 1, 4, 8, 8)
+    masks[0, 0, :, :4, :4] = 0.9
+    masks[1, 0, :, 2:6, 2:6] = 0.8
+    masks[2, 0, :, 6:, 6:] = 0.7
+    pred = {
+        "masks": masks,
+        "scores": torch.tensor([0.6, 0.95, 0.1]),
+        "labels": torch.tensor([1, 2, 1]),
+        "boxes": torch.zeros(3, 6),
+    }
+    from ls_detection import predictions_to_label_volume
+
+    volume = predictions_to_label_volume(pred, mask_threshold=0.5, score_threshold=0.5).numpy()
+    scores, classes = label_scores(pred, volume, mask_threshold=0.5, score_threshold=0.5)
+    assert scores == pytest.approx({1: 0.95, 2: 0.6}) and classes == {1: 2, 2: 1}
+    assert volume[0, 3, 3] == 1 and volume[0, 0, 0] == 2 and volume[0, 7, 7] == 0
+
+
+def test_a_perfect_model_scores_one_and_an_empty_one_zero() -> None:
+    cfg = load_config("quickstart")
+    targets = [_target([(0, 0, 0, 3, 5, 5), (3, 8, 8, 6, 14, 14)]), _target([(1, 2, 2, 5, 9, 9)])]
+    perfect = Evaluator(metrics=build_metrics(cfg), score_threshold=0.5)
+    summary = perfect.evaluate(Oracle(targets), _dataset(targets), num_examples=1)
+    assert summary.summary["ap@50"] == pytest.approx(1.0) and summary.summary["ap@90"] == pytest.approx(1.0)
+    assert summary.summary["coco_mask_ap"] == pytest.approx(1.0) and summary.summary["n_crops"] == 2
+    assert len(summary.per_crop) == 2 and summary.examples[0][0] == "v@(0, 0, 0)"
+    empty = Evaluator(metrics=build_metrics(cfg)).evaluate(Oracle(targets, drop=True), _dataset(targets))
+    assert empty.summary["ap@50"] == 0.0 and empty.summary["fn@50"] == 3
+
+
+def test_states_from_shards_merge_to_the_whole() -> None:
+    cfg = load_config("quickstart")
+    targets = [
+        _target([(0, 0, 0, 3, 5, 5)]),
+        _target([(1, 2, 2, 5, 9, 9), (0, 10, 10, 2, 12, 12)]),
+        _target([(2, 0, 0, 6, 16, 16)]),
+    ]
+    whole = Evaluator(metrics=build_metrics(cfg))
+    full = whole.evaluate(Oracle(targets, drop=False), _dataset(targets)).summary
+    a, b = Evaluator(metrics=build_metrics(cfg)), Evaluator(metrics=build_metrics(cfg))
+    a.evaluate(Oracle(targets), _dataset(targets), indices=[0, 2])
+    b.evaluate(Oracle(targets), _dataset(targets), indices=[1])
+    merged = Evaluator(metrics=build_metrics(cfg))
+    merged.merge([a.states(), b.states()])
+    assert merged.result().summary == pytest.approx(full)
+
+
+TINY = [
+    "data.synthesize.num_volumes=3",
+    "data.synthesize.shape=[8,32,32]",
+    "data.synthesize.num_objects=6",
+    "data.synthesize.val_fraction=0.34",
+    "datasets.database.crop_shape=[8,32,32]",
+    "evaluation.database.crop_shape=[8,16,16]",
+    "models.backbones.out_features=[p2]",
+    "models.backbones.fpn.out_channels=8",
+    "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
+    "models.mask_layers=[8]",
+    "models.mask_dim_reduced=8",
+    "models.box_representation_size=32",
+    "models.rpn_pre_nms_top_n_test=50",
+    "models.rpn_post_nms_top_n_test=20",
+    "models.box_score_thresh=0.0",
+    "evaluation.score_threshold=0.0",
+    "evaluation.num_mip_crops=2",
+    "cluster=local",
+]
+
+
+def test_run_evaluation_writes_reports_and_pictures_locally_and_on_ray_tasks(tmp_path: Path, capsys) -> None:
+    base = [f"data.root={tmp_path / 'data'}", f"trainer.runs_root={tmp_path / 'runs'}", *TINY]
+    cfg = load_config("quickstart", base)
+    prepare_data(cfg)
+    torch.manual_seed(0)
+    checkpoint = save_state(tmp_path / "ck", {"model": model_state_dict(build_model(cfg))}).parent
+    summary, out = run_evaluation(cfg, str(checkpoint))
+    printed = capsys.readouterr().out
+    assert out == tmp_path / "runs" / "quickstart" / "evaluation"
+    names = sorted(p.name for p in out.iterdir())
+    assert {"metrics.json", "metrics_summary.csv", "metrics_per_crop.csv", "metrics_vs_iou.png"} <= set(names)
+    assert len([n for n in names if n.startswith("mip_")]) == 2
+    assert summary["n_crops"] == 4 and "ap@50" in summary
+    assert "metric" in printed and "@50" in printed and f"results in {out}" in printed
+
+    ray_cfg = load_config(
+        "quickstart",
+        [
+            *base,
+            "evaluation.ray_min_crops=2",
+            "evaluation.ray_num_tasks=2",
+            "cluster.num_cpus=2",
+            f"evaluation.output_dir={tmp_path / 'ray_eval'}",
+        ],
+    )
+    ray_summary, ray_out = run_evaluation(ray_cfg, str(checkpoint))
+    assert "in 2 Ray tasks" in capsys.readouterr().out
+    assert ray_out == tmp_path / "ray_eval" and (ray_out / "metrics.json").exists()
+    assert ray_summary == pytest.approx(summary, nan_ok=True)

