@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,33 +47,11 @@ def test_evaluate_needs_a_checkpoint(capsys) -> None:
     assert main([]) == 2
 
 
-TINY = [
-    "data.synthesize.num_volumes=3",
-    "data.synthesize.shape=[8,32,32]",
-    "data.synthesize.num_objects=6",
-    "data.synthesize.val_fraction=0.34",
-    "datasets.database.crop_shape=[8,32,32]",
-    "datasets.database.stride=[8,32,32]",
-    "evaluation.database.crop_shape=[8,32,32]",
-    "datasets.batch_size=1",
-    "models.backbones.out_features=[p2]",
-    "models.backbones.fpn.out_channels=8",
-    "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
-    "models.mask_layers=[8]",
-    "models.mask_dim_reduced=8",
-    "models.box_representation_size=32",
-    "models.rpn_pre_nms_top_n_train=100",
-    "models.rpn_post_nms_top_n_train=50",
-    "models.rpn_pre_nms_top_n_test=50",
-    "models.rpn_post_nms_top_n_test=20",
-    "trainer.epochs=1",
-    "trainer.warmup_iters=1",
-    "cluster=local",
-]
+TINY_RUN = ("trainer.epochs=1", "trainer.warmup_iters=1", "cluster=local")
 
 
-def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
-    common = [f"data.root={tmp_path / 'data'}", f"trainer.runs_root={tmp_path / 'runs'}", *TINY]
+def test_train_then_evaluate_end_to_end(tmp_path: Path, tiny_overrides: Callable[..., list[str]]) -> None:
+    common = tiny_overrides(tmp_path, *TINY_RUN)
     run = subprocess.run(
         [sys.executable, "-m", "ls_train.cli", "train", "--config-name=quickstart", *common],
         capture_output=True,
@@ -101,14 +80,16 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "eval" / "metrics_summary.csv").exists()
 
 
-def test_weights_of_another_model_config_are_refused(tmp_path: Path, capsys) -> None:
+def test_weights_of_another_model_config_are_refused(
+    tmp_path: Path, tiny_overrides: Callable[..., list[str]], capsys
+) -> None:
     import torch
 
     from ls_train.config import load_config
     from ls_train.factory import build_model
     from ls_train.trainer.checkpoint import model_state_dict, save_state
 
-    common = [f"data.root={tmp_path / 'data'}", f"trainer.runs_root={tmp_path / 'runs'}", *TINY]
+    common = tiny_overrides(tmp_path, *TINY_RUN)
     torch.manual_seed(0)
     other = build_model(load_config("quickstart", [*common, "models.backbones.fpn.out_channels=16"]))
     path = save_state(tmp_path / "other", {"model": model_state_dict(other)})

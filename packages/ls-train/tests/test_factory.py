@@ -15,17 +15,6 @@ from ls_train.factory import build_metrics, build_model, build_transforms, model
 REPO = Path(__file__).resolve().parents[3]
 PLUGIN = REPO / "tests" / "plugins" / "ls-toy-backbone"
 
-TINY_MODEL = [
-    "models.backbones.out_features=[p2]",
-    "models.backbones.fpn.out_channels=8",
-    "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
-    "models.mask_layers=[8]",
-    "models.mask_dim_reduced=8",
-    "models.box_representation_size=32",
-    "models.rpn_pre_nms_top_n_train=100",
-    "models.rpn_post_nms_top_n_train=50",
-]
-
 
 def _sample(z: int = 8, y: int = 32, x: int = 32) -> tuple[torch.Tensor, dict]:
     masks = torch.zeros(1, z, y, x, dtype=torch.uint8)
@@ -46,8 +35,8 @@ def test_backbone_section_maps_to_the_detector_arguments() -> None:
     assert kwargs["num_classes"] == 2 and "backbones" not in kwargs
 
 
-def test_the_quickstart_model_trains_one_step() -> None:
-    model = build_model(load_config("quickstart", TINY_MODEL))
+def test_the_quickstart_model_trains_one_step(tiny_model: list[str]) -> None:
+    model = build_model(load_config("quickstart", tiny_model))
     image, target = _sample()
     losses = model([image], [target])
     assert set(losses) == {
@@ -60,15 +49,15 @@ def test_the_quickstart_model_trains_one_step() -> None:
     sum(losses.values()).backward()
 
 
-def test_a_detector_by_target_path() -> None:
+def test_a_detector_by_target_path(tiny_model: list[str]) -> None:
     cfg = load_config(
-        "quickstart", [*TINY_MODEL, "~models.name", "+models._target_=ls_detection.builder.maskrcnn3d"]
+        "quickstart", [*tiny_model, "~models.name", "+models._target_=ls_detection.builder.maskrcnn3d"]
     )
     assert type(build_model(cfg)).__name__ == "MaskRCNN3D"
 
 
-def test_builder_errors_name_the_section() -> None:
-    cfg = load_config("quickstart", [*TINY_MODEL, "models.rpn_anchor_generator.sizes=[[8],[16],[32],[64]]"])
+def test_builder_errors_name_the_section(tiny_model: list[str]) -> None:
+    cfg = load_config("quickstart", [*tiny_model, "models.rpn_anchor_generator.sizes=[[8],[16],[32],[64]]"])
     with pytest.raises(ConfigError, match=r"models \(backbone 'resnet3d_18'\).*sizes"):
         build_model(cfg)
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,29 +21,11 @@ from ls_train.trainer import TrainingStopped, load_state, train
 from ls_train.trainer.logging import read_csv_rows
 
 
-def tiny(root: Path, *extra: str) -> list[str]:
-    """Overrides shrinking the quickstart to a few seconds: 3 volumes of 8x32x32, a 2-level model."""
-    return [
-        f"data.root={root / 'data'}",
-        "data.synthesize.num_volumes=3",
-        "data.synthesize.shape=[8,32,32]",
-        "data.synthesize.num_objects=6",
-        "data.synthesize.val_fraction=0.34",
-        "datasets.database.crop_shape=[8,32,32]",
-        "datasets.database.stride=[8,32,32]",
-        "evaluation.database.crop_shape=[8,32,32]",
-        "datasets.batch_size=1",
-        "models.backbones.out_features=[p2]",
-        "models.backbones.fpn.out_channels=8",
-        "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
-        "models.mask_layers=[8]",
-        "models.mask_dim_reduced=8",
-        "models.box_representation_size=32",
-        "models.rpn_pre_nms_top_n_train=100",
-        "models.rpn_post_nms_top_n_train=50",
-        "models.rpn_pre_nms_top_n_test=50",
-        "models.rpn_post_nms_top_n_test=20",
-        f"trainer.runs_root={root / 'runs'}",
+@pytest.fixture(scope="module")
+def tiny(tiny_overrides: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    """``tiny(root, *extra)``: the tiny quickstart, in process, 2 steps per epoch, no final evaluation."""
+    return lambda root, *extra: tiny_overrides(
+        root,
         "trainer.max_steps_per_epoch=2",
         "trainer.val_every_epochs=1",
         "trainer.warmup_iters=2",
@@ -50,7 +33,7 @@ def tiny(root: Path, *extra: str) -> list[str]:
         "evaluation.run_after_training=false",
         "cluster=local",
         *extra,
-    ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +41,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("local")
 
 
-def test_a_run_writes_checkpoints_csv_tensorboard_and_curves_then_resumes(root: Path, capsys) -> None:
+def test_a_run_writes_checkpoints_csv_tensorboard_and_curves_then_resumes(
+    root: Path, tiny: Callable[..., list[str]], capsys
+) -> None:
     cfg = load_config("quickstart", tiny(root, "trainer.epochs=2", "trainer.run_name=a"))
     result = train(cfg)
     run = root / "runs" / "a"
@@ -93,7 +78,9 @@ def test_a_run_writes_checkpoints_csv_tensorboard_and_curves_then_resumes(root: 
     assert state["global_iter"] == 2 and state["scheduler"]["last_epoch"] == 1
 
 
-def test_non_finite_losses_are_skipped_then_stop_the_run(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_losses_are_skipped_then_stop_the_run(
+    root: Path, tiny: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def overrides(epochs: int) -> list[str]:
         return tiny(root, f"trainer.epochs={epochs}", "trainer.run_name=badloss", "trainer.max_bad_steps=2")
 
@@ -137,7 +124,7 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(root: Path, monkeypatch
     ]
 
 
-def _cli(root: Path, run_name: str, epochs: int) -> list[str]:
+def _cli(tiny: Callable[..., list[str]], root: Path, run_name: str, epochs: int) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -159,11 +146,13 @@ def _wait_for_checkpoint(proc: subprocess.Popen, index: Path, timeout: float = 1
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_a_signalled_run_resumes_from_its_last_checkpoint(root: Path, sig: signal.Signals) -> None:
+def test_a_signalled_run_resumes_from_its_last_checkpoint(
+    root: Path, tiny: Callable[..., list[str]], sig: signal.Signals
+) -> None:
     name = f"sig{int(sig)}"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        _cli(root, name, 50), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        _cli(tiny, root, name, 50), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     index = root / "runs" / name / "checkpoints" / "index.json"
     _wait_for_checkpoint(proc, index)
@@ -180,7 +169,7 @@ def test_a_signalled_run_resumes_from_its_last_checkpoint(root: Path, sig: signa
     done = saved["global_iter"]
     assert done >= 2
     again = subprocess.run(
-        _cli(root, name, saved["epoch"] + 1), capture_output=True, text=True, env=env, timeout=300
+        _cli(tiny, root, name, saved["epoch"] + 1), capture_output=True, text=True, env=env, timeout=300
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert (

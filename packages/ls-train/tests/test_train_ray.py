@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,36 +36,18 @@ class CrashOnce:
 '''
 
 
-def tiny(root: Path, *extra: str) -> list[str]:
-    """Overrides shrinking the quickstart: 3 volumes of 8x32x32 (2 training crops), a 2-level model."""
-    return [
-        f"data.root={root / 'data'}",
-        "data.synthesize.num_volumes=3",
-        "data.synthesize.shape=[8,32,32]",
-        "data.synthesize.num_objects=6",
-        "data.synthesize.val_fraction=0.34",
-        "datasets.database.crop_shape=[8,32,32]",
-        "datasets.database.stride=[8,32,32]",
-        "evaluation.database.crop_shape=[8,32,32]",
-        "datasets.batch_size=1",
-        "models.backbones.out_features=[p2]",
-        "models.backbones.fpn.out_channels=8",
-        "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
-        "models.mask_layers=[8]",
-        "models.mask_dim_reduced=8",
-        "models.box_representation_size=32",
-        "models.rpn_pre_nms_top_n_train=100",
-        "models.rpn_post_nms_top_n_train=50",
-        "models.rpn_pre_nms_top_n_test=50",
-        "models.rpn_post_nms_top_n_test=20",
-        f"trainer.runs_root={root / 'runs'}",
+@pytest.fixture(scope="module")
+def tiny(tiny_overrides: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    """``tiny(root, *extra)``: the tiny quickstart on 2 Ray CPU workers, no final evaluation."""
+    return lambda root, *extra: tiny_overrides(
+        root,
         "trainer.warmup_iters=2",
         "trainer.val_every_epochs=1",
         "evaluation.run_after_training=false",
         "cluster=cpu",
         "cluster.num_workers=2",
         *extra,
-    ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +61,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     sys.path.remove(str(plugin))
 
 
-def test_two_workers_survive_a_crash_and_a_rerun_resumes(cluster: Path) -> None:
+def test_two_workers_survive_a_crash_and_a_rerun_resumes(
+    cluster: Path, tiny: Callable[..., list[str]]
+) -> None:
     counter = cluster / "calls"
     crash = f"transforms.transforms_list=[{{_target_:ls_test_crash.CrashOnce,counter:'{counter}',at_call:3}}]"
     cfg = load_config("quickstart", tiny(cluster, "trainer.epochs=2", "trainer.run_name=r", crash))

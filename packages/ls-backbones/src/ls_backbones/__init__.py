@@ -27,6 +27,7 @@ from ls_backbones.base import (
 )
 from ls_backbones.registry import (
     BackboneRegistryError,
+    EntryPointRegistry,
     create_backbone,
     get_backbone_builder,
     list_backbones,
@@ -65,6 +66,7 @@ __all__ = [
     "BasicBlock3D",
     "Bottleneck3D",
     "DropPath",
+    "EntryPointRegistry",
     "FeatureSpec",
     "FrozenBatchNorm3d",
     "Hiera3D",

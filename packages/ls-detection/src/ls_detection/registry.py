@@ -12,12 +12,12 @@ detector is created.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from torch import nn
+
+from ls_backbones.registry import EntryPointRegistry
 
 GROUP = "ls.detectors"
 
@@ -28,54 +28,17 @@ class DetectorRegistryError(LookupError):
     """A detector name is unknown, declared twice, or its plugin fails to load."""
 
 
-def _dist_label(ep: EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return "an unknown distribution"
-    return f"distribution '{dist.metadata['Name']} {dist.version}'"
-
-
-def _registered() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=GROUP):
-        prev = found.get(ep.name)
-        if prev is None or (prev.value == ep.value and _dist_label(prev) == _dist_label(ep)):
-            found[ep.name] = ep
-        else:
-            raise DetectorRegistryError(
-                f"detector name {ep.name!r} is declared twice in entry-point group {GROUP!r}: "
-                f"by {_dist_label(prev)} as {prev.value!r} and by {_dist_label(ep)} as {ep.value!r}; "
-                f"uninstall one of them or rename the entry point"
-            )
-    return found
+_REGISTRY = EntryPointRegistry(group=GROUP, kind="detector", error=DetectorRegistryError)
 
 
 def list_detectors() -> list[str]:
     """Sorted names of every detector in the ``ls.detectors`` group; imports no detector module."""
-    return sorted(_registered())
+    return _REGISTRY.names()
 
 
 def get_detector_builder(name: str) -> Callable[..., nn.Module]:
     """The builder registered under ``name``; imports its module."""
-    registered = _registered()
-    ep = registered.get(name)
-    if ep is None:
-        known = sorted(registered)
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise DetectorRegistryError(f"unknown detector {name!r}.{hint} Known detectors: {', '.join(known)}")
-    try:
-        builder = ep.load()
-    except Exception as exc:
-        raise DetectorRegistryError(
-            f"detector {name!r} from {_dist_label(ep)} ({ep.value!r}) failed to load: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    if not callable(builder):
-        raise DetectorRegistryError(
-            f"detector {name!r} from {_dist_label(ep)} points at {ep.value!r}, which is not callable"
-        )
-    return builder
+    return _REGISTRY.load(name)
 
 
 def create_detector(name: str, **kwargs: Any) -> nn.Module:

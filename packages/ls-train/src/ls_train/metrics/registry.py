@@ -13,9 +13,9 @@ metadata only; a metric's module is imported when that metric is looked up or cr
 
 from __future__ import annotations
 
-import difflib
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
+
+from ls_backbones.registry import EntryPointRegistry
 
 __all__ = ["GROUP", "METRIC_METHODS", "MetricRegistryError", "create_metric", "get_metric", "list_metrics"]
 
@@ -27,38 +27,22 @@ class MetricRegistryError(LookupError):
     """A metric name is unknown, declared twice, or its plugin fails to load."""
 
 
-def _dist_name(ep: EntryPoint) -> str | None:
-    dist = getattr(ep, "dist", None)
-    return None if dist is None else dist.metadata["Name"]
+class _MetricRegistry(EntryPointRegistry):
+    """The ``ls.metrics`` group; its unknown-name message also names the group."""
+
+    def unknown_message(self, name: str, known: list[str]) -> str:
+        return (
+            f"unknown metric {name!r} (entry-point group {self.group!r}).{self.did_you_mean(name, known)} "
+            f"Known metrics: {', '.join(known) or '(none installed)'}"
+        )
 
 
-def _dist_label(ep: EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return "an unknown distribution"
-    return f"distribution '{dist.metadata['Name']} {dist.version}'"
-
-
-def _registered() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=GROUP):
-        prev = found.get(ep.name)
-        if prev is None:
-            found[ep.name] = ep
-        elif prev.value == ep.value and _dist_name(prev) == _dist_name(ep):
-            continue  # the same distribution found twice on sys.path
-        else:
-            raise MetricRegistryError(
-                f"metric name {ep.name!r} is declared twice in entry-point group {GROUP!r}: "
-                f"by {_dist_label(prev)} as {prev.value!r} and by {_dist_label(ep)} as {ep.value!r}; "
-                f"uninstall one of them or rename the entry point"
-            )
-    return found
+_REGISTRY = _MetricRegistry(group=GROUP, kind="metric", error=MetricRegistryError)
 
 
 def list_metrics() -> list[str]:
     """Sorted names in the ``ls.metrics`` entry-point group; imports no metric module."""
-    return sorted(_registered())
+    return _REGISTRY.names()
 
 
 def get_metric(name: str) -> type:
@@ -68,28 +52,7 @@ def get_metric(name: str) -> type:
         MetricRegistryError: unknown name (known names and close matches listed), a name
             declared by two distributions, or a plugin that fails to import.
     """
-    registered = _registered()
-    ep = registered.get(name)
-    if ep is None:
-        known = sorted(registered)
-        close = difflib.get_close_matches(str(name), known, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise MetricRegistryError(
-            f"unknown metric {name!r} (entry-point group {GROUP!r}).{hint} "
-            f"Known metrics: {', '.join(known) or '(none installed)'}"
-        )
-    try:
-        obj = ep.load()
-    except Exception as exc:
-        raise MetricRegistryError(
-            f"metric {name!r} from {_dist_label(ep)} ({ep.value!r}) failed to load: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    if not callable(obj):
-        raise MetricRegistryError(
-            f"metric {name!r} from {_dist_label(ep)} points at {ep.value!r}, which is not callable"
-        )
-    return obj
+    return _REGISTRY.load(name)
 
 
 def create_metric(name: str, **kwargs: Any) -> Any:
