@@ -110,30 +110,20 @@ def test_states_from_shards_merge_to_the_whole() -> None:
     assert merged.result().summary == pytest.approx(full)
 
 
-TINY = [
-    "data.synthesize.num_volumes=3",
-    "data.synthesize.shape=[8,32,32]",
-    "data.synthesize.num_objects=6",
-    "data.synthesize.val_fraction=0.34",
-    "datasets.database.crop_shape=[8,32,32]",
+# on top of the shared tiny run: smaller evaluation crops, every detection kept
+EVAL_EXTRA = (
     "evaluation.database.crop_shape=[8,16,16]",
-    "models.backbones.out_features=[p2]",
-    "models.backbones.fpn.out_channels=8",
-    "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
-    "models.mask_layers=[8]",
-    "models.mask_dim_reduced=8",
-    "models.box_representation_size=32",
-    "models.rpn_pre_nms_top_n_test=50",
-    "models.rpn_post_nms_top_n_test=20",
     "models.box_score_thresh=0.0",
     "evaluation.score_threshold=0.0",
     "evaluation.num_mip_crops=2",
     "cluster=local",
-]
+)
 
 
-def test_run_evaluation_writes_reports_and_pictures_locally_and_on_ray_tasks(tmp_path: Path, capsys) -> None:
-    base = [f"data.root={tmp_path / 'data'}", f"trainer.runs_root={tmp_path / 'runs'}", *TINY]
+def test_run_evaluation_writes_reports_and_pictures_locally_and_on_ray_tasks(
+    tmp_path: Path, capsys, tiny_overrides
+) -> None:
+    base = tiny_overrides(tmp_path, *EVAL_EXTRA)
     cfg = load_config("quickstart", base)
     prepare_data(cfg)
     torch.manual_seed(0)
