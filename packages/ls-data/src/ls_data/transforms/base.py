@@ -15,6 +15,7 @@ generator is copied into every worker with the same state, which is why
 from __future__ import annotations
 
 import inspect
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -65,20 +66,26 @@ class _PickledGenerator:
     ``Compose.set_generator`` makes them) with one shared generator again.
     """
 
-    _holders: ClassVar[dict[int, _PickledGenerator]] = {}
+    # weak both ways (the key, and the holder's reference to it): a holder lives as long as its
+    # generator, not as long as the process
+    _holders: ClassVar[weakref.WeakKeyDictionary[torch.Generator, _PickledGenerator]] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __init__(self, generator: torch.Generator) -> None:
-        self.generator = generator
+        self._generator = weakref.ref(generator)
 
     @classmethod
     def of(cls, generator: torch.Generator) -> _PickledGenerator:
-        holder = cls._holders.get(id(generator))
-        if holder is None or holder.generator is not generator:
-            holder = cls._holders[id(generator)] = cls(generator)
+        holder = cls._holders.get(generator)
+        if holder is None:
+            holder = cls._holders[generator] = cls(generator)
         return holder
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return _restore_generator, (bytes(self.generator.get_state().numpy()),)
+        generator = self._generator()
+        assert generator is not None  # created by __getstate__ of a transform that holds it
+        return _restore_generator, (bytes(generator.get_state().numpy()),)
 
 
 class RandomTransform(Transform):
