@@ -29,7 +29,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "scripts" / "slurm"
-SCRIPTS = [SLURM_DIR / "train.sbatch", SLURM_DIR / "evaluate.sbatch", SLURM_DIR / "ray-cluster.sh"]
+SCRIPTS = [
+    SLURM_DIR / "train.sbatch",
+    SLURM_DIR / "evaluate.sbatch",
+    SLURM_DIR / "predict.sbatch",
+    SLURM_DIR / "ray-cluster.sh",
+]
 HEAD_IP = "10.0.0.1"
 RAY_PORT = "6400"
 RUN_TIMEOUT_S = 60  # a hang guard only; the runs take about a second
@@ -145,6 +150,7 @@ def fake_slurm(tmp_path: Path) -> dict[str, object]:
     for name, body in _STUBS.items():
         _write_executable(bin_dir / name, body)
     (bin_dir / "ls-evaluate").symlink_to(bin_dir / "ls-train")
+    (bin_dir / "ls-predict").symlink_to(bin_dir / "ls-train")
     (bin_dir / "python").symlink_to(sys.executable)
     (pylib / "ray" / "__init__.py").write_text(textwrap.dedent(_FAKE_RAY_MODULE).lstrip())
     log = tmp_path / "calls.log"
@@ -334,6 +340,28 @@ def test_evaluate_passes_checkpoint_and_overrides(fake_slurm: dict[str, object])
     ]
     calls = _calls(fake_slurm)
     assert _index(calls, "node=node1 ray got TERM") > _index(calls, "node=batch ls-evaluate")
+
+
+def test_predict_spreads_tiles_over_the_workers(fake_slurm: dict[str, object]) -> None:
+    result = _run(
+        fake_slurm, "predict.sbatch", "input=vol.ome.zarr", "output=out.ome.zarr", CHECKPOINT="runs/x"
+    )
+    assert result.returncode == 0, result.stderr
+    assert _args(fake_slurm, "ls-predict") == [
+        "--config-name=config_mrcnn_resnet",
+        f"cluster.address={HEAD_IP}:{RAY_PORT}",
+        "cluster.num_workers=4",
+        "cluster.use_gpu=true",
+        "cluster.resources_per_worker={CPU:4,GPU:1}",
+        "predict.executor=ray",
+        "predict.num_workers=4",
+        "predict.threads_per_worker=4",
+        "predict.gpus_per_worker=1",
+        "predict.device=cuda",
+        "checkpoint=runs/x",
+        "input=vol.ome.zarr",
+        "output=out.ome.zarr",
+    ]
 
 
 def test_failed_ray_start_stops_before_training(fake_slurm: dict[str, object]) -> None:

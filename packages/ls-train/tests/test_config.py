@@ -33,7 +33,12 @@ def test_every_packaged_experiment_composes_and_validates(name: str) -> None:
         "evaluation",
         "data",
         "checkpoint",
+        "predict",
+        "input",
+        "output",
+        "overwrite",
     }
+    assert cfg["predict"]["segmenter"] == "detector" and cfg["input"] is None
 
 
 def test_the_seed_defaults_list_picks_the_backbone_group() -> None:

@@ -9,6 +9,11 @@ backbone::
     )
     losses = model(images, targets)          # train mode: dict of the five losses
     model.eval(); predictions = model(images)  # eval mode: boxes, labels, scores, masks
+    # masks in box coordinates, painted into one label volume without dense (N, Z, Y, X) masks
+    (pred,) = model.predict(images, paste_masks=False)
+    labels, order = ls_detection.paste_masks_into_label_volume(
+        pred["masks"], pred["boxes"], pred["scores"], images[0].shape[-3:]
+    )
 
 Model modules are imported on first use, so ``import ls_detection`` stays cheap.
 """
@@ -49,6 +54,7 @@ _LAZY = {
     "MaskRCNNPredictor3D": "mask_head",
     "RoIHeads3D": "roi_heads",
     "paste_masks_in_volume": "postprocess",
+    "paste_masks_into_label_volume": "postprocess",
     "predictions_to_label_volume": "postprocess",
     "clip_boxes_to_volume": "boxes",
     "remove_small_boxes3d": "boxes",
@@ -77,6 +83,7 @@ __all__ = [
     "list_detectors",
     "maskrcnn3d",
     "paste_masks_in_volume",
+    "paste_masks_into_label_volume",
     "predictions_to_label_volume",
     "remove_small_boxes3d",
 ]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["paste_masks_in_volume", "predictions_to_label_volume"]
+__all__ = ["paste_masks_in_volume", "paste_masks_into_label_volume", "predictions_to_label_volume"]
 
 
 def _axis_coords(low: float, high: float, start: int, stop: int, mask_size: int, padded_size: int,
@@ -24,6 +24,61 @@ def _axis_coords(low: float, high: float, start: int, stop: int, mask_size: int,
     centres = torch.arange(start, stop, dtype=torch.float64) + 0.5
     index = (centres - low) / extent * mask_size - 0.5 + padding
     return (2.0 * index + 1.0) / padded_size - 1.0
+
+
+_Region = tuple[slice, slice, slice]
+
+
+def _paste_one_mask(mask: Tensor, box: Sequence[float], volume_size: Sequence[int],
+                    padding: int) -> tuple[_Region, Tensor] | None:
+    """Resample one ``(1, a, b, c)`` floating-point mask into its box (see ``paste_masks_in_volume``).
+
+    Returns the ``(z, y, x)`` slices of the volume that the enlarged box covers and the mask sampled
+    at the centres of those voxels, a ``(z, y, x)`` tensor of the mask's dtype and device; ``None``
+    when the enlarged box does not meet the volume (the pasted mask is all zeros).
+    """
+    mask_size = mask.shape[-3:]
+    padded = F.pad(mask[None], (padding,) * 6)
+    padded_size = padded.shape[-3:]
+    low, high = box[:3], box[3:]
+    coords = []
+    region = []
+    for axis in range(3):
+        scale = (mask_size[axis] + 2 * padding) / mask_size[axis]
+        centre, half = (low[axis] + high[axis]) / 2, (high[axis] - low[axis]) / 2 * scale
+        start = max(math.floor(centre - half), 0)
+        stop = min(math.ceil(centre + half), volume_size[axis])
+        if stop <= start:
+            return None  # the enlarged box does not meet the volume on this axis
+        region.append(slice(start, stop))
+        coords.append(_axis_coords(low[axis], high[axis], start, stop, mask_size[axis],
+                                   padded_size[axis], padding).to(mask))
+    gz, gy, gx = torch.meshgrid(*coords, indexing="ij")
+    grid = torch.stack((gx, gy, gz), dim=-1)[None]  # grid_sample wants (x, y, z) order
+    sampled = F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return (region[0], region[1], region[2]), sampled[0, 0]
+
+
+def _check_box_masks(fn: str, masks: object, boxes: object, volume_size: Sequence[int],
+                     padding: int) -> tuple[int, int, int]:
+    """Validate box-coordinate masks, their boxes, the volume size and the padding; return the size."""
+    if not isinstance(masks, Tensor) or masks.dim() != 5 or masks.shape[1] != 1:
+        shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
+        raise ValueError(f"{fn}: masks must be (N, 1, a, b, c), got {shape}")
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 6:
+        shape = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"{fn}: boxes must be (N, 6), got {shape}")
+    if boxes.shape[0] != masks.shape[0]:
+        raise ValueError(f"{fn}: {masks.shape[0]} masks {tuple(masks.shape)} but "
+                         f"{boxes.shape[0]} boxes {tuple(boxes.shape)}")
+    size = tuple(int(s) for s in volume_size)
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(f"{fn}: volume_size must be (Z, Y, X) of positive sizes, got {tuple(volume_size)}")
+    if padding < 0:
+        raise ValueError(f"{fn}: padding must be >= 0, got {padding}")
+    if masks.shape[0] > 0 and not bool(torch.isfinite(boxes).all()):
+        raise ValueError(f"{fn}: boxes {tuple(boxes.shape)} contain NaN or infinite coordinates")
+    return size[0], size[1], size[2]
 
 
 def paste_masks_in_volume(masks: Tensor, boxes: Tensor, volume_size: Sequence[int],
@@ -53,52 +108,15 @@ def paste_masks_in_volume(masks: Tensor, boxes: Tensor, volume_size: Sequence[in
     Returns:
         ``(N, 1, Z, Y, X)`` masks in the volume, in the masks' floating dtype.
     """
-    if not isinstance(masks, Tensor) or masks.dim() != 5 or masks.shape[1] != 1:
-        shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-        raise ValueError(f"paste_masks_in_volume: masks must be (N, 1, a, b, c), got {shape}")
-    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 6:
-        shape = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
-        raise ValueError(f"paste_masks_in_volume: boxes must be (N, 6), got {shape}")
-    if boxes.shape[0] != masks.shape[0]:
-        raise ValueError(f"paste_masks_in_volume: {masks.shape[0]} masks {tuple(masks.shape)} but "
-                         f"{boxes.shape[0]} boxes {tuple(boxes.shape)}")
-    size = tuple(int(s) for s in volume_size)
-    if len(size) != 3 or min(size) < 1:
-        raise ValueError(f"paste_masks_in_volume: volume_size must be (Z, Y, X) of positive sizes, "
-                         f"got {tuple(volume_size)}")
-    if padding < 0:
-        raise ValueError(f"paste_masks_in_volume: padding must be >= 0, got {padding}")
+    size = _check_box_masks("paste_masks_in_volume", masks, boxes, volume_size, padding)
     if not masks.is_floating_point():
         masks = masks.float()
     out = masks.new_zeros((masks.shape[0], 1, *size))
-    if masks.shape[0] == 0:
-        return out
-    if not bool(torch.isfinite(boxes).all()):
-        raise ValueError("paste_masks_in_volume: boxes contain NaN or infinite coordinates")
-
-    mask_size = masks.shape[-3:]
-    padded = F.pad(masks, (padding,) * 6)
-    padded_size = padded.shape[-3:]
-    scale = [(m + 2 * padding) / m for m in mask_size]
     for i, box in enumerate(boxes.detach().to("cpu", torch.float64).tolist()):
-        low, high = box[:3], box[3:]
-        coords = []
-        region = []
-        for axis in range(3):
-            centre, half = (low[axis] + high[axis]) / 2, (high[axis] - low[axis]) / 2 * scale[axis]
-            start = max(math.floor(centre - half), 0)
-            stop = min(math.ceil(centre + half), size[axis])
-            if stop <= start:
-                break  # the enlarged box does not meet the volume on this axis
-            region.append(slice(start, stop))
-            coords.append(_axis_coords(low[axis], high[axis], start, stop, mask_size[axis],
-                                       padded_size[axis], padding).to(masks))
-        else:
-            gz, gy, gx = torch.meshgrid(*coords, indexing="ij")
-            grid = torch.stack((gx, gy, gz), dim=-1)[None]  # grid_sample wants (x, y, z) order
-            sampled = F.grid_sample(padded[i : i + 1], grid, mode="bilinear", padding_mode="border",
-                                    align_corners=False)
-            out[i, 0, region[0], region[1], region[2]] = sampled[0, 0]
+        pasted = _paste_one_mask(masks[i], box, size, padding)
+        if pasted is not None:
+            region, sampled = pasted
+            out[i, 0][region] = sampled
     return out
 
 
@@ -146,3 +164,72 @@ def predictions_to_label_volume(prediction: Mapping[str, Tensor], *, mask_thresh
     lookup = torch.zeros(order.numel() + 1, dtype=torch.int64, device=masks.device)
     lookup[1:] = torch.cumsum(present[1:].to(torch.int64), dim=0)
     return lookup[labels].to(torch.int32)
+
+
+def paste_masks_into_label_volume(masks: Tensor, boxes: Tensor, scores: Tensor, volume_size: Sequence[int], *,
+                                  mask_threshold: float = 0.5, score_threshold: float = 0.0,
+                                  padding: int = 1) -> tuple[Tensor, Tensor]:
+    """One instance label volume from masks in box coordinates, without dense per-instance masks.
+
+    The result equals ``predictions_to_label_volume({"masks": paste_masks_in_volume(masks, boxes,
+    volume_size, padding), "scores": scores}, mask_threshold=..., score_threshold=...)``: instances
+    with ``score >= score_threshold`` are ranked by decreasing score (ties in input order), a voxel
+    gets the best-ranked instance whose pasted mask is ``> mask_threshold`` there, and instances
+    left with no voxel are dropped, the others numbered 1, 2, ... in rank order. But the masks are
+    pasted one at a time into a running volume of ranks, so memory is one int32 ``(Z, Y, X)``
+    volume plus the largest box, not ``N`` volumes.
+
+    Args:
+        masks: ``(N, 1, a, b, c)`` mask probabilities in box coordinates (as
+            ``MaskRCNN3D.predict(..., paste_masks=False)`` returns them).
+        boxes: ``(N, 6)`` boxes ``(z1, y1, x1, z2, y2, x2)`` in volume voxel coordinates.
+        scores: ``(N,)`` detection scores.
+        volume_size: ``(Z, Y, X)`` of the label volume.
+        mask_threshold: probability above which a voxel belongs to an instance.
+        score_threshold: minimum score of an instance to be painted.
+        padding: zero voxels added around each mask before resampling (see ``paste_masks_in_volume``).
+
+    Returns:
+        ``labels``, the ``(Z, Y, X)`` int32 label volume (0 = background), and ``order``, ``(L,)``
+        int64 with ``L = labels.max()``: ``order[k - 1]`` is the index into ``masks`` / ``boxes`` /
+        ``scores`` of the detection that label ``k`` comes from. Both on the masks' device.
+    """
+    fn = "paste_masks_into_label_volume"
+    size = _check_box_masks(fn, masks, boxes, volume_size, padding)
+    n = masks.shape[0]
+    if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] != n:
+        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+        raise ValueError(f"{fn}: scores must be ({n},), one per mask of masks {tuple(masks.shape)}, "
+                         f"got {shape}")
+    if not math.isfinite(mask_threshold):
+        raise ValueError(f"{fn}: mask_threshold must be finite, got {mask_threshold}")
+    if not masks.is_floating_point():
+        masks = masks.float()
+    device = masks.device
+    keep = torch.where(scores >= score_threshold)[0]
+    ranked = keep[torch.argsort(scores[keep], descending=True, stable=True)].to(device)
+    count = ranked.numel()
+    # best[v]: rank of the best instance covering voxel v so far, ``count`` where none does
+    best = torch.full(size, count, dtype=torch.int32, device=device)
+    # with a negative threshold the zeros around a pasted mask count as inside, as in the dense path
+    zero_inside = bool(masks.new_zeros(()) > mask_threshold)
+    box_list = boxes.detach().to("cpu", torch.float64).tolist()
+    for rank, index in enumerate(ranked.tolist()):
+        pasted = _paste_one_mask(masks[index], box_list[index], size, padding)
+        if pasted is None:
+            if zero_inside:
+                best.masked_fill_(best == count, rank)
+            continue
+        region, sampled = pasted
+        view = best[region]
+        inside = sampled > mask_threshold
+        if zero_inside:
+            before = view.clone()
+            best.masked_fill_(best == count, rank)
+            view.copy_(before)
+        view.masked_fill_(inside & (view == count), rank)
+
+    present = torch.bincount(best.flatten(), minlength=count + 1)[:count] > 0
+    lookup = torch.zeros(count + 1, dtype=torch.int32, device=device)
+    lookup[:count] = torch.cumsum(present, dim=0, dtype=torch.int32) * present
+    return lookup[best], ranked[present]

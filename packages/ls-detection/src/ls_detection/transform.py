@@ -262,6 +262,8 @@ class DetectionTransform3D(nn.Module):
         result: list[dict[str, Tensor]],
         image_shapes: Sequence[Sequence[int]],
         original_image_sizes: Sequence[Sequence[int]],
+        *,
+        paste_masks: bool = True,
     ) -> list[dict[str, Tensor]]:
         """Map predictions from the resized images back to the original images.
 
@@ -270,10 +272,14 @@ class DetectionTransform3D(nn.Module):
                 ``(N, 1, m, m, m)`` (mask probabilities inside each box).
             image_shapes: per image, the ``(Z, Y, X)`` size after resizing (``ImageList3D.image_sizes``).
             original_image_sizes: per image, the ``(Z, Y, X)`` size given to ``forward``.
+            paste_masks: paste the masks into the original volume (``True``), or leave them
+                ``(N, 1, m, m, m)`` in the coordinates of their boxes (``False``), for
+                ``paste_masks_in_volume`` or ``paste_masks_into_label_volume`` to paste later
+                with the returned boxes.
 
         Returns:
             New dicts with boxes in original coordinates and masks pasted into the original volume
-            ``(N, 1, Z, Y, X)``; other keys unchanged.
+            ``(N, 1, Z, Y, X)`` (with ``paste_masks=False``: the masks as given); other keys unchanged.
         """
         from ls_detection.postprocess import paste_masks_in_volume
 
@@ -285,7 +291,7 @@ class DetectionTransform3D(nn.Module):
             original = tuple(int(s) for s in original)
             pred = dict(pred)
             pred["boxes"] = resize_boxes3d(pred["boxes"], shape, original)
-            if "masks" in pred:
+            if paste_masks and "masks" in pred:
                 pred["masks"] = paste_masks_in_volume(pred["masks"], pred["boxes"], original)
             out.append(pred)
         return out

@@ -1,10 +1,12 @@
-"""``ls-train`` and ``ls-evaluate``: Hydra-style command lines.
+"""``ls-train``, ``ls-evaluate`` and ``ls-predict``: Hydra-style command lines.
 
 ::
 
     ls-train --config-name=quickstart
     ls-train --config-name=config_mrcnn_resnet cluster=cpu trainer.epochs=5 trainer.run_name=try1
     ls-evaluate --config-name=skittlez_evaluation_resnet checkpoint=runs/mrcnn_resnet/checkpoint_.../
+    ls-predict --config-name=quickstart checkpoint=runs/quickstart/checkpoint_.../ \
+        input=volume.ome.zarr output=volume_labels.ome.zarr predict.tile_shape=[32,256,256]
 
 ``--config-name`` picks the experiment, ``--config-dir`` (repeatable) adds a folder searched
 before ``./configs`` and the packaged configs, and every other argument is a Hydra override
@@ -13,7 +15,7 @@ config and exits. Nothing is written to Hydra's output folders; the run folder i
 ``<trainer.runs_root>/<trainer.run_name>``.
 
 Exit status: 0 done (or stopped on request and resumable), 1 training stopped on an error,
-2 bad config or arguments.
+2 bad config, arguments, input or checkpoint.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["evaluate_main", "main", "train_main"]
+__all__ = ["evaluate_main", "main", "predict_main", "train_main"]
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -130,13 +132,48 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    """``ls-predict --config-name=NAME checkpoint=PATH input=PATH output=PATH.ome.zarr [overrides]``."""
+    args = _parser(
+        "ls-predict", "Segment a whole volume tile by tile into a stitched OME-Zarr label image."
+    ).parse_args(argv)
+    cfg = _load("ls-predict", args)
+    if cfg is None:
+        return 2
+    if args.print_config:
+        return 0
+    from ls_data.errors import DataError
+    from ls_train.config import ConfigError
+    from ls_train.predict import run_prediction
+    from ls_train.predict.tilestore import PlanMismatchError
+    from ls_train.trainer import CheckpointError
+
+    for key in ("input", "output"):
+        if cfg.get(key) in (None, "", "???"):
+            print(f"ls-predict: error: give {key}=PATH", file=sys.stderr)
+            return 2
+    try:
+        run_prediction(
+            cfg,
+            input=str(cfg["input"]),
+            output=str(cfg["output"]),
+            checkpoint=cfg.get("checkpoint"),
+            overwrite=bool(cfg.get("overwrite")),
+        )
+    except (ConfigError, DataError, CheckpointError, PlanMismatchError, FileExistsError) as exc:
+        print(f"ls-predict: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ls_train.cli {train,evaluate} ...`` (the same as ``ls-train`` / ``ls-evaluate``)."""
+    """``python -m ls_train.cli {train,evaluate,predict} ...``: ls-train, ls-evaluate, ls-predict."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main, "evaluate": evaluate_main}
+    commands = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main}
     if not argv or argv[0] not in commands:
         print(
-            "usage: python -m ls_train.cli {train,evaluate} --config-name=NAME [overrides]", file=sys.stderr
+            "usage: python -m ls_train.cli {train,evaluate,predict} --config-name=NAME [overrides]",
+            file=sys.stderr,
         )
         return 2
     return commands[argv[0]](argv[1:])

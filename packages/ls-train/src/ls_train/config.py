@@ -14,7 +14,9 @@ An experiment has these top-level sections (the seed's groups plus the runner's)
 - ``metrics``: ``metrics_list`` (``ls.metrics`` names or ``_target_``);
 - ``trainer`` (:class:`TrainerConfig`), ``cluster`` (:class:`ClusterConfig`),
   ``evaluation`` (:class:`EvaluationConfig`), optional ``data`` (:class:`DataConfig`), and
-  ``checkpoint`` (weights for ``ls-evaluate``).
+  ``checkpoint`` (weights for ``ls-evaluate`` and ``ls-predict``);
+- ``predict`` (:class:`ls_train.predict.PredictConfig`) with the top-level ``input``, ``output``
+  and ``overwrite`` of ``ls-predict``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ SECTIONS = (
     "evaluation",
     "data",
     "checkpoint",
+    "predict",
+    "input",
+    "output",
+    "overwrite",
 )
 """Top-level keys an experiment config may have."""
 
@@ -560,6 +566,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     cluster_config(cfg)
     evaluation = evaluation_config(cfg)
     data_config(cfg)
+    if cfg.get("predict") is not None:
+        from ls_train.predict.config import predict_config
+
+        predict_config(cfg)
 
     models = cfg["models"]
     _component(

@@ -57,28 +57,46 @@ def _datasets(
         # A 2x2 mean puts a coarse voxel's centre halfway between the fine voxels it averages;
         # a stride keeps the first fine voxel's centre.
         shift = [0.0, (f - 1) / 2 * sy, (f - 1) / 2 * sx] if centred else [0.0, 0.0, 0.0]
-        transforms: list[dict[str, Any]] = [
-            {"type": "scale", "scale": ([1.0] if with_channel else []) + scale}
-        ]
-        if any(shift):
-            transforms.append({"type": "translation", "translation": ([0.0] if with_channel else []) + shift})
+        transforms = _coordinate_transforms(
+            ([1.0] if with_channel else []) + scale, ([0.0] if with_channel else []) + shift
+        )
         out.append({"path": str(level), "coordinateTransformations": transforms})
     return out
 
 
-def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[int, ...]) -> None:
-    array = group.create_array(
+def _coordinate_transforms(scale: Sequence[float], translation: Sequence[float]) -> list[dict[str, Any]]:
+    """NGFF ``coordinateTransformations`` of one level: the scale, then the translation if non-zero."""
+    transforms: list[dict[str, Any]] = [{"type": "scale", "scale": [float(s) for s in scale]}]
+    if any(translation):
+        transforms.append({"type": "translation", "translation": [float(t) for t in translation]})
+    return transforms
+
+
+def _compressor() -> Blosc:
+    """The compressor of every array we write: Blosc zstd, level 3, bit shuffle."""
+    return Blosc(cname="zstd", clevel=3, shuffle=Blosc.BITSHUFFLE)
+
+
+def _create_array(
+    group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]
+) -> zarr.Array:
+    """Create (metadata only) a Zarr v2 array with our settings; chunks are clipped to the shape."""
+    return group.create_array(
         name,
-        shape=data.shape,
-        dtype=data.dtype,
-        chunks=tuple(max(1, min(c, s)) for c, s in zip(chunks, data.shape, strict=True)),
-        compressors=Blosc(cname="zstd", clevel=3, shuffle=Blosc.BITSHUFFLE),
+        shape=shape,
+        dtype=dtype,
+        chunks=tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True)),
+        compressors=_compressor(),
         fill_value=0,
         chunk_key_encoding={"name": "v2", "separator": "/"},
         # Every chunk is stored, also all-zero ones, so that readers can tell a missing chunk
         # (damage) from an empty one.
         config={"write_empty_chunks": True},
     )
+
+
+def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[int, ...]) -> None:
+    array = _create_array(group, name, data.shape, data.dtype, chunks)
     array[...] = data
 
 

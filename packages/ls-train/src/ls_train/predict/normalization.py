@@ -1,0 +1,93 @@
+"""Intensity statistics of a whole volume, from an evenly spread sample of blocks.
+
+Evaluation normalises each crop with its own statistics (``normalize_intensity``). Tiles of one
+volume normalised each on its own would disagree with each other, and the result would change
+with the tile size; whole-volume prediction therefore computes the statistics once, on up to
+``sample_voxels`` voxels read as blocks spread evenly over the volume (the whole volume when it
+is that small, which then reproduces the per-crop transform exactly), and applies them to every
+tile.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ls_train.predict.segmenters import Normalization
+
+__all__ = ["sample_blocks", "volume_normalization"]
+
+_BLOCK = (16, 64, 64)
+
+
+def sample_blocks(
+    shape: Sequence[int], sample_voxels: int, block: Sequence[int] = _BLOCK
+) -> list[tuple[slice, ...]]:
+    """Windows of up to ``block`` voxels, spread evenly over a volume of ``shape`` ``(Z, Y, X)``.
+
+    The windows partition the volume; when their voxels exceed ``sample_voxels``, an evenly
+    spaced subset (in raster order) is kept.
+    """
+    per_axis = [list(range(0, s, b)) for s, b in zip(shape, block, strict=True)]
+    starts = list(itertools.product(*per_axis))
+    windows = [
+        tuple(slice(o, min(o + b, s)) for o, b, s in zip(start, block, shape, strict=True))
+        for start in starts
+    ]
+    full = math.prod(min(b, s) for b, s in zip(block, shape, strict=True))
+    keep = max(1, min(len(windows), math.ceil(sample_voxels / full)))
+    if keep < len(windows):
+        picks = np.unique(np.linspace(0, len(windows) - 1, keep).round().astype(int))
+        windows = [windows[i] for i in picks]
+    return windows
+
+
+def volume_normalization(
+    reader: Any, channels: Sequence[int], entry: Mapping[str, Any], sample_voxels: int
+) -> Normalization:
+    """The :class:`Normalization` a ``normalize_intensity`` entry gives on the sampled volume.
+
+    Args:
+        reader: An ``ls_data`` volume reader.
+        channels: The channels fed to the model.
+        entry: The ``normalize_intensity`` entry of ``transforms.eval_transforms_list``.
+        sample_voxels: Voxels to sample.
+    """
+    from ls_data.transforms.intensity import NormalizeIntensity, percentile
+
+    kwargs = {k: v for k, v in entry.items() if k not in ("name", "_target_")}
+    transform = NormalizeIntensity(**kwargs)
+    parts = [
+        reader.read(window, channels).reshape(len(channels), -1)
+        for window in sample_blocks(reader.shape[1:], sample_voxels)
+    ]
+    values = torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+    if not transform.per_channel:
+        values = values.reshape(1, -1)
+    low = high = None
+    if transform.mode == "percentile" or transform.clip:
+        low, high = percentile(values, transform.low), percentile(values, transform.high)
+    clipped = values
+    if transform.clip:
+        clipped = torch.minimum(torch.maximum(values, low[:, None]), high[:, None])
+    if transform.mode == "percentile":
+        shift, scale = low, high - low
+    else:
+        shift, scale = clipped.mean(dim=1), clipped.std(dim=1, correction=0)
+    n = len(channels)
+
+    def per_channel(t: torch.Tensor) -> tuple[float, ...]:
+        out = [float(v) for v in t.tolist()]
+        return tuple(out * n) if len(out) == 1 else tuple(out)
+
+    return Normalization(
+        shift=per_channel(shift),
+        scale=per_channel(scale),
+        clip_low=per_channel(low) if transform.clip else None,
+        clip_high=per_channel(high) if transform.clip else None,
+    )

@@ -1,0 +1,474 @@
+"""``run_prediction``: a whole volume in, a stitched OME-Zarr label image and a table out.
+
+Passes:
+
+1. **Tiles** (the expensive one, in this process or spread over Ray actors): every tile not
+   yet in the work folder is read, segmented and stored (:mod:`ls_train.predict.tilestore`).
+2. **Stitch** (this process): instances of neighbouring tiles are compared on their shared
+   regions and merged into objects (:mod:`ls_train.predict.stitch`).
+3. **Write** (this process or Ray tasks): chunk-aligned output blocks are painted from the
+   stored tiles and written; then the label pyramid, the metadata and the table.
+
+Memory is bounded by a batch of tiles (pass 1) and a block (pass 3), never by the volume.
+A new output is assembled inside the work folder and moved into place at the end; labels
+written into the input image become listed in ``labels/`` only at the end. So an interrupted run
+never leaves an output that looks complete, and re-running the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ls_train.config import ConfigError
+from ls_train.predict.config import PredictConfig, predict_config
+from ls_train.predict.progress import Progress
+from ls_train.predict.stitch import plan_stitch
+from ls_train.predict.table import StatsAccumulator, write_table
+from ls_train.predict.tilestore import TileStore
+from ls_train.predict.tiling import Box, TileGrid
+from ls_train.predict.volume import InputVolume, open_input
+from ls_train.predict.workers import PaintJob, SegmenterSpec, TileWorker, paint_blocks
+
+__all__ = ["PredictionResult", "run_prediction"]
+
+MAX_LABEL_PROPERTIES = 100_000
+"""Up to this many objects, their class and score are also stored as NGFF label properties."""
+
+
+@dataclass
+class PredictionResult:
+    """What :func:`run_prediction` did.
+
+    Attributes:
+        output: The OME-Zarr image group holding the labels.
+        labels: The label image group (``<output>/labels/<name>``).
+        table: The per-instance table.
+        objects: Objects in the label image.
+        tiles: Tiles of the grid; ``tiles_resumed`` of them were already in the work folder.
+        forward_seconds: Sum over this run's tiles of the detector's forward time (the whole
+            segmenter call for a segmenter without a model).
+        seconds: Wall time per pass (``tiles``, ``stitch``, ``write``, ``total``).
+        voxels: Voxels of the predicted volume.
+    """
+
+    output: Path
+    labels: Path
+    table: Path
+    objects: int
+    tiles: int
+    tiles_resumed: int
+    forward_seconds: float
+    voxels: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _is_zarr_group(path: Path) -> bool:
+    return path.is_dir() and any((path / f).is_file() for f in (".zgroup", ".zattrs", "zarr.json"))
+
+
+def _unfinished_label_image(image_group: Path, name: str) -> bool:
+    """Whether ``labels/<name>`` was created by a streaming writer and never finalized (not listed)."""
+    from ls_data.io.omezarr import group_attributes
+
+    try:
+        listed = group_attributes(image_group / "labels")[0].get("labels") or []
+        own = group_attributes(image_group / "labels" / name)[0]
+    except Exception:
+        return False
+    return name not in listed and "ls_data_stream" in own and "multiscales" not in own
+
+
+def _segmenter_spec(
+    cfg: Mapping[str, Any], pc: PredictConfig, volume: InputVolume, checkpoint: str | None
+) -> SegmenterSpec:
+    """Check the segmenter settings (and the checkpoint, by loading it once) and describe it."""
+    import torch
+
+    if pc.segmenter == "threshold":
+        return SegmenterSpec("threshold", {}, None, dict(pc.threshold_segmenter))
+    if checkpoint in (None, "", "???"):
+        raise ConfigError("give the trained weights: checkpoint=PATH (a checkpoint folder or its state.pt)")
+    if not Path(str(checkpoint)).exists():
+        raise ConfigError(f"checkpoint={checkpoint}: no such file or folder")
+    device = pc.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("predict.device=cuda but torch sees no CUDA device")
+    kwargs: dict[str, Any] = {"mask_threshold": pc.mask_threshold, "score_threshold": pc.score_threshold}
+    entries = list((cfg.get("transforms") or {}).get("eval_transforms_list") or [])
+    if pc.normalization == "tile":
+        kwargs["per_tile_transforms"] = bool(entries)
+    else:
+        from ls_train.predict.normalization import volume_normalization
+
+        other = [e.get("name", e.get("_target_")) for e in entries if e.get("name") != "normalize_intensity"]
+        if other:
+            raise ConfigError(
+                f"transforms.eval_transforms_list has {other}: with predict.normalization=volume only "
+                f"normalize_intensity is applied (with whole-volume statistics); use "
+                f"predict.normalization=tile to run the evaluation transforms on each tile"
+            )
+        norm = [e for e in entries if e.get("name") == "normalize_intensity"]
+        if len(norm) > 1:
+            raise ConfigError("transforms.eval_transforms_list has more than one normalize_intensity")
+        if norm:
+            kwargs["normalization"] = volume_normalization(
+                volume.reader, volume.channels, norm[0], pc.normalization_sample_voxels
+            )
+    resolved = str(Path(str(checkpoint)).resolve())
+    spec = SegmenterSpec("detector", dict(cfg), resolved, kwargs, device=device)
+    # fail now, not in a worker, when the checkpoint does not fit the config
+    from ls_train.evaluate import _model_from_checkpoint
+
+    _model_from_checkpoint(cfg, resolved)
+    return spec
+
+
+def _plan(
+    cfg: Mapping[str, Any], pc: PredictConfig, volume: InputVolume, grid: TileGrid, spec: SegmenterSpec
+) -> dict[str, Any]:
+    """What the stored tiles depend on; a work folder is reused only for an equal plan."""
+    checkpoint = None
+    if spec.checkpoint is not None:
+        p = Path(spec.checkpoint)
+        f = p / "state.pt" if p.is_dir() else p
+        st = f.stat()
+        checkpoint = {"path": str(f), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    norm = spec.kwargs.get("normalization")
+    return {
+        "version": 1,
+        "input": str(volume.path),
+        "level": volume.level,
+        "channels": volume.channels,
+        "shape": list(volume.shape),
+        "tile_shape": list(grid.tile_shape),
+        "overlap": list(grid.overlap),
+        "segmenter": pc.segmenter,
+        "threshold_segmenter": dict(pc.threshold_segmenter) if pc.segmenter == "threshold" else None,
+        "models": cfg.get("models") if spec.name == "detector" else None,
+        "eval_transforms": (cfg.get("transforms") or {}).get("eval_transforms_list")
+        if spec.name == "detector"
+        else None,
+        "normalization": None if norm is None else norm.__dict__,
+        "normalization_mode": pc.normalization,
+        "mask_threshold": pc.mask_threshold,
+        "score_threshold": pc.score_threshold,
+        "checkpoint": checkpoint,
+    }
+
+
+def _blocks(
+    shape: tuple[int, int, int], chunks: tuple[int, int, int], tile: tuple[int, int, int]
+) -> list[Box]:
+    """Chunk-aligned output blocks of about a tile's size, in raster order."""
+    size = [max(c, (t // c) * c) for c, t in zip(chunks, tile, strict=True)]
+    ranges = [[(lo, min(lo + b, s)) for lo in range(0, s, b)] for s, b in zip(shape, size, strict=True)]
+    return [(z, y, x) for z in ranges[0] for y in ranges[1] for x in ranges[2]]
+
+
+class _Ray:
+    """A Ray instance joined or started for this run (shut down at the end only if started here)."""
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        import ray
+
+        from ls_train.config import cluster_config
+
+        cluster = cluster_config(cfg)
+        self.started = False
+        if not ray.is_initialized():
+            ray.init(
+                address=cluster.address,
+                num_cpus=cluster.num_cpus if cluster.address is None else None,
+                include_dashboard=False,
+                log_to_driver=True,
+            )
+            self.started = True
+
+    def close(self) -> None:
+        import ray
+
+        if self.started:
+            ray.shutdown()
+
+
+def _threads(pc: PredictConfig) -> int:
+    import ray
+
+    if pc.threads_per_worker is not None:
+        return pc.threads_per_worker
+    cpus = int(ray.available_resources().get("CPU", 1))
+    return max(1, cpus // pc.num_workers)
+
+
+def _run_tiles(
+    pc: PredictConfig, worker: TileWorker, pending: list[int], progress: Progress, ray_ctx: _Ray | None
+) -> float:
+    """Pass 1 over ``pending``; returns the summed segmenter seconds."""
+    forward = 0.0
+    per_call = max(1, pc.batch_size)
+    chunks = [pending[k : k + per_call] for k in range(0, len(pending), per_call)]
+    if ray_ctx is None:
+        for chunk in chunks:
+            for report in worker.run(chunk):
+                forward += report.seconds
+                progress.update()
+        return forward
+    import ray
+
+    threads = _threads(pc)
+    worker.threads = threads
+    actor_cls = ray.remote(num_cpus=threads, num_gpus=pc.gpus_per_worker or 0)(TileWorker)
+    actors = [
+        actor_cls.remote(
+            worker.volume, worker.grid, worker.store, worker.spec, batch_size=pc.batch_size, threads=threads
+        )
+        for _ in range(pc.num_workers)
+    ]
+    queue = list(chunks)
+    in_flight: dict[Any, Any] = {}
+    for actor in actors:  # two calls in flight per actor: it never waits for the driver
+        for _ in range(2):
+            if queue:
+                in_flight[actor.run.remote(queue.pop(0))] = actor
+    while in_flight:
+        done, _ = ray.wait(list(in_flight), num_returns=1)
+        actor = in_flight.pop(done[0])
+        for report in ray.get(done[0]):
+            forward += report.seconds
+            progress.update()
+        if queue:
+            in_flight[actor.run.remote(queue.pop(0))] = actor
+    for actor in actors:
+        ray.kill(actor)
+    return forward
+
+
+def _run_paint(
+    pc: PredictConfig,
+    job: PaintJob,
+    blocks: list[Box],
+    acc: StatsAccumulator,
+    progress: Progress,
+    ray_ctx: _Ray | None,
+) -> None:
+    """Pass 3: paint and write every block, summing the statistics."""
+    groups = [blocks[k : k + 8] for k in range(0, len(blocks), 8)]
+    if ray_ctx is None:
+        for group in groups:
+            for stats in paint_blocks(job, group):
+                acc.add(stats)
+            progress.update(len(group))
+        return
+    import ray
+
+    task = ray.remote(num_cpus=1)(paint_blocks)
+    job_ref = ray.put(job)
+    refs = {task.remote(job_ref, group): len(group) for group in groups}
+    while refs:
+        done, _ = ray.wait(list(refs), num_returns=1)
+        n = refs.pop(done[0])
+        for stats in ray.get(done[0]):
+            acc.add(stats)
+        progress.update(n)
+
+
+def run_prediction(
+    cfg: Mapping[str, Any],
+    *,
+    input: str | Path,
+    output: str | Path,
+    checkpoint: str | None = None,
+    overwrite: bool = False,
+    print_fn: Callable[[str], None] = print,
+    progress_stream: Any = "stderr",
+) -> PredictionResult:
+    """Segment a whole volume tile by tile, stitch, and write an OME-Zarr label image and a table.
+
+    Args:
+        cfg: A resolved experiment config (:func:`ls_train.config.load_config`) with a ``predict``
+            section (:class:`~ls_train.predict.config.PredictConfig`).
+        input: A TIFF file or an OME-Zarr image group.
+        output: The OME-Zarr to write: the input's own path adds ``labels/<label_name>`` to it;
+            another path (``*.zarr``) becomes a new OME-Zarr with a copy of the predicted image
+            and the labels.
+        checkpoint: Detector weights (not needed by the threshold segmenter).
+        overwrite: Replace an existing output (or label image of that name).
+        print_fn: Where the summary lines go.
+        progress_stream: Stream of the progress line ("stderr" or None for none).
+
+    Raises:
+        ConfigError: bad settings, a missing checkpoint, an output that exists without overwrite.
+        DataError / VolumeReadError: an unreadable input, a missing level or channel.
+        CheckpointError: weights that do not fit the model of the config.
+        PlanMismatchError: the work folder holds tiles of a different run.
+    """
+    import sys
+
+    from ls_data.io import ImageWriter, LabelImageWriter, pyramid_factors
+
+    pc = predict_config(cfg)
+    t0 = time.monotonic()
+    stream = sys.stderr if progress_stream == "stderr" else progress_stream
+    stream = stream if pc.progress else None
+    volume = open_input(input, pc.level, pc.channels)
+    out = Path(output).expanduser().resolve()
+    into_input = out == volume.path
+    if into_input and volume.format == "tiff":
+        raise ConfigError(
+            f"output={output}: labels cannot be written into a TIFF input; give a new *.ome.zarr"
+        )
+    if not into_input and out.suffix != ".zarr":
+        raise ConfigError(
+            f"output={output}: must be an OME-Zarr path ending in .zarr (e.g. result.ome.zarr), "
+            f"or the input OME-Zarr itself to add the labels to it"
+        )
+    label_dir = out / "labels" / pc.label_name
+    if into_input and volume.level != 0:
+        raise ConfigError(
+            f"output={output}: labels written into the input must have the grid of its level 0, but "
+            f"predict.level={volume.level}; write them to a new *.ome.zarr instead"
+        )
+    resume_labels = False
+    if into_input and label_dir.exists():
+        # an unfinished label image of an interrupted run (never listed in labels/) is replaced
+        resume_labels = _unfinished_label_image(out, pc.label_name)
+        if not (overwrite or resume_labels):
+            raise ConfigError(
+                f"output={output}: label image {label_dir} exists; pass overwrite=true to replace it"
+            )
+    elif not into_input and out.exists():
+        if not overwrite:
+            raise ConfigError(f"output={output} exists; pass overwrite=true to replace it")
+        if not _is_zarr_group(out):
+            raise ConfigError(f"output={output} exists and is not a Zarr group; refusing to replace it")
+
+    spec = _segmenter_spec(cfg, pc, volume, checkpoint)
+    grid = TileGrid(volume.shape, pc.tile_shape, pc.overlap)
+    work = Path(pc.work_dir).expanduser().resolve() if pc.work_dir else out.parent / f"{out.name}.ls-predict"
+    plan = _plan(cfg, pc, volume, grid, spec)
+    old = TileStore.read_plan(work)
+    if old is not None and overwrite and old != json.loads(json.dumps(plan)):
+        TileStore.remove(work)
+    store = TileStore.open_or_create(work, plan, len(grid), grid.tile_shape)
+    done = store.done()
+    pending = [i for i in range(len(grid)) if i not in done]
+    voxels = math.prod(volume.shape)
+    print_fn(
+        f"ls-predict: {volume.path} level {volume.level} {volume.shape} (channels {volume.channels}), "
+        f"{len(grid)} tiles of {grid.tile_shape} overlapping {grid.overlap}"
+        + (f"; {len(done)} already done in {work}" if done else "")
+    )
+    ray_ctx = _Ray(cfg) if pc.executor == "ray" else None
+    seconds: dict[str, float] = {}
+    try:
+        worker = TileWorker(
+            volume, grid, store, spec, batch_size=pc.batch_size, threads=pc.threads_per_worker
+        )
+        progress = Progress(
+            "tiles", len(grid), voxels_per_item=voxels / len(grid), done=len(done), stream=stream
+        )
+        start = time.monotonic()
+        forward = _run_tiles(pc, worker, pending, progress, ray_ctx)
+        seconds["tiles"] = time.monotonic() - start
+
+        start = time.monotonic()
+        metas = [store.meta(t) for t in range(len(grid))]
+        stitch = plan_stitch(
+            grid,
+            metas,
+            store.read,
+            criterion=pc.merge_criterion,
+            threshold=pc.merge_threshold,
+            border_margin=pc.border_margin,
+        )
+        seconds["stitch"] = time.monotonic() - start
+
+        start = time.monotonic()
+        factors = pyramid_factors(volume.shape, volume.spacing, max_levels=pc.pyramid_levels or 6)
+        target = work / "output.ome.zarr" if not into_input else out
+        image_writer = None
+        if not into_input:
+            image_writer = ImageWriter.create(
+                target,
+                (len(volume.channels), *volume.shape),
+                volume.dtype,
+                volume.spacing,
+                chunks=pc.chunks,
+                factors=factors,
+                translation=volume.translation,
+                overwrite=True,
+            )
+        label_writer = LabelImageWriter.create(
+            target,
+            pc.label_name,
+            volume.shape,
+            volume.spacing,
+            chunks=pc.chunks,
+            # into the input, the label pyramid follows the image's; a new output uses `factors` for both
+            factors=None if into_input else factors,
+            translation=volume.translation,
+            overwrite=overwrite or resume_labels or not into_input,
+        )
+        job = PaintJob(grid, stitch, store, label_writer, image_writer, volume if image_writer else None)
+        blocks = _blocks(volume.shape, pc.chunks, grid.tile_shape)
+        acc = StatsAccumulator(stitch.num_objects)
+        _run_paint(
+            pc,
+            job,
+            blocks,
+            acc,
+            Progress("write", len(blocks), voxels_per_item=voxels / len(blocks), stream=stream),
+            ray_ctx,
+        )
+        label_writer.build_pyramid()
+        if image_writer is not None:
+            image_writer.build_pyramid()
+            image_writer.finalize()
+        rows = acc.rows(stitch.scores, stitch.classes, stitch.members, volume.spacing, volume.translation)
+        properties = None
+        if len(rows) <= MAX_LABEL_PROPERTIES:
+            properties = [{"label-value": r["id"], "class": r["class"], "score": r["score"]} for r in rows]
+        table = (
+            Path(pc.table).expanduser().resolve()
+            if pc.table
+            else out.parent / (f"{out.name.removesuffix('.zarr').removesuffix('.ome')}_{pc.label_name}.csv")
+        )
+        write_table(table, rows)
+        # the last steps make the result visible: listing the labels, then moving a new output in place
+        label_writer.finalize(properties=properties)
+        if not into_input:
+            if out.exists():
+                shutil.rmtree(out)
+            shutil.move(str(target), str(out))
+        seconds["write"] = time.monotonic() - start
+    finally:
+        if ray_ctx is not None:
+            ray_ctx.close()
+    if not pc.keep_work_dir:
+        TileStore.remove(work)
+    seconds["total"] = time.monotonic() - t0
+    result = PredictionResult(
+        output=out,
+        labels=out / "labels" / pc.label_name,
+        table=table,
+        objects=len(rows),
+        tiles=len(grid),
+        tiles_resumed=len(done),
+        forward_seconds=forward,
+        voxels=voxels,
+        seconds=seconds,
+    )
+    print_fn(
+        f"ls-predict: {len(rows)} objects in {result.labels}; table {table}; "
+        f"{seconds['total']:.1f} s ({voxels / max(seconds['total'], 1e-9) / 1e6:.2f} Mvoxel/s)"
+    )
+    return result

@@ -1,0 +1,96 @@
+"""The input volume of a prediction: reader, selected channels, level geometry, output location."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["InputVolume", "level_translation", "open_input"]
+
+
+def level_translation(path: Path, level: int) -> tuple[float, float, float]:
+    """The ``(tz, ty, tx)`` translation in micrometres of an OME-Zarr level (0 for TIFF or none)."""
+    from ls_data.io.base import unit_to_um
+    from ls_data.io.omezarr import group_attributes
+
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return (0.0, 0.0, 0.0)
+    attrs, _ = group_attributes(path)
+    ms = (attrs.get("multiscales") or [{}])[0]
+    axes = ms.get("axes") or []
+    names = [str(a.get("name") if isinstance(a, dict) else a).lower() for a in axes]
+    units = [a.get("unit") if isinstance(a, dict) else None for a in axes]
+    total = [0.0] * len(names)
+    scale_after = [1.0] * len(names)
+    datasets = ms.get("datasets") or []
+    level_transforms = datasets[level].get("coordinateTransformations") or [] if level < len(datasets) else []
+    # the dataset's own translation, then the global scale and translation
+    for t in level_transforms:
+        if isinstance(t, dict) and t.get("type") == "translation":
+            total = [a + float(b) for a, b in zip(total, t.get("translation") or [], strict=False)]
+    for t in ms.get("coordinateTransformations") or []:
+        if isinstance(t, dict) and t.get("type") == "scale":
+            scale_after = [float(b) for b in t.get("scale") or scale_after]
+            total = [a * s for a, s in zip(total, scale_after, strict=False)]
+        if isinstance(t, dict) and t.get("type") == "translation":
+            total = [a + float(b) for a, b in zip(total, t.get("translation") or [], strict=False)]
+    out = []
+    for letter in "zyx":
+        if letter in names:
+            i = names.index(letter)
+            out.append(total[i] * unit_to_um(units[i], where=f"{str(path)!r} axis {letter}"))
+        else:
+            out.append(0.0)
+    return tuple(out)  # type: ignore[return-value]
+
+
+@dataclass
+class InputVolume:
+    """An opened input: ``reader`` (``ls_data`` VolumeReader), the model's channels, geometry."""
+
+    path: Path
+    format: str
+    level: int
+    reader: Any
+    channels: list[int]
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    translation: tuple[float, float, float]
+    dtype: Any
+
+    def read(self, window: tuple[slice, slice, slice]):
+        """``(c, z, y, x)`` of the selected channels in ``window``."""
+        return self.reader.read(window, self.channels)
+
+
+def open_input(uri: str | Path, level: int, channels: list[int] | None) -> InputVolume:
+    """Open and check the input volume.
+
+    Raises:
+        DataError / VolumeReadError: not a readable TIFF or OME-Zarr image, a missing level, or a
+            channel that does not exist (the message names the file and the channel count).
+    """
+    from ls_data.errors import DataError
+    from ls_data.io import open_image
+    from ls_data.io.base import check_channels
+
+    path = Path(uri).expanduser().resolve()
+    if not path.exists():
+        raise DataError(f"input={uri}: no such file or folder")
+    reader = open_image(path, level=level)
+    shape = tuple(int(s) for s in reader.shape)
+    if len(shape) != 4:
+        raise DataError(f"input={uri}: expected a (C, Z, Y, X) volume, got shape {shape}")
+    chans = check_channels(channels, shape[0], path=path)
+    return InputVolume(
+        path=path,
+        format=reader.format,
+        level=level,
+        reader=reader,
+        channels=chans,
+        shape=shape[1:],  # type: ignore[arg-type]
+        spacing=tuple(float(s) for s in reader.spacing),  # type: ignore[arg-type]
+        translation=level_translation(path, level),
+        dtype=reader.dtype,
+    )

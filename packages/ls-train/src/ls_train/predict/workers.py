@@ -1,0 +1,167 @@
+"""The two kinds of work of a prediction, each runnable in this process or in a Ray worker.
+
+- :class:`TileWorker` reads tiles, runs the segmenter and stores the label tiles (pass 1);
+- :func:`paint_blocks` paints output blocks from the stored tiles, writes them and returns
+  their statistics (pass 3).
+
+Everything they receive is picklable (readers and writers reopen their files lazily), so the
+same code runs locally and in Ray actors and tasks, and gives the same result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ls_train.predict.stitch import StitchPlan, paint_block
+from ls_train.predict.table import BlockStats, block_stats
+from ls_train.predict.tilestore import TileStore
+from ls_train.predict.tiling import Box, TileGrid
+from ls_train.predict.volume import InputVolume
+
+__all__ = ["PaintJob", "SegmenterSpec", "TileReport", "TileWorker", "paint_blocks"]
+
+
+@dataclass
+class SegmenterSpec:
+    """How to build a segmenter in whatever process runs it (see :mod:`ls_train.predict.segmenters`).
+
+    Attributes:
+        name: ``detector`` or ``threshold``.
+        cfg: The experiment config (detector: the model to build).
+        checkpoint: Weights of the detector.
+        kwargs: Segmenter arguments (thresholds, normalisation, ...).
+        device: Where a detector runs.
+    """
+
+    name: str
+    cfg: dict[str, Any]
+    checkpoint: str | None
+    kwargs: dict[str, Any]
+    device: str = "cpu"
+
+    def build(self) -> Callable[[Sequence[np.ndarray]], list[Any]]:
+        from ls_train.predict.segmenters import DetectorSegmenter, ThresholdSegmenter
+
+        if self.name == "threshold":
+            return ThresholdSegmenter(**self.kwargs)
+        from ls_train.evaluate import _model_from_checkpoint
+        from ls_train.factory import build_transforms
+
+        model = _model_from_checkpoint(self.cfg, str(self.checkpoint))
+        kwargs = dict(self.kwargs)
+        if kwargs.pop("per_tile_transforms", False):
+            kwargs["tile_transform"] = build_transforms(self.cfg, train=False)
+        return DetectorSegmenter(model, device=self.device, **kwargs)
+
+
+@dataclass
+class TileReport:
+    """One finished tile: its index, instance count and the model's forward seconds for it (the
+    whole segmenter call for segmenters that do not report a forward pass)."""
+
+    index: int
+    instances: int
+    seconds: float
+
+
+class TileWorker:
+    """Segments tiles and stores them (pass 1). Reads the next batch while the model runs.
+
+    Args:
+        volume: The input.
+        grid: The tile grid.
+        store: The work folder.
+        segmenter: How to build the segmenter (built on first use, once per worker).
+        batch_size: Tiles per segmenter call.
+        threads: Torch threads in this worker (None: leave torch's setting).
+    """
+
+    def __init__(
+        self,
+        volume: InputVolume,
+        grid: TileGrid,
+        store: TileStore,
+        segmenter: SegmenterSpec,
+        *,
+        batch_size: int = 1,
+        threads: int | None = None,
+    ) -> None:
+        self.volume = volume
+        self.grid = grid
+        self.store = store
+        self.spec = segmenter
+        self.batch_size = int(batch_size)
+        self.threads = threads
+        self._segmenter: Any = None
+
+    def _read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        return [
+            np.asarray(
+                self.volume.read(tuple(slice(lo, hi) for lo, hi in self.grid.box(i))), dtype=np.float32
+            )
+            for i in indices
+        ]
+
+    def run(self, indices: Sequence[int]) -> list[TileReport]:
+        """Segment and store ``indices`` in batches; returns one report per tile."""
+        import torch
+
+        if self.threads is not None:
+            torch.set_num_threads(int(self.threads))
+        if self._segmenter is None:
+            self._segmenter = self.spec.build()
+        batches = [list(indices[k : k + self.batch_size]) for k in range(0, len(indices), self.batch_size)]
+        reports: list[TileReport] = []
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            reading = pool.submit(self._read, batches[0]) if batches else None
+            writes = []
+            for k, batch in enumerate(batches):
+                images = reading.result()
+                if k + 1 < len(batches):
+                    reading = pool.submit(self._read, batches[k + 1])
+                start = time.perf_counter()
+                tiles = self._segmenter(images)
+                seconds = time.perf_counter() - start
+                # a detector reports its forward pass alone; other segmenters count whole
+                seconds = getattr(self._segmenter, "last_forward_seconds", seconds) / len(batch)
+                for index, tile in zip(batch, tiles, strict=True):
+                    writes.append(pool.submit(self.store.write, index, tile))
+                    reports.append(TileReport(index, int(tile.scores.shape[0]), seconds))
+            for w in writes:
+                w.result()
+        return reports
+
+
+@dataclass
+class PaintJob:
+    """Everything pass 3 needs for any block: geometry, stitch plan, stored tiles, writers."""
+
+    grid: TileGrid
+    plan: StitchPlan
+    store: TileStore
+    labels: Any
+    image: Any = None
+    volume: InputVolume | None = None
+
+
+def paint_blocks(job: PaintJob, blocks: Sequence[Box]) -> list[BlockStats]:
+    """Paint, write (labels, and the image copy when ``job.image``) and measure ``blocks``."""
+
+    def read_tile(t: int, region: Box) -> np.ndarray:
+        return job.store.read(t, region)
+
+    out = []
+    for block in blocks:
+        labels = paint_block(job.grid, job.plan, read_tile, block)
+        offset = tuple(lo for lo, _ in block)
+        job.labels.write(offset, labels)
+        if job.image is not None and job.volume is not None:
+            job.image.write(offset, job.volume.read(tuple(slice(lo, hi) for lo, hi in block)))
+        out.append(block_stats(labels, offset))
+    return out

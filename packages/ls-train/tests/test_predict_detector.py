@@ -1,0 +1,111 @@
+"""ls-predict with a Mask R-CNN checkpoint: Ray workers, checkpoint checks, the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ls_data.io import open_labels, write_ome_zarr
+from ls_train.cli import predict_main
+from ls_train.config import load_config
+from ls_train.factory import build_model
+from ls_train.predict import run_prediction
+from ls_train.trainer import CheckpointError
+
+
+def _cfg(tmp_path: Path, tiny_model, *extra: str) -> dict:
+    return load_config(
+        "quickstart",
+        [
+            f"data.root={tmp_path / 'data'}",
+            *tiny_model,
+            "models.rpn_post_nms_top_n_test=30",
+            "models.box_score_thresh=0.0",
+            "predict.score_threshold=0.0",
+            "predict.mask_threshold=0.45",
+            "predict.tile_shape=[8,32,32]",
+            "predict.overlap=[2,8,8]",
+            "predict.chunks=[8,16,16]",
+            "predict.progress=false",
+            *extra,
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_model):
+    """A volume and the weights of an untrained (seeded) tiny model: deterministic predictions."""
+    from ls_data.synth import synthesize_volume
+
+    root = tmp_path_factory.mktemp("predict_det")
+    vol = synthesize_volume(shape=(8, 48, 56), channels=1, num_objects=12, num_classes=1, seed=3)
+    path = write_ome_zarr(root / "vol.ome.zarr", vol.image, vol.spacing)
+    torch.manual_seed(0)
+    model = build_model(_cfg(root, tiny_model))
+    ckpt = root / "weights.pt"
+    torch.save({"model": model.state_dict()}, ckpt)
+    return root, path, ckpt
+
+
+def test_two_ray_workers_give_the_same_labels_as_one(tmp_path, setup, tiny_model):
+    root, path, ckpt = setup
+    outs = {}
+    for name, extra in {
+        "local": ("predict.threads_per_worker=1",),
+        "ray1": ("predict.executor=ray", "predict.num_workers=1", "predict.threads_per_worker=1"),
+        "ray2": (
+            "predict.executor=ray",
+            "predict.num_workers=2",
+            "predict.threads_per_worker=1",
+            "cluster.num_cpus=2",
+        ),
+    }.items():
+        out = tmp_path / f"{name}.ome.zarr"
+        result = run_prediction(
+            _cfg(root, tiny_model, *extra),
+            input=path,
+            output=out,
+            checkpoint=str(ckpt),
+            print_fn=lambda s: None,
+        )
+        assert result.tiles == 4
+        outs[name] = open_labels(out / "labels" / "instances").read()
+    assert outs["local"].any(), "the seeded model should predict some objects"
+    np.testing.assert_array_equal(outs["ray1"], outs["ray2"])
+    np.testing.assert_array_equal(outs["local"], outs["ray2"])
+
+
+def test_checkpoint_of_another_model_is_refused_before_any_work(tmp_path, setup, tiny_model):
+    root, path, ckpt = setup
+    cfg = _cfg(root, tiny_model, "models.mask_layers=[16]")
+    out = tmp_path / "x.ome.zarr"
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        run_prediction(cfg, input=path, output=out, checkpoint=str(ckpt), print_fn=lambda s: None)
+    assert not out.exists() and not (tmp_path / "x.ome.zarr.ls-predict").exists()
+
+
+def test_command_line(tmp_path, setup, tiny_model, capsys):
+    root, path, ckpt = setup
+    out = tmp_path / "cli.ome.zarr"
+    args = [
+        "--config-name=quickstart",
+        f"data.root={root / 'data'}",
+        *tiny_model,
+        "predict.tile_shape=[8,32,32]",
+        "predict.overlap=[2,8,8]",
+        "predict.progress=false",
+        f"checkpoint={ckpt}",
+        f"input={path}",
+        f"output={out}",
+    ]
+    assert predict_main(args) == 0
+    assert (out / "labels" / "instances").is_dir() and (tmp_path / "cli_instances.csv").is_file()
+    assert predict_main(args) == 2
+    assert "exists; pass overwrite=true" in capsys.readouterr().err
+    assert predict_main([*args, "overwrite=true"]) == 0
+    assert predict_main([a for a in args if not a.startswith("input=")]) == 2
+    assert predict_main([*args[:-3], f"input={path}", f"output={tmp_path / 'y.ome.zarr'}"]) == 2
+    assert "checkpoint=PATH" in capsys.readouterr().err
