@@ -160,6 +160,21 @@ def test_interrupted_write_into_the_input_resumes_without_overwrite(tmp_path, vo
     assert same_partition(open_labels(path / "labels" / "instances").read(), truth)
 
 
+def test_parquet_table(tmp_path, volume):
+    pq = pytest.importorskip("pyarrow.parquet")
+    path, truth = volume
+    table = tmp_path / "objects.parquet"
+    result = run_prediction(
+        predict_cfg(tmp_path, f"predict.table={table}"),
+        input=path,
+        output=tmp_path / "p.ome.zarr",
+        print_fn=lambda s: None,
+    )
+    data = pq.read_table(table).to_pydict()
+    assert result.table == table and len(data["id"]) == len(np.unique(truth)) - 1
+    assert sorted(data["voxels"]) == sorted(np.bincount(truth.ravel())[1:].tolist())
+
+
 def test_level_one_and_tiff_inputs(tmp_path, volume):
     path, truth = volume
     out = tmp_path / "l1.ome.zarr"
@@ -169,7 +184,9 @@ def test_level_one_and_tiff_inputs(tmp_path, volume):
     image, truth = make_volume(seed=1)
     tif, _ = write_tiff_pair(tmp_path, "t", image, truth, SPACING)
     out = tmp_path / "t.ome.zarr"
-    run_prediction(predict_cfg(tmp_path), input=tif, output=out, print_fn=lambda s: None)
+    run_prediction(
+        predict_cfg(tmp_path, "predict.trim_memory=true"), input=tif, output=out, print_fn=lambda s: None
+    )
     assert same_partition(open_labels(out / "labels" / "instances").read(), truth)
 
 

@@ -79,6 +79,8 @@ class PredictConfig:
             given to each actor with Ray).
         gpus_per_worker: GPUs per Ray actor (0: CPU).
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
+        trim_memory: Give the memory the model freed back to the system after each tile: a lower
+            peak (about 1.6 instead of 2.0 GB with the quickstart model) for about 13 % more time.
         progress: Print a progress line.
     """
 
@@ -109,6 +111,7 @@ class PredictConfig:
     threads_per_worker: int | None = None
     gpus_per_worker: float = 0
     device: str = "cpu"
+    trim_memory: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:

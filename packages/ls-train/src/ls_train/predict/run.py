@@ -214,14 +214,13 @@ def _run_tiles(
 ) -> float:
     """Pass 1 over ``pending``; returns the summed segmenter seconds."""
     forward = 0.0
-    per_call = max(1, pc.batch_size)
-    chunks = [pending[k : k + per_call] for k in range(0, len(pending), per_call)]
     if ray_ctx is None:
-        for chunk in chunks:
-            for report in worker.run(chunk):
-                forward += report.seconds
-                progress.update()
+        for report in worker.run(pending, on_tile=lambda _: progress.update()):
+            forward += report.seconds
         return forward
+    # a few batches per call, so that an actor reads the next batch while the model runs
+    per_call = 4 * pc.batch_size
+    chunks = [pending[k : k + per_call] for k in range(0, len(pending), per_call)]
     import ray
 
     threads = _threads(pc)
@@ -229,7 +228,13 @@ def _run_tiles(
     actor_cls = ray.remote(num_cpus=threads, num_gpus=pc.gpus_per_worker or 0)(TileWorker)
     actors = [
         actor_cls.remote(
-            worker.volume, worker.grid, worker.store, worker.spec, batch_size=pc.batch_size, threads=threads
+            worker.volume,
+            worker.grid,
+            worker.store,
+            worker.spec,
+            batch_size=pc.batch_size,
+            threads=threads,
+            trim_memory=pc.trim_memory,
         )
         for _ in range(pc.num_workers)
     ]
@@ -371,7 +376,13 @@ def run_prediction(
     seconds: dict[str, float] = {}
     try:
         worker = TileWorker(
-            volume, grid, store, spec, batch_size=pc.batch_size, threads=pc.threads_per_worker
+            volume,
+            grid,
+            store,
+            spec,
+            batch_size=pc.batch_size,
+            threads=pc.threads_per_worker,
+            trim_memory=pc.trim_memory,
         )
         progress = Progress(
             "tiles", len(grid), voxels_per_item=voxels / len(grid), done=len(done), stream=stream

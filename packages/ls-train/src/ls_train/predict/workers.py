@@ -10,6 +10,7 @@ same code runs locally and in Ray actors and tasks, and gives the same result.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,62 @@ from ls_train.predict.tilestore import TileStore
 from ls_train.predict.tiling import Box, TileGrid
 from ls_train.predict.volume import InputVolume
 
-__all__ = ["PaintJob", "SegmenterSpec", "TileReport", "TileWorker", "paint_blocks"]
+__all__ = ["MemoryKeeper", "PaintJob", "SegmenterSpec", "TileReport", "TileWorker", "paint_blocks"]
+
+
+def _malloc_trim() -> Callable[[], Any] | None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return lambda: libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class MemoryKeeper:
+    """Gives the heap's free pages back to the system when resident memory has crept up.
+
+    Tiles of varying content make the model allocate tensors of varying sizes; glibc keeps what
+    is freed, so a process's resident memory creeps up tile after tile (by about 0.6 GB over
+    120 tiles of the quickstart model, then it levels off). :meth:`check` calls glibc's
+    ``malloc_trim`` when the resident memory exceeds the level after the last trim by ``slack``
+    (a fraction of it, at least 64 MB). As the model's freed activations alone exceed that, in
+    practice this trims after every tile: peak memory 1.6 instead of 2.0 GB, for about 13 % more
+    time (the next forward pass faults the pages in again); hence opt-in
+    (``predict.trim_memory``). A no-op without glibc or ``/proc``.
+    """
+
+    def __init__(self, slack: float = 0.1) -> None:
+        self.slack = float(slack)
+        self._level: int | None = None
+
+    def check(self) -> bool:
+        """Trim if memory crept up; returns whether it trimmed."""
+        if _TRIM is None:
+            return False
+        now = _resident_bytes()
+        if now is None:
+            return False
+        if self._level is None:
+            self._level = now
+            return False
+        if now <= self._level + max(64 << 20, int(self.slack * self._level)):
+            return False
+        _TRIM()
+        self._level = _resident_bytes() or now
+        return True
 
 
 @dataclass
@@ -80,6 +136,7 @@ class TileWorker:
         segmenter: How to build the segmenter (built on first use, once per worker).
         batch_size: Tiles per segmenter call.
         threads: Torch threads in this worker (None: leave torch's setting).
+        trim_memory: Give freed memory back to the system after tiles (:class:`MemoryKeeper`).
     """
 
     def __init__(
@@ -91,6 +148,7 @@ class TileWorker:
         *,
         batch_size: int = 1,
         threads: int | None = None,
+        trim_memory: bool = False,
     ) -> None:
         self.volume = volume
         self.grid = grid
@@ -99,6 +157,7 @@ class TileWorker:
         self.batch_size = int(batch_size)
         self.threads = threads
         self._segmenter: Any = None
+        self._memory = MemoryKeeper() if trim_memory else None
 
     def _read(self, indices: Sequence[int]) -> list[np.ndarray]:
         return [
@@ -108,8 +167,13 @@ class TileWorker:
             for i in indices
         ]
 
-    def run(self, indices: Sequence[int]) -> list[TileReport]:
-        """Segment and store ``indices`` in batches; returns one report per tile."""
+    def run(
+        self, indices: Sequence[int], on_tile: Callable[[TileReport], None] | None = None
+    ) -> list[TileReport]:
+        """Segment and store ``indices`` in batches; returns one report per tile.
+
+        ``on_tile`` is called with each report as its tile is segmented (for progress).
+        """
         import torch
 
         if self.threads is not None:
@@ -128,11 +192,18 @@ class TileWorker:
                 start = time.perf_counter()
                 tiles = self._segmenter(images)
                 seconds = time.perf_counter() - start
+                del images
+                if self._memory is not None:
+                    self._memory.check()
                 # a detector reports its forward pass alone; other segmenters count whole
                 seconds = getattr(self._segmenter, "last_forward_seconds", seconds) / len(batch)
                 for index, tile in zip(batch, tiles, strict=True):
+                    while len(writes) > 2 * self.batch_size:  # bound the tiles waiting to be written
+                        writes.pop(0).result()
                     writes.append(pool.submit(self.store.write, index, tile))
                     reports.append(TileReport(index, int(tile.scores.shape[0]), seconds))
+                    if on_tile is not None:
+                        on_tile(reports[-1])
             for w in writes:
                 w.result()
         return reports
