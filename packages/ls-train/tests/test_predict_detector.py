@@ -109,3 +109,18 @@ def test_command_line(tmp_path, setup, tiny_model, capsys):
     assert predict_main([a for a in args if not a.startswith("input=")]) == 2
     assert predict_main([*args[:-3], f"input={path}", f"output={tmp_path / 'y.ome.zarr'}"]) == 2
     assert "checkpoint=PATH" in capsys.readouterr().err
+
+
+def test_per_tile_normalization_and_unsupported_eval_transforms(tmp_path, setup, tiny_model):
+    from ls_train.config import ConfigError
+
+    root, path, ckpt = setup
+    out = tmp_path / "tile.ome.zarr"
+    cfg = _cfg(root, tiny_model, "predict.normalization=tile")
+    result = run_prediction(cfg, input=path, output=out, checkpoint=str(ckpt), print_fn=lambda s: None)
+    assert result.tiles == 4 and (out / "labels" / "instances").is_dir()
+    flip = _cfg(root, tiny_model, "transforms.eval_transforms_list=[{name: random_flip}]")
+    with pytest.raises(ConfigError, match="random_flip"):
+        run_prediction(
+            flip, input=path, output=tmp_path / "f.ome.zarr", checkpoint=str(ckpt), print_fn=lambda s: None
+        )

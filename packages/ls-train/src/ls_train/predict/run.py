@@ -369,7 +369,7 @@ def run_prediction(
     voxels = math.prod(volume.shape)
     print_fn(
         f"ls-predict: {volume.path} level {volume.level} {volume.shape} (channels {volume.channels}), "
-        f"{len(grid)} tiles of {grid.tile_shape} overlapping {grid.overlap}"
+        f"{len(grid)} tile{'' if len(grid) == 1 else 's'} of {grid.tile_shape} overlapping {grid.overlap}"
         + (f"; {len(done)} already done in {work}" if done else "")
     )
     ray_ctx = _Ray(cfg) if pc.executor == "ray" else None

@@ -20,7 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DetectorSegmenter", "Normalization", "ThresholdSegmenter", "TileLabels"]
+__all__ = ["DetectorSegmenter", "Normalization", "ThresholdSegmenter", "TileLabels", "empty_target"]
+
+
+def empty_target(shape: Sequence[int]) -> dict[str, torch.Tensor]:
+    """A target without instances for a tile of spatial ``shape`` (what the transforms expect)."""
+    return {
+        "boxes": torch.zeros((0, 6)),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros((0, *shape), dtype=torch.uint8),
+    }
 
 
 @dataclass
@@ -121,7 +130,12 @@ class DetectorSegmenter:
     def _prepare(self, image: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
         if self.tile_transform is not None:
-            tensor, _, _ = self.tile_transform(tensor, {}, {})
+            tensor, _, _ = self.tile_transform(tensor, empty_target(tensor.shape[1:]), {})
+            if tuple(tensor.shape[1:]) != tuple(image.shape[1:]):
+                raise ValueError(
+                    f"the evaluation transforms changed a tile's shape from {tuple(image.shape[1:])} to "
+                    f"{tuple(tensor.shape[1:])}; ls-predict needs transforms that keep it"
+                )
         elif self.normalization is not None:
             tensor = self.normalization(tensor)
         return tensor.to(self.device)
