@@ -370,19 +370,9 @@ def _evaluate_with_ray(
 ) -> tuple[list[list[dict[str, Any]]], list[Any]]:
     import ray
 
-    from ls_train.config import cluster_config
+    from ls_train.ray_session import ray_session
 
-    cluster = cluster_config(cfg)
-    started = False
-    if not ray.is_initialized():
-        ray.init(
-            address=cluster.address,
-            num_cpus=cluster.num_cpus if cluster.address is None else None,
-            include_dashboard=False,
-            log_to_driver=True,
-        )
-        started = True
-    try:
+    with ray_session(cfg):
         task = ray.remote(num_cpus=1)(_evaluate_shard)
         shards = [list(range(k, n, num_tasks)) for k in range(num_tasks)]
         shards = [s for s in shards if s]
@@ -392,7 +382,4 @@ def _evaluate_with_ray(
             for k, s in enumerate(shards)
         ]
         outputs = ray.get(refs)
-    finally:
-        if started:
-            ray.shutdown()
     return [o[0] for o in outputs], outputs[0][1]

@@ -22,6 +22,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from ls_train.predict.tilestore import TileStore
 from ls_train.predict.tiling import Box, TileGrid
 from ls_train.predict.volume import InputVolume, open_input
 from ls_train.predict.workers import PaintJob, SegmenterSpec, TileWorker, paint_blocks
+from ls_train.ray_session import ray_session
 
 __all__ = ["PredictionResult", "run_prediction"]
 
@@ -174,32 +176,6 @@ def _blocks(
     return [(z, y, x) for z in ranges[0] for y in ranges[1] for x in ranges[2]]
 
 
-class _Ray:
-    """A Ray instance joined or started for this run (shut down at the end only if started here)."""
-
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
-        import ray
-
-        from ls_train.config import cluster_config
-
-        cluster = cluster_config(cfg)
-        self.started = False
-        if not ray.is_initialized():
-            ray.init(
-                address=cluster.address,
-                num_cpus=cluster.num_cpus if cluster.address is None else None,
-                include_dashboard=False,
-                log_to_driver=True,
-            )
-            self.started = True
-
-    def close(self) -> None:
-        import ray
-
-        if self.started:
-            ray.shutdown()
-
-
 def _threads(pc: PredictConfig) -> int:
     import ray
 
@@ -210,11 +186,11 @@ def _threads(pc: PredictConfig) -> int:
 
 
 def _run_tiles(
-    pc: PredictConfig, worker: TileWorker, pending: list[int], progress: Progress, ray_ctx: _Ray | None
+    pc: PredictConfig, worker: TileWorker, pending: list[int], progress: Progress, use_ray: bool
 ) -> float:
     """Pass 1 over ``pending``; returns the summed segmenter seconds."""
     forward = 0.0
-    if ray_ctx is None:
+    if not use_ray:
         for report in worker.run(pending, on_tile=lambda _: progress.update()):
             forward += report.seconds
         return forward
@@ -263,11 +239,11 @@ def _run_paint(
     blocks: list[Box],
     acc: StatsAccumulator,
     progress: Progress,
-    ray_ctx: _Ray | None,
+    use_ray: bool,
 ) -> None:
     """Pass 3: paint and write every block, summing the statistics."""
     groups = [blocks[k : k + 8] for k in range(0, len(blocks), 8)]
-    if ray_ctx is None:
+    if not use_ray:
         for group in groups:
             for stats in paint_blocks(job, group):
                 acc.add(stats)
@@ -372,9 +348,9 @@ def run_prediction(
         f"{len(grid)} tile{'' if len(grid) == 1 else 's'} of {grid.tile_shape} overlapping {grid.overlap}"
         + (f"; {len(done)} already done in {work}" if done else "")
     )
-    ray_ctx = _Ray(cfg) if pc.executor == "ray" else None
+    use_ray = pc.executor == "ray"
     seconds: dict[str, float] = {}
-    try:
+    with ray_session(cfg) if use_ray else nullcontext():
         worker = TileWorker(
             volume,
             grid,
@@ -388,7 +364,7 @@ def run_prediction(
             "tiles", len(grid), voxels_per_item=voxels / len(grid), done=len(done), stream=stream
         )
         start = time.monotonic()
-        forward = _run_tiles(pc, worker, pending, progress, ray_ctx)
+        forward = _run_tiles(pc, worker, pending, progress, use_ray)
         seconds["tiles"] = time.monotonic() - start
 
         start = time.monotonic()
@@ -438,7 +414,7 @@ def run_prediction(
             blocks,
             acc,
             Progress("write", len(blocks), voxels_per_item=voxels / len(blocks), stream=stream),
-            ray_ctx,
+            use_ray,
         )
         label_writer.build_pyramid()
         if image_writer is not None:
@@ -461,9 +437,6 @@ def run_prediction(
                 shutil.rmtree(out)
             shutil.move(str(target), str(out))
         seconds["write"] = time.monotonic() - start
-    finally:
-        if ray_ctx is not None:
-            ray_ctx.close()
     if not pc.keep_work_dir:
         TileStore.remove(work)
     seconds["total"] = time.monotonic() - t0
