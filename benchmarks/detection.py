@@ -5,9 +5,10 @@ Batch of 2 volumes 1x64x128x128 with 12 ellipsoidal objects each, ResNet3D-18-FP
 Measured in the same run, interleaved, medians over ``--repeats``:
 
 - backbone+FPN forward+backward alone (the reference), on the same padded batch;
-- the whole training step (forward, backward of the sum of the five losses, AdamW step), and the
-  forward time of each part inside it (transform, backbone+FPN, RPN, box branch, mask branch),
-  taken with module hooks; backward is reported as one number;
+- the whole training step (forward, backward of the sum of the five losses, the fused AdamW step
+  of ``ls-train``; ``--foreach-adamw`` for the multi-tensor one), and the forward time of each
+  part inside it (transform, backbone+FPN, RPN, box branch, mask branch), taken with module
+  hooks; backward is reported as one number;
 - inference (eval mode, one call on the batch);
 - peak RSS of each phase (VmHWM, reset before the phase through /proc/self/clear_refs).
 
@@ -136,6 +137,8 @@ class PartTimer:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="defaults")
+    ap.add_argument("--foreach-adamw", action="store_true",
+                    help="AdamW's multi-tensor loop instead of the fused kernel ls-train uses")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", type=Path, default=None)
@@ -166,7 +169,7 @@ def main() -> None:
             "RoI heads (all)": [heads],
         }
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=not args.foreach_adamw)
     images, targets = zip(*(scene(s) for s in range(2)), strict=True)
     images, targets = list(images), list(targets)
     padded, _ = model.transform(images, None)
