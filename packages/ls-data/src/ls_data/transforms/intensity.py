@@ -17,7 +17,7 @@ from ls_data.errors import DataError
 from ls_data.transforms.base import RandomTransform, Transform
 from ls_data.transforms.targets import Sample
 
-__all__ = ["GaussianNoise", "NormalizeIntensity", "RandomGamma", "percentile"]
+__all__ = ["GaussianNoise", "NormalizeIntensity", "RandomGamma", "apply_statistics", "percentile"]
 
 
 def _require_float(image: Tensor, where: str) -> None:
@@ -95,23 +95,46 @@ class NormalizeIntensity(Transform):
         self.per_channel = bool(per_channel)
         self.clip = bool(clip)
 
+    def statistics(self, values: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """The statistics of ``(G, M)`` float32 rows: ``(shift, scale, clip_low, clip_high)``, each
+        ``(G,)``; the clip bounds are None without ``clip``.
+
+        Whole-volume prediction computes them once on a sample of a volume and applies them to
+        every tile with :func:`apply_statistics`.
+        """
+        low = high = None
+        if self.mode == "percentile" or self.clip:
+            low, high = percentile(values, self.low), percentile(values, self.high)
+        if self.clip:
+            values = torch.minimum(torch.maximum(values, low[:, None]), high[:, None])
+        if self.mode == "percentile":
+            shift, scale = low, high - low
+        else:
+            shift, scale = values.mean(dim=1), values.std(dim=1, correction=0)
+        return shift, scale, (low if self.clip else None), (high if self.clip else None)
+
     def apply(self, image: Tensor, target: dict[str, Any], meta: dict[str, Any]) -> Sample:
         _require_float(image, "NormalizeIntensity")
         if image.numel() == 0:
             return image, dict(target), dict(meta)
         values = _groups(image, self.per_channel)
-        needs_percentiles = self.mode == "percentile" or self.clip
-        if needs_percentiles:
-            p_low, p_high = percentile(values, self.low), percentile(values, self.high)
-        if self.clip:
-            values = torch.minimum(torch.maximum(values, p_low[:, None]), p_high[:, None])
-        if self.mode == "percentile":
-            shift, scale = p_low, p_high - p_low
-        else:
-            shift, scale = values.mean(dim=1), values.std(dim=1, correction=0)
-        inv = torch.where(scale > 0, 1.0 / scale.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
-        out = (values - shift[:, None]) * inv[:, None]
+        out = apply_statistics(values, *self.statistics(values))
         return out.reshape(image.shape).to(image.dtype), dict(target), dict(meta)
+
+
+def apply_statistics(
+    values: Tensor,
+    shift: Tensor,
+    scale: Tensor,
+    clip_low: Tensor | None = None,
+    clip_high: Tensor | None = None,
+) -> Tensor:
+    """``(values - shift) / scale`` per row of ``(G, M)`` values, clipped to ``[clip_low, clip_high]``
+    first when given; a row whose ``scale`` is 0 becomes zeros. Statistics are ``(G,)``."""
+    if clip_low is not None and clip_high is not None:
+        values = torch.minimum(torch.maximum(values, clip_low[:, None]), clip_high[:, None])
+    inv = torch.where(scale > 0, 1.0 / scale.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
+    return (values - shift[:, None]) * inv[:, None]
 
 
 def _range_pair(value: Any, name: str) -> tuple[float, float]:

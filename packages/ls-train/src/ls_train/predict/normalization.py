@@ -58,7 +58,7 @@ def volume_normalization(
         entry: The ``normalize_intensity`` entry of ``transforms.eval_transforms_list``.
         sample_voxels: Voxels to sample.
     """
-    from ls_data.transforms.intensity import NormalizeIntensity, percentile
+    from ls_data.transforms.intensity import NormalizeIntensity
 
     kwargs = {k: v for k, v in entry.items() if k not in ("name", "_target_")}
     transform = NormalizeIntensity(**kwargs)
@@ -69,25 +69,18 @@ def volume_normalization(
     values = torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
     if not transform.per_channel:
         values = values.reshape(1, -1)
-    low = high = None
-    if transform.mode == "percentile" or transform.clip:
-        low, high = percentile(values, transform.low), percentile(values, transform.high)
-    clipped = values
-    if transform.clip:
-        clipped = torch.minimum(torch.maximum(values, low[:, None]), high[:, None])
-    if transform.mode == "percentile":
-        shift, scale = low, high - low
-    else:
-        shift, scale = clipped.mean(dim=1), clipped.std(dim=1, correction=0)
+    shift, scale, low, high = transform.statistics(values)
     n = len(channels)
 
-    def per_channel(t: torch.Tensor) -> tuple[float, ...]:
+    def per_channel(t: torch.Tensor | None) -> tuple[float, ...] | None:
+        if t is None:
+            return None
         out = [float(v) for v in t.tolist()]
         return tuple(out * n) if len(out) == 1 else tuple(out)
 
     return Normalization(
         shift=per_channel(shift),
         scale=per_channel(scale),
-        clip_low=per_channel(low) if transform.clip else None,
-        clip_high=per_channel(high) if transform.clip else None,
+        clip_low=per_channel(low),
+        clip_high=per_channel(high),
     )

@@ -63,9 +63,9 @@ class TileLabels:
 class Normalization:
     """``(x - shift) / scale`` per channel, optionally clipped to ``[low, high]`` first.
 
-    The same formula as ``ls_data``'s ``normalize_intensity`` transform, with statistics fixed
-    once for the whole volume instead of recomputed per tile. A zero ``scale`` maps the channel
-    to zeros, as the transform does for a constant channel.
+    ``ls_data``'s ``normalize_intensity`` transform (its ``apply_statistics``), with statistics
+    fixed once for the whole volume instead of recomputed per tile. A zero ``scale`` maps the
+    channel to zeros, as the transform does for a constant channel.
     """
 
     shift: tuple[float, ...]
@@ -80,16 +80,20 @@ class Normalization:
                 f"Normalization has {len(self.shift)} channel(s) of statistics for an image "
                 f"with {c} channel(s)"
             )
-        view = (-1, 1, 1, 1)
-        values = image.float()
-        if self.clip_low is not None and self.clip_high is not None:
-            low = torch.tensor(self.clip_low, dtype=torch.float32).view(view)
-            high = torch.tensor(self.clip_high, dtype=torch.float32).view(view)
-            values = torch.minimum(torch.maximum(values, low), high)
-        shift = torch.tensor(self.shift, dtype=torch.float32).view(view)
-        scale = torch.tensor(self.scale, dtype=torch.float32)
-        inv = torch.where(scale > 0, 1.0 / scale.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
-        return (values - shift) * inv.view(view)
+        from ls_data.transforms.intensity import apply_statistics
+
+        def per_channel(values: tuple[float, ...] | None) -> torch.Tensor | None:
+            return None if values is None else torch.tensor(values, dtype=torch.float32).expand(c)
+
+        rows = image.float().reshape(c, -1)
+        out = apply_statistics(
+            rows,
+            per_channel(self.shift),
+            per_channel(self.scale),
+            per_channel(self.clip_low),
+            per_channel(self.clip_high),
+        )
+        return out.reshape(image.shape)
 
 
 class DetectorSegmenter:
