@@ -23,10 +23,10 @@ from ls_data.io.zarr_files import (
     Factors,
     _array_meta,
     _check_factors,
+    _check_layout,
     _create_arrays,
     _delete_group,
     _floats,
-    _ints,
     _read_attrs,
     _write_attrs,
     _zarr_format,
@@ -97,14 +97,9 @@ class ImageWriter(_StreamWriter):
         """
         path = Path(path)
         where = f"image {str(path)!r}"
-        shape = _ints(shape_czyx, 4, "shape (C, Z, Y, X)", where=where, minimum=1)
-        spacing = check_spacing(spacing, where=where)
-        chunks = _ints(chunks, 3, "chunks (Z, Y, X)", where=where, minimum=1)
-        translation = _floats(translation, 3, "translation (z, y, x)", where=where)
-        try:
-            np_dtype = np.dtype(dtype)
-        except TypeError as exc:
-            raise DataError(f"{where}: unknown dtype {dtype!r}") from exc
+        shape, spacing, chunks, translation, np_dtype = _check_layout(
+            shape_czyx, 4, "shape (C, Z, Y, X)", spacing, chunks, translation, dtype, where=where
+        )
         if np_dtype.kind not in "uif":
             raise DataError(f"{where}: image dtype must be an integer or float dtype, got {np_dtype}")
         names = None

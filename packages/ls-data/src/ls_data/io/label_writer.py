@@ -25,12 +25,12 @@ from ls_data.io.zarr_files import (
     Factors,
     _array_meta,
     _check_factors,
+    _check_layout,
     _check_name,
     _check_properties,
     _create_arrays,
     _delete_group,
     _floats,
-    _ints,
     _is_zarr_group,
     _ngff,
     _read_attrs,
@@ -172,14 +172,9 @@ class LabelImageWriter(_StreamWriter):
         name = _check_name(name, where=f"image {str(image_group)!r}")
         path = image_group / "labels" / name
         where = f"label image {str(path)!r}"
-        shape = _ints(shape, 3, "shape (Z, Y, X)", where=where, minimum=1)
-        spacing = check_spacing(spacing, where=where)
-        chunks = _ints(chunks, 3, "chunks (Z, Y, X)", where=where, minimum=1)
-        translation = _floats(translation, 3, "translation (z, y, x)", where=where)
-        try:
-            np_dtype = np.dtype(dtype)
-        except TypeError as exc:
-            raise DataError(f"{where}: unknown dtype {dtype!r}") from exc
+        shape, spacing, chunks, translation, np_dtype = _check_layout(
+            shape, 3, "shape (Z, Y, X)", spacing, chunks, translation, dtype, where=where
+        )
         if np_dtype.name not in LABEL_DTYPES:
             raise DataError(f"{where}: label dtype must be one of {LABEL_DTYPES}, got {np_dtype}")
         image = _image_pyramid(image_group, fmt)

@@ -23,6 +23,7 @@ from zarr.codecs import BloscCodec
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.omezarr_write import _create_array
 from ls_data.io.paths import read_json
+from ls_data.io.tiff import check_spacing
 
 NGFF_V3_VERSION = "0.5"
 
@@ -54,6 +55,33 @@ def _floats(values: Any, n: int, key: str, *, where: str) -> tuple[float, ...]:
     if len(out) != n or not all(math.isfinite(v) for v in out):
         raise DataError(f"{where}: {key} must be {n} finite numbers, got {values!r}")
     return out
+
+
+def _check_layout(
+    shape: Any,
+    ndim: int,
+    shape_key: str,
+    spacing: Any,
+    chunks: Any,
+    translation: Any,
+    dtype: Any,
+    *,
+    where: str,
+) -> tuple[tuple[int, ...], tuple[float, float, float], tuple[int, ...], tuple[float, ...], np.dtype]:
+    """The checked ``(shape, spacing, chunks, translation, dtype)`` of a streaming writer's ``create``.
+
+    ``shape`` has ``ndim`` axes, named in errors by ``shape_key`` (e.g. ``"shape (C, Z, Y, X)"``);
+    chunks and translation are ``(z, y, x)``.
+    """
+    shape = _ints(shape, ndim, shape_key, where=where, minimum=1)
+    spacing = check_spacing(spacing, where=where)
+    chunks = _ints(chunks, 3, "chunks (Z, Y, X)", where=where, minimum=1)
+    translation = _floats(translation, 3, "translation (z, y, x)", where=where)
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise DataError(f"{where}: unknown dtype {dtype!r}") from exc
+    return shape, spacing, chunks, translation, np_dtype
 
 
 def _check_factors(factors: Any, *, where: str) -> list[Factors]:
