@@ -16,9 +16,7 @@ owns whole chunks of ``tiles.zarr``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ls_train.atomic import atomic_write
 from ls_train.predict.segmenters import TileLabels
 
 __all__ = ["PlanMismatchError", "TileMeta", "TileStore"]
@@ -67,19 +66,6 @@ class TileMeta:
             if found is not None:
                 boxes[k] = [s.start for s in found] + [s.stop for s in found]
         return cls(scores=tile.scores, classes=tile.classes, boxes=boxes, counts=counts)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class TileStore:
@@ -139,7 +125,8 @@ class TileStore:
         (root / "tiles").mkdir(parents=True, exist_ok=True)
         store = cls(root, num_tiles, tile_shape)
         store._create_array()
-        _atomic_write_bytes(root / PLAN_FILE, json.dumps(plan, indent=1, sort_keys=True).encode())
+        text = json.dumps(plan, indent=1, sort_keys=True).encode()
+        atomic_write(root / PLAN_FILE, lambda f: f.write(text))
         return store
 
     @staticmethod
@@ -202,11 +189,12 @@ class TileStore:
             raise ValueError(f"tile {index}: labels of shape {tile.labels.shape}, expected {self.tile_shape}")
         self.array[index].write(tile.labels).result()
         meta = TileMeta.of(tile)
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, scores=meta.scores, classes=meta.classes, boxes=meta.boxes, counts=meta.counts)
-        _atomic_write_bytes(self._meta_path(index), buffer.getvalue())
+        atomic_write(
+            self._meta_path(index),
+            lambda f: np.savez(
+                f, scores=meta.scores, classes=meta.classes, boxes=meta.boxes, counts=meta.counts
+            ),
+        )
         return meta
 
     def meta(self, index: int) -> TileMeta:

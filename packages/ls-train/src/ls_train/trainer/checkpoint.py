@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ls_train.atomic import atomic_write
+
 __all__ = [
     "STATE_FILE",
     "CheckpointError",
@@ -72,17 +74,7 @@ def save_state(directory: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / STATE_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(target, lambda f: torch.save(dict(state), f))
 
 
 def load_state(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
