@@ -126,12 +126,7 @@ def _segmenter_spec(
                 volume.reader, volume.channels, norm[0], pc.normalization_sample_voxels
             )
     resolved = str(Path(str(checkpoint)).resolve())
-    spec = SegmenterSpec("detector", dict(cfg), resolved, kwargs, device=device)
-    # fail now, not in a worker, when the checkpoint does not fit the config
-    from ls_train.evaluate import _model_from_checkpoint
-
-    _model_from_checkpoint(cfg, resolved)
-    return spec
+    return SegmenterSpec("detector", dict(cfg), resolved, kwargs, device=device)
 
 
 def _plan(
@@ -333,6 +328,17 @@ def run_prediction(
             raise ConfigError(f"output={output} exists and is not a Zarr group; refusing to replace it")
 
     spec = _segmenter_spec(cfg, pc, volume, checkpoint)
+    # a checkpoint that does not fit the config fails here, before any work: a local run builds
+    # the segmenter it then uses; with Ray (whose workers build their own) the model is only
+    # loaded, on the CPU
+    use_ray = pc.executor == "ray"
+    segmenter = None
+    if not use_ray:
+        segmenter = spec.build()
+    elif spec.name == "detector":
+        from ls_train.evaluate import _model_from_checkpoint
+
+        _model_from_checkpoint(cfg, str(spec.checkpoint))
     grid = TileGrid(volume.shape, pc.tile_shape, pc.overlap)
     work = Path(pc.work_dir).expanduser().resolve() if pc.work_dir else out.parent / f"{out.name}.ls-predict"
     plan = _plan(cfg, pc, volume, grid, spec)
@@ -348,7 +354,6 @@ def run_prediction(
         f"{len(grid)} tile{'' if len(grid) == 1 else 's'} of {grid.tile_shape} overlapping {grid.overlap}"
         + (f"; {len(done)} already done in {work}" if done else "")
     )
-    use_ray = pc.executor == "ray"
     seconds: dict[str, float] = {}
     with ray_session(cfg) if use_ray else nullcontext():
         worker = TileWorker(
@@ -359,6 +364,7 @@ def run_prediction(
             batch_size=pc.batch_size,
             threads=pc.threads_per_worker,
             trim_memory=pc.trim_memory,
+            segmenter_instance=segmenter,
         )
         progress = Progress(
             "tiles", len(grid), voxels_per_item=voxels / len(grid), done=len(done), stream=stream

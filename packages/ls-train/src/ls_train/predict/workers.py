@@ -137,6 +137,8 @@ class TileWorker:
         batch_size: Tiles per segmenter call.
         threads: Torch threads in this worker (None: leave torch's setting).
         trim_memory: Give freed memory back to the system after tiles (:class:`MemoryKeeper`).
+        segmenter_instance: ``segmenter`` already built (in this process); None builds it on
+            first use.
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class TileWorker:
         batch_size: int = 1,
         threads: int | None = None,
         trim_memory: bool = False,
+        segmenter_instance: Callable[[Sequence[np.ndarray]], list[Any]] | None = None,
     ) -> None:
         self.volume = volume
         self.grid = grid
@@ -156,7 +159,7 @@ class TileWorker:
         self.spec = segmenter
         self.batch_size = int(batch_size)
         self.threads = threads
-        self._segmenter: Any = None
+        self._segmenter: Any = segmenter_instance
         self._memory = MemoryKeeper() if trim_memory else None
 
     def _read(self, indices: Sequence[int]) -> list[np.ndarray]:
