@@ -4,7 +4,8 @@
 // spans [c1 * scale - offset, c2 * scale - offset), split into `pooled` bins of `grid` samples;
 // a sample coordinate < -1 or > size is outside (weight 0), otherwise it is clamped to
 // [0, size - 1] and interpolated between floor and floor + 1. Arithmetic is in T and in the
-// same order as torchvision's kernels, so the depth-1 case reproduces them bit for bit.
+// same order as torchvision's kernels, so sample positions and per-axis weights round exactly as
+// torchvision's (a sample never lands on another voxel than torchvision's would).
 #pragma once
 
 #include <cmath>

@@ -2,11 +2,14 @@
 //
 // Autograd and fake (meta) kernels are registered from Python (ls_ops/roi_align.py, ls_ops/nms.py)
 // with torch.library.register_autograd / register_fake.
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <string>
+#include <vector>
 
 #include "ops.h"
 
@@ -19,6 +22,9 @@
 #ifndef LS_OPS_CUDA_VERSION
 #define LS_OPS_CUDA_VERSION ""
 #endif
+#ifndef LS_OPS_CPU_PARALLEL
+#error "LS_OPS_CPU_PARALLEL must be defined by the build"
+#endif
 #ifndef LS_OPS_COMPILER
 #define LS_OPS_COMPILER ""
 #endif
@@ -29,6 +35,7 @@ namespace {
 // JSON description of this build, parsed by ls_ops.build_info().
 std::string build_info() {
   std::string info = "{\"torch\": \"" LS_OPS_TORCH_VERSION "\", \"compiler\": \"" LS_OPS_COMPILER "\", ";
+  info += "\"cpu_parallel\": \"" LS_OPS_CPU_PARALLEL "\", ";
 #ifdef LS_OPS_WITH_CUDA
   info += "\"cuda\": true, \"cuda_version\": \"" LS_OPS_CUDA_VERSION "\", ";
   info += "\"cuda_architectures\": \"" LS_OPS_CUDA_ARCHITECTURES "\"}";
@@ -36,6 +43,20 @@ std::string build_info() {
   info += "\"cuda\": false, \"cuda_version\": null, \"cuda_architectures\": null}";
 #endif
   return info;
+}
+
+// How many threads at::parallel_for runs a loop of `at::get_num_threads()` items on, in this
+// library: the CPU kernels' parallelism as built (1 when they would run serially).
+int64_t parallel_threads() {
+  const int64_t n = at::get_num_threads();
+  std::vector<std::atomic<bool>> seen(n);
+  at::parallel_for(0, n, 1, [&](int64_t, int64_t) {
+    const int64_t t = at::get_thread_num();
+    if (t >= 0 && t < n) seen[t] = true;
+  });
+  int64_t count = 0;
+  for (const auto& s : seen) count += s ? 1 : 0;
+  return count;
 }
 
 // Autocast: half / bfloat16 inputs are computed in float32 and the result is cast back.
@@ -67,6 +88,7 @@ TORCH_LIBRARY(ls_ops, m) {
       "SymInt width) -> Tensor");
   m.def("nms3d(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
   m.def("build_info() -> str", &ls_ops::build_info);
+  m.def("parallel_threads() -> int", &ls_ops::parallel_threads);
 }
 
 TORCH_LIBRARY_IMPL(ls_ops, CPU, m) {

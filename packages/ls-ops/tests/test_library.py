@@ -23,6 +23,22 @@ def test_build_info() -> None:
     assert ls_ops.__version__
 
 
+def test_cpu_kernels_run_in_parallel() -> None:
+    """at::parallel_for only runs in parallel in code built with the parallel backend's flags."""
+    parallel_backend = torch.__config__.parallel_info()
+    info = ls_ops.build_info()
+    assert info["cpu_parallel"] in ("OpenMP", "native")
+    if "ATen parallel backend: OpenMP" in parallel_backend:
+        assert info["cpu_parallel"] == "OpenMP"
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            assert ls_ops.parallel_threads() == n
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_missing_library_names_the_rebuild_command(tmp_path: Path) -> None:
     with pytest.raises(ImportError, match=r"was not found.*\n.*pip install --no-build-isolation"):
         _library.find_library([tmp_path])

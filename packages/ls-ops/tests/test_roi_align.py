@@ -81,6 +81,24 @@ def test_backward_matches_reference(case: dict) -> None:
     torch.testing.assert_close(x1.grad, x2.grad, **tolerance(x1.dtype))
 
 
+@pytest.mark.parametrize("sampling_ratio", [-1, 3])
+def test_wide_channels_and_long_bins_match_reference(sampling_ratio: int) -> None:
+    """37 channels (vector loops with remainders), bins of up to 11 voxels: many taps per bin
+    (adaptive ratio) or taps with gaps between them (ratio 3)."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 37, 9, 10, 11, generator=g, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0, -0.5, 0.2, 0.0, 9.0, 10.0, 11.0], [1, 1.3, -2.0, 0.7, 8.2, 9.9, 12.5],
+                         [1, 0.0, 0.0, 0.0, 9.0, 10.0, 3.0]], dtype=torch.float64)
+    args = ((1, 2, 3), (1.0, 1.0, 1.0), sampling_ratio, True)
+    out = ls_ops.roi_align3d(x, rois, *args)
+    expected = reference.roi_align3d(x, rois, *args)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(out)
+    (ours,) = torch.autograd.grad(out, x, grad)
+    (theirs,) = torch.autograd.grad(expected, x, grad)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
 def test_list_of_boxes_equals_batch_index_rois() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 5, 6, 7, generator=g)
@@ -174,23 +192,26 @@ def _planar_case(depth: int, seed: int, dtype: torch.dtype) -> tuple:
     return image, volume, rois3, rois2
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [2, 1, -1])
-def test_depth_one_equals_torchvision_exactly(aligned: bool, sampling_ratio: int) -> None:
-    image, volume, rois3, rois2 = _planar_case(1, 5, torch.float32)
+def test_depth_one_equals_torchvision(dtype: torch.dtype, aligned: bool, sampling_ratio: int) -> None:
+    """The same values as torchvision up to the last bits: the separable CPU kernel sums a bin's
+    samples axis by axis, torchvision sample by sample (measured: <= 4 ulps)."""
+    image, volume, rois3, rois2 = _planar_case(1, 5, dtype)
     image.requires_grad_()
     volume = image[:, :, None].detach().clone().requires_grad_()
     out3 = ls_ops.roi_align3d(volume, rois3, (1, 4, 5), 1.0,
                               (1, sampling_ratio, sampling_ratio) if sampling_ratio > 0 else -1, aligned)
     out2 = torchvision.ops.roi_align(image, rois2, (4, 5), 1.0, sampling_ratio, aligned)
-    assert torch.equal(out3[:, :, 0], out2)  # bit for bit
+    tol = {"rtol": 1e-6, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-14, "atol": 1e-14}
+    torch.testing.assert_close(out3[:, :, 0], out2, **tol)
+    assert out2.abs().max() > 1  # the rois sample the image
     grad = torch.randn_like(out2)
     out3.backward(grad[:, :, None])
     out2.backward(grad)
-    if sampling_ratio in (1, 2):  # power-of-two sample counts: (g / n) * w == (g * w) / n exactly
-        assert torch.equal(volume.grad[:, :, 0], image.grad)
-    else:
-        torch.testing.assert_close(volume.grad[:, :, 0], image.grad, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(volume.grad[:, :, 0], image.grad, **tol)
+    assert image.grad.abs().max() > 1
 
 
 @pytest.mark.parametrize("aligned", [False, True])
@@ -259,19 +280,21 @@ def test_compile_fullgraph_inductor() -> None:
 
 
 def test_results_do_not_depend_on_the_thread_count() -> None:
+    """The backward splits the gradient into z slabs by thread count (16 z planes: slabs of 4, 2, 1)."""
     g = torch.Generator().manual_seed(10)
-    x = torch.randn(2, 40, 6, 9, 9, generator=g, requires_grad=True)
-    lo = torch.rand(30, 3, generator=g) * 6
+    x = torch.randn(2, 40, 16, 9, 9, generator=g, requires_grad=True)
+    lo = torch.rand(30, 3, generator=g) * torch.tensor([12.0, 6.0, 6.0])
     rois = torch.cat([torch.randint(0, 2, (30, 1), generator=g).float(), lo, lo + 3], dim=1)
     grad = torch.randn(30, 40, 3, 3, 3, generator=g)
     results = []
     threads = torch.get_num_threads()
     try:
-        for n in (1, 2):
+        for n in (1, 2, 4):
             torch.set_num_threads(n)
             out = ls_ops.roi_align3d(x, rois, 3, 1.0, -1, True)
             (grad_x,) = torch.autograd.grad(out, x, grad)
             results.append((out, grad_x))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    for out, grad_x in results[1:]:
+        assert torch.equal(out, results[0][0]) and torch.equal(grad_x, results[0][1])

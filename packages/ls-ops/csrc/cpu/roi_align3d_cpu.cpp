@@ -1,105 +1,33 @@
-// RoIAlign3D forward and backward on the CPU.
+// RoIAlign3D forward and backward on the CPU, computed separably.
 //
-// The input is read in a channels-last copy (B, D, H, W, C), so every trilinear sample is
-// 8 weighted rows of C contiguous values: sample positions and weights are computed once per
-// sample and shared by all channels, and the channel loop vectorises. The forward runs in
-// parallel over rois (taken along a Z-order curve of their centres, for cache reuse), pooling
-// each roi into a (bins, C) buffer that is written out transposed;
-// the backward runs in parallel over channel blocks, so every thread owns its slice of the
-// gradient and the accumulation order is deterministic (roi, bin, sample, as torchvision's CPU
-// kernel). Layout changes use a cache-blocked parallel transpose. All offsets are 64-bit.
+// Each roi is pooled as three sparse linear maps, one per axis (axis_map.h): along x, every input
+// row of the roi's support is gathered into `ow` bins; those rows are scattered into an (oh, ow)
+// plane along y; the planes into the (od, oh, ow) output along z. A voxel is read once per roi
+// instead of once per trilinear sample that touches it (for 7^3 bins of 2^3 samples, about 8
+// times fewer reads). All arithmetic works on vectors of channels: the input is read in a
+// channels-last copy (B, D, H, W, C). The forward runs in parallel over rois, taken along a
+// Z-order curve of their centres for cache reuse. The backward applies the transposed maps (z,
+// then y, then x) in parallel over z slabs of the channels-last input gradient: every thread
+// owns its slabs, and every voxel takes its rois' contributions in the same order whatever the
+// slabs, so results do not depend on the thread count. All offsets are 64-bit.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
-
 #include <vector>
 
 #include "../geometry.h"
 #include "../ops.h"
-#include "vectorize.h"
+#include "axis_map.h"
+#include "channel_loops.h"
+#include "layout.h"
 
 namespace ls_ops {
 namespace {
 
-// acc[c] += w[0] * p[0][c] + ... + w[7] * p[7][c] for c in [0, n).
-#define LS_OPS_DEFINE_ACCUMULATE8(T)                                                                     \
-  LS_OPS_VECTOR_CLONES void accumulate8(T* __restrict acc, const T* const* p, const T* w, int64_t n) { \
-    const T* __restrict p0 = p[0];                                                                       \
-    const T* __restrict p1 = p[1];                                                                       \
-    const T* __restrict p2 = p[2];                                                                       \
-    const T* __restrict p3 = p[3];                                                                       \
-    const T* __restrict p4 = p[4];                                                                       \
-    const T* __restrict p5 = p[5];                                                                       \
-    const T* __restrict p6 = p[6];                                                                       \
-    const T* __restrict p7 = p[7];                                                                       \
-    const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];      \
-    for (int64_t c = 0; c < n; ++c) {                                                                    \
-      acc[c] += w0 * p0[c] + w1 * p1[c] + w2 * p2[c] + w3 * p3[c] + w4 * p4[c] + w5 * p5[c] +            \
-                w6 * p6[c] + w7 * p7[c];                                                                 \
-    }                                                                                                    \
-  }
-LS_OPS_DEFINE_ACCUMULATE8(float)
-LS_OPS_DEFINE_ACCUMULATE8(double)
-
-// y[c] += a * x[c] for c in [0, n).
-#define LS_OPS_DEFINE_AXPY(T)                                                                \
-  LS_OPS_VECTOR_CLONES void axpy(T* __restrict y, const T* __restrict x, T a, int64_t n) { \
-    for (int64_t c = 0; c < n; ++c) {                                                        \
-      y[c] += x[c] * a;                                                                      \
-    }                                                                                        \
-  }
-LS_OPS_DEFINE_AXPY(float)
-LS_OPS_DEFINE_AXPY(double)
-
-// dst[o][c][r] = src[o][r][c] for o < outer, r < rows, c < cols. Tiles of 16 x 16 go through a
-// local buffer, so that every global read and write is a contiguous 64-byte row.
-template <typename T>
-void transpose_tile(const T* src, T* dst, int64_t rows, int64_t cols, int64_t r0, int64_t c0) {
-  constexpr int64_t kTile = 16;
-  const int64_t nr = std::min(r0 + kTile, rows) - r0, nc = std::min(c0 + kTile, cols) - c0;
-  T buf[kTile][kTile];
-  for (int64_t r = 0; r < nr; ++r) {
-    const T* row = src + (r0 + r) * cols + c0;
-    for (int64_t c = 0; c < nc; ++c) buf[c][r] = row[c];
-  }
-  for (int64_t c = 0; c < nc; ++c) {
-    T* out = dst + (c0 + c) * rows + r0;
-    for (int64_t r = 0; r < nr; ++r) out[r] = buf[c][r];
-  }
-}
-
-template <typename T>
-void transpose(const T* src, T* dst, int64_t outer, int64_t rows, int64_t cols, bool parallel) {
-  const int64_t row_tiles = (rows + 15) / 16, col_tiles = (cols + 15) / 16;
-  // Work items: (outer, column tile); each walks down its column of tiles.
-  auto run = [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t o = i / col_tiles, c0 = (i % col_tiles) * 16;
-      for (int64_t rt = 0; rt < row_tiles; ++rt) {
-        transpose_tile(src + o * rows * cols, dst + o * rows * cols, rows, cols, rt * 16, c0);
-      }
-    }
-  };
-  if (parallel) {
-    at::parallel_for(0, outer * col_tiles, 64, run);
-  } else {
-    run(0, outer * col_tiles);
-  }
-}
-
-// (B, C, D, H, W) contiguous -> a new (B, D, H, W, C) contiguous tensor.
-at::Tensor to_channels_last(const at::Tensor& t) {
-  const auto src = t.contiguous();
-  auto dst = at::empty({t.size(0), t.size(2), t.size(3), t.size(4), t.size(1)}, t.options());
-  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "ls_ops_to_channels_last", [&] {
-    transpose(src.data_ptr<scalar_t>(), dst.data_ptr<scalar_t>(), t.size(0), t.size(1),
-              t.size(2) * t.size(3) * t.size(4), true);
-  });
-  return dst;
-}
+using loops::weighted_sum;
 
 struct Geometry {
   int64_t batch, channels, depth, height, width;
@@ -108,80 +36,26 @@ struct Geometry {
   bool aligned;
 };
 
-// Per-roi sampling tables: the taps of every sample along each axis.
+// The three axis maps of one roi; the z weights include the 1 / count of the bins' average.
 template <typename T>
-struct RoiTables {
+struct RoiMaps {
   int64_t b = 0;
-  RoiAxis<T> az{}, ay{}, ax{};
-  std::vector<Tap<T>> tz, ty, tx;  // [p * grid + i]
+  AxisMap<T> z, y, x;
 
   void build(const T* roi, const T* scale, const Geometry& g) {
     b = static_cast<int64_t>(roi[0]);
-    az = roi_axis<T>(roi[1], roi[4], scale[0], g.od, g.sd, g.aligned);
-    ay = roi_axis<T>(roi[2], roi[5], scale[1], g.oh, g.sh, g.aligned);
-    ax = roi_axis<T>(roi[3], roi[6], scale[2], g.ow, g.sw, g.aligned);
-    fill(tz, az, g.od, g.depth);
-    fill(ty, ay, g.oh, g.height);
-    fill(tx, ax, g.ow, g.width);
+    const RoiAxis<T> az = roi_axis<T>(roi[1], roi[4], scale[0], g.od, g.sd, g.aligned);
+    const RoiAxis<T> ay = roi_axis<T>(roi[2], roi[5], scale[1], g.oh, g.sh, g.aligned);
+    const RoiAxis<T> ax = roi_axis<T>(roi[3], roi[6], scale[2], g.ow, g.sw, g.aligned);
+    z.build(az, g.od, g.depth);
+    y.build(ay, g.oh, g.height);
+    x.build(ax, g.ow, g.width);
+    z.scale(static_cast<T>(1) / static_cast<T>(sample_count(az.grid, ay.grid, ax.grid)));
   }
 
-  static void fill(std::vector<Tap<T>>& taps, const RoiAxis<T>& a, int64_t pooled, int64_t size) {
-    const int64_t grid = a.grid > 0 ? a.grid : 0;
-    taps.resize(pooled * grid);
-    for (int64_t p = 0; p < pooled; ++p) {
-      for (int64_t i = 0; i < grid; ++i) {
-        taps[p * grid + i] = make_tap<T>(sample_coord<T>(a, p, i), size);
-      }
-    }
-  }
-
-  int64_t count() const { return sample_count(az.grid, ay.grid, ax.grid); }
+  // No sample inside the volume: the output is zero and nothing flows back.
+  bool empty() const { return z.empty() || y.empty() || x.empty(); }
 };
-
-// The four (z, y) corner rows of one z sample and one y sample: channels-last row offsets of
-// (zl,yl) (zl,yh) (zh,yl) (zh,yh), and their bilinear weights. Shared by every x sample of the row.
-template <typename T>
-struct CornerRows {
-  int64_t rows[4];
-  T w[4];
-
-  CornerRows(int64_t base, const Geometry& g, const Tap<T>& z, const Tap<T>& y)
-      : rows{((base + z.low) * g.height + y.low) * g.width, ((base + z.low) * g.height + y.high) * g.width,
-             ((base + z.high) * g.height + y.low) * g.width, ((base + z.high) * g.height + y.high) * g.width},
-        w{z.w_low * y.w_low, z.w_low * y.w_high, z.w_high * y.w_low, z.w_high * y.w_high} {}
-};
-
-// Calls fn(offsets[8], weights[8]) for every inside sample of bin (pd, ph, pw); offsets are
-// channels-last element offsets of the 8 corners: z low/high × y low/high × x low/high.
-template <typename T, typename Fn>
-void for_each_sample(const RoiTables<T>& t, const Geometry& g, int64_t pd, int64_t ph, int64_t pw, Fn&& fn) {
-  const int64_t gd = t.az.grid, gh = t.ay.grid, gw = t.ax.grid;
-  const int64_t C = g.channels;
-  const int64_t base = t.b * g.depth;
-  int64_t off[8];
-  T w[8];
-  for (int64_t iz = 0; iz < gd; ++iz) {
-    const Tap<T>& z = t.tz[pd * gd + iz];
-    if (!z.inside) continue;
-    for (int64_t iy = 0; iy < gh; ++iy) {
-      const Tap<T>& y = t.ty[ph * gh + iy];
-      if (!y.inside) continue;
-      const CornerRows<T> zy(base, g, z, y);
-      for (int64_t ix = 0; ix < gw; ++ix) {
-        const Tap<T>& x = t.tx[pw * gw + ix];
-        if (!x.inside) continue;
-        // Corner order within a z plane matches torchvision's w1..w4: (yl,xl) (yl,xh) (yh,xl) (yh,xh).
-        for (int r = 0; r < 4; ++r) {
-          off[2 * r] = (zy.rows[r] + x.low) * C;
-          off[2 * r + 1] = (zy.rows[r] + x.high) * C;
-          w[2 * r] = zy.w[r] * x.w_low;
-          w[2 * r + 1] = zy.w[r] * x.w_high;
-        }
-        fn(off, w);
-      }
-    }
-  }
-}
 
 // Spreads the low 16 bits of v to every third bit (for a 3-D Morton code).
 uint64_t spread3(uint64_t v) {
@@ -215,43 +89,60 @@ std::vector<int64_t> spatial_order(const T* rois, int64_t num_rois, const T* sca
   return order;
 }
 
-// Pools one roi into acc (bins, C). Samples are visited row by row (z sample, y sample, then all
-// x samples of the row), so consecutive samples read neighbouring voxels; every bin still gets
-// its samples in (z, y, x) order, as in for_each_sample, so results are the same bit for bit.
+// Per-thread buffers for one roi.
 template <typename T>
-void forward_roi(const RoiTables<T>& t, const Geometry& g, const T* in_cl, T* acc) {
-  const int64_t gd = t.az.grid, gh = t.ay.grid, gw = t.ax.grid;
+struct Scratch {
+  std::vector<T> row, plane, pooled;  // (ow, C), (oh, ow, C), (od, oh, ow, C)
+  std::vector<char> plane_set, pooled_set;  // which rows of the plane, planes of pooled hold values
+  explicit Scratch(const Geometry& g)
+      : row(g.ow * g.channels),
+        plane(g.oh * g.ow * g.channels),
+        pooled(g.od * g.oh * g.ow * g.channels),
+        plane_set(g.oh),
+        pooled_set(g.od) {}
+};
+
+// dst[o] (+)= w * src for the entries (o, w) of one voxel, dst[o] holding `size` values: the first
+// write to a part assigns it (set[o] records which parts hold values), later ones add.
+template <typename T>
+void scatter(T* dst, int64_t size, const T* src, std::span<const AxisEntry<T>> entries, std::vector<char>& set) {
+  for (const auto& e : entries) {
+    weighted_sum(dst + e.index * size, src, 0, &e, 1, size, set[e.index] != 0);
+    set[e.index] = 1;
+  }
+}
+
+// Zeroes the parts of dst (of `size` values each) that no scatter wrote.
+template <typename T>
+void zero_unset(T* dst, int64_t size, const std::vector<char>& set) {
+  for (size_t o = 0; o < set.size(); ++o) {
+    if (!set[o]) std::fill(dst + o * size, dst + (o + 1) * size, static_cast<T>(0));
+  }
+}
+
+// Pools all channels of one roi into s.pooled (bins, C).
+template <typename T>
+void forward_roi(const RoiMaps<T>& m, const Geometry& g, const T* in_cl, Scratch<T>& s) {
   const int64_t C = g.channels;
-  const int64_t base = t.b * g.depth;
-  for (int64_t pd = 0; pd < g.od; ++pd) {
-    for (int64_t iz = 0; iz < gd; ++iz) {
-      const Tap<T>& z = t.tz[pd * gd + iz];
-      if (!z.inside) continue;
-      for (int64_t ph = 0; ph < g.oh; ++ph) {
-        for (int64_t iy = 0; iy < gh; ++iy) {
-          const Tap<T>& y = t.ty[ph * gh + iy];
-          if (!y.inside) continue;
-          const CornerRows<T> zy(base, g, z, y);
-          for (int64_t pw = 0; pw < g.ow; ++pw) {
-            T* bin = acc + ((pd * g.oh + ph) * g.ow + pw) * C;
-            for (int64_t ix = 0; ix < gw; ++ix) {
-              const Tap<T>& x = t.tx[pw * gw + ix];
-              if (!x.inside) continue;
-              const T* p[8];
-              T w[8];
-              for (int r = 0; r < 4; ++r) {
-                p[2 * r] = in_cl + (zy.rows[r] + x.low) * C;
-                p[2 * r + 1] = in_cl + (zy.rows[r] + x.high) * C;
-                w[2 * r] = zy.w[r] * x.w_low;
-                w[2 * r + 1] = zy.w[r] * x.w_high;
-              }
-              accumulate8(bin, p, w, C);
-            }
-          }
-        }
+  const int64_t row_size = g.ow * C, plane_size = g.oh * row_size;
+  std::fill(s.pooled_set.begin(), s.pooled_set.end(), 0);
+  if (!m.empty()) {
+    for (int64_t zv = m.z.lo(); zv <= m.z.hi(); ++zv) {
+      const auto z_bins = m.z.voxel(zv);
+      if (z_bins.empty()) continue;
+      std::fill(s.plane_set.begin(), s.plane_set.end(), 0);
+      for (int64_t yv = m.y.lo(); yv <= m.y.hi(); ++yv) {
+        const auto y_bins = m.y.voxel(yv);
+        if (y_bins.empty()) continue;
+        const T* line = in_cl + ((m.b * g.depth + zv) * g.height + yv) * g.width * C;
+        for (int64_t ox = 0; ox < g.ow; ++ox) weighted_sum(s.row.data() + ox * C, line, C, m.x.bin(ox), C, false);
+        scatter(s.plane.data(), row_size, s.row.data(), y_bins, s.plane_set);
       }
+      zero_unset(s.plane.data(), row_size, s.plane_set);
+      scatter(s.pooled.data(), plane_size, s.plane.data(), z_bins, s.pooled_set);
     }
   }
+  zero_unset(s.pooled.data(), plane_size, s.pooled_set);
 }
 
 template <typename T>
@@ -261,44 +152,69 @@ void forward_kernel(const T* in_cl, const T* rois, int64_t num_rois, const T* sc
   const int64_t bins = g.od * g.oh * g.ow;
   const std::vector<int64_t> order = spatial_order(rois, num_rois, scale);
   at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
-    RoiTables<T> t;
-    std::vector<T> pooled(bins * C);  // (bins, C) of one roi
+    RoiMaps<T> m;
+    Scratch<T> s(g);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t k = order[i];
-      t.build(rois + k * 7, scale, g);
-      const T count = static_cast<T>(t.count());
-      std::fill(pooled.begin(), pooled.end(), static_cast<T>(0));
-      forward_roi(t, g, in_cl, pooled.data());
-      for (auto& v : pooled) v /= count;
-      transpose(pooled.data(), out + k * C * bins, 1, bins, C, false);
+      m.build(rois + k * 7, scale, g);
+      forward_roi(m, g, in_cl, s);
+      transpose(s.pooled.data(), out + k * C * bins, 1, bins, C, false);
     }
   });
+}
+
+// Adds one roi's output gradient into the channels-last input gradient, for the input z planes in
+// [z0, z1) only: the axis maps transposed, z, then y, then x. The output planes (oz) of the
+// gradient are transposed into s.pooled (bins, C) as the z planes first need them.
+template <typename T>
+void backward_roi(const RoiMaps<T>& m, const Geometry& g, const T* grad_k, int64_t z0, int64_t z1, Scratch<T>& s,
+                  T* grad_in_cl) {
+  const int64_t C = g.channels, bins = g.od * g.oh * g.ow;
+  const int64_t row_size = g.ow * C, plane_bins = g.oh * g.ow, plane_size = plane_bins * C;
+  std::fill(s.pooled_set.begin(), s.pooled_set.end(), 0);
+  for (int64_t zv = std::max(m.z.lo(), z0); zv <= std::min(m.z.hi(), z1 - 1); ++zv) {
+    const auto z_bins = m.z.voxel(zv);
+    if (z_bins.empty()) continue;
+    for (const auto& e : z_bins) {
+      if (s.pooled_set[e.index]) continue;
+      // grad_k is (C, od * oh * ow): plane oz is a (C, oh * ow) block of row stride `bins`.
+      transpose_region(grad_k + e.index * plane_bins, bins, s.pooled.data() + e.index * plane_size, C, 0, C, 0,
+                       plane_bins);
+      s.pooled_set[e.index] = 1;
+    }
+    weighted_sum(s.plane.data(), s.pooled.data(), plane_size, z_bins, plane_size, false);
+    for (int64_t yv = m.y.lo(); yv <= m.y.hi(); ++yv) {
+      const auto y_bins = m.y.voxel(yv);
+      if (y_bins.empty()) continue;
+      weighted_sum(s.row.data(), s.plane.data(), row_size, y_bins, row_size, false);
+      T* line = grad_in_cl + ((m.b * g.depth + zv) * g.height + yv) * g.width * C;
+      for (int64_t xv = m.x.lo(); xv <= m.x.hi(); ++xv) {
+        weighted_sum(line + xv * C, s.row.data(), C, m.x.voxel(xv), C, true);
+      }
+    }
+  }
 }
 
 template <typename T>
 void backward_kernel(const T* grad, const T* rois, int64_t num_rois, const T* scale, const Geometry& g,
                      T* grad_in_cl) {
-  const int64_t C = g.channels;
-  const int64_t bins = g.od * g.oh * g.ow;
-  // Blocks of at least 16 channels; each thread walks every roi for its channel block.
-  at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
-    const int64_t n = c1 - c0;
-    RoiTables<T> t;
-    std::vector<T> scaled(bins * n);  // (bins, n): this roi's output gradient / sample count
-    for (int64_t k = 0; k < num_rois; ++k) {
-      t.build(rois + k * 7, scale, g);
-      const T count = static_cast<T>(t.count());
-      transpose(grad + (k * C + c0) * bins, scaled.data(), 1, n, bins, false);
-      for (auto& v : scaled) v /= count;
-      for (int64_t pd = 0; pd < g.od; ++pd) {
-        for (int64_t ph = 0; ph < g.oh; ++ph) {
-          for (int64_t pw = 0; pw < g.ow; ++pw) {
-            const T* go = scaled.data() + ((pd * g.oh + ph) * g.ow + pw) * n;
-            for_each_sample(t, g, pd, ph, pw, [&](const int64_t* off, const T* w) {
-              for (int j = 0; j < 8; ++j) axpy(grad_in_cl + off[j] + c0, go, w[j], n);
-            });
-          }
-        }
+  const int64_t C = g.channels, bins = g.od * g.oh * g.ow;
+  const std::vector<int64_t> order = spatial_order(rois, num_rois, scale);
+  // Work items: slabs of z planes of one batch element, about 4 per thread. Each thread owns the
+  // gradient of its slabs, and every voxel takes its rois' contributions in the same (spatial)
+  // order whatever the slabs, so results do not depend on the thread count.
+  const int64_t slab = std::max<int64_t>(1, g.depth / (4 * at::get_num_threads()));
+  const int64_t slabs = (g.depth + slab - 1) / slab;
+  at::parallel_for(0, g.batch * slabs, 1, [&](int64_t begin, int64_t end) {
+    RoiMaps<T> m;
+    Scratch<T> s(g);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / slabs, z0 = (i % slabs) * slab, z1 = std::min(z0 + slab, g.depth);
+      for (const int64_t k : order) {
+        if (static_cast<int64_t>(rois[k * 7]) != b) continue;
+        m.build(rois + k * 7, scale, g);
+        if (m.empty() || m.z.hi() < z0 || m.z.lo() >= z1) continue;
+        backward_roi(m, g, grad + k * C * bins, z0, z1, s, grad_in_cl);
       }
     }
   });
@@ -362,7 +278,7 @@ at::Tensor roi_align3d_cpu(const at::Tensor& input, const at::Tensor& rois, c10:
   if (K == 0 || g.channels == 0 || input.numel() == 0) {
     return at::zeros({K, g.channels, g.od, g.oh, g.ow}, input.options());
   }
-  auto out = at::empty({K, g.channels, g.od, g.oh, g.ow}, input.options());  // every element is written
+  auto out = empty_for_filling({K, g.channels, g.od, g.oh, g.ow}, input.options());  // every element is written
   // (B, C, D, H, W) -> (B, D, H, W, C); free when the input is already channels_last_3d.
   const auto in_cl = input.is_contiguous(at::MemoryFormat::ChannelsLast3d)
                          ? input.permute({0, 2, 3, 4, 1})
@@ -394,22 +310,18 @@ at::Tensor roi_align3d_backward_cpu(const at::Tensor& grad, const at::Tensor& ro
   check_batch_indices(rois_c, batch_size);
   const int64_t shape[5] = {batch_size, channels, depth, height, width};
   const Geometry g = make_geometry(shape, output_size, sampling_ratio, aligned);
-  auto grad_in_cl = at::zeros({batch_size, depth, height, width, channels}, grad.options());
-  if (grad.numel() == 0 || grad_in_cl.numel() == 0) {
+  if (grad.numel() == 0 || batch_size * channels * depth * height * width == 0) {
     return at::zeros({batch_size, channels, depth, height, width}, grad.options());
   }
+  auto grad_in_cl = zeros_for_filling({batch_size, depth, height, width, channels}, grad.options());
   const auto grad_c = grad.contiguous();
-  auto grad_input = at::empty({batch_size, channels, depth, height, width}, grad.options());
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "ls_ops_roi_align3d_backward", [&] {
     const scalar_t scale[3] = {static_cast<scalar_t>(spatial_scale[0]), static_cast<scalar_t>(spatial_scale[1]),
                                static_cast<scalar_t>(spatial_scale[2])};
     backward_kernel<scalar_t>(grad_c.data_ptr<scalar_t>(), rois_c.data_ptr<scalar_t>(), rois.size(0), scale, g,
                               grad_in_cl.data_ptr<scalar_t>());
-    // (B, D, H, W, C) -> (B, C, D, H, W)
-    transpose(grad_in_cl.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), batch_size,
-              depth * height * width, channels, true);
   });
-  return grad_input;
+  return from_channels_last(grad_in_cl);
 }
 
 }  // namespace ls_ops

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ls_ops._library import build_info, load_library
+from ls_ops._library import build_info, load_library, parallel_threads
 
 load_library()
 
@@ -33,5 +33,6 @@ __all__ = [
     "box_volume3d",
     "build_info",
     "nms3d",
+    "parallel_threads",
     "roi_align3d",
 ]

@@ -85,6 +85,19 @@ def build_info() -> dict[str, Any]:
 
     Returns a dict: ``cpu`` (always True), ``cuda`` (True when the CUDA kernels were compiled),
     ``cuda_version`` and ``cuda_architectures`` (None without CUDA), ``torch`` (the version the
-    library was built against, equal to the running one), ``compiler`` and ``library`` (path).
+    library was built against, equal to the running one), ``cpu_parallel`` (how the CPU kernels'
+    loops are parallelised: ``"OpenMP"`` or torch's ``"native"`` thread pool), ``compiler`` and
+    ``library`` (path).
     """
     return dict(load_library())
+
+
+def parallel_threads() -> int:
+    """How many threads the CPU kernels' parallel loops run on now.
+
+    Runs one parallel loop of ``torch.get_num_threads()`` items inside the compiled library and
+    counts the threads that took part: equal to ``torch.get_num_threads()`` in a correct build,
+    1 when the kernels would run serially.
+    """
+    load_library()
+    return int(torch.ops.ls_ops.parallel_threads())
