@@ -13,8 +13,12 @@ voxels per side, output 7^3, sampling_ratio 2, aligned=True; against ``ls_ops.re
 
 Timed calls are interleaved (ours, reference, ours, ...) and medians reported.
 
+With ``--device cuda`` the same problems run on the GPU: the CUDA kernels against torchvision's
+CUDA ``nms`` / ``roi_align`` and against our CPU kernels on the same inputs (no MONAI).
+
     python benchmarks/ops.py                 # full run
-    python benchmarks/ops.py --quick         # fewer repeats, reference measured on 64 rois
+    python benchmarks/ops.py --quick         # fewer repeats, reference measured on 32 rois
+    python benchmarks/ops.py --device cuda   # the CUDA kernels
     python benchmarks/ops.py --json out.json # also write the numbers
 """
 
@@ -28,22 +32,25 @@ from collections.abc import Callable
 
 import torch
 import torchvision
-from monai.data.box_utils import non_max_suppression
 
 import ls_ops
 from ls_ops import reference
 
 
 def median_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median wall time (s) of each function, calls interleaved round-robin."""
+    """Median wall time (s) of each function, calls interleaved round-robin (CUDA work included:
+    the device is synchronised before the clock is read)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
@@ -65,6 +72,8 @@ def nms_boxes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 def bench_nms(n: int, repeats: int, threshold: float = 0.5) -> dict:
     """Times of nms3d, torchvision's nms and MONAI's non_max_suppression on N boxes."""
+    from monai.data.box_utils import non_max_suppression  # CPU comparison only
+
     boxes3, boxes2, scores = nms_boxes(n)
     keep = ls_ops.nms3d(boxes3, scores, threshold)
     assert torch.equal(keep, torchvision.ops.nms(boxes2, scores, threshold)), "nms3d != torchvision nms"
@@ -136,14 +145,84 @@ def bench_roi_align(repeats: int, reference_rois: int) -> dict:
     }
 
 
+def bench_nms_cuda(n: int, repeats: int, threshold: float = 0.5) -> dict:
+    """nms3d's CUDA kernel against torchvision's CUDA nms and our CPU kernel, same boxes."""
+    boxes3, boxes2, scores = nms_boxes(n)
+    b3, b2, sc = boxes3.cuda(), boxes2.cuda(), scores.cuda()
+    keep = ls_ops.nms3d(b3, sc, threshold)
+    assert torch.equal(keep.cpu(), ls_ops.nms3d(boxes3, scores, threshold)), "CUDA nms3d != CPU nms3d"
+    t = median_times({
+        "nms3d_cuda": lambda: ls_ops.nms3d(b3, sc, threshold),
+        "torchvision_cuda": lambda: torchvision.ops.nms(b2, sc, threshold),
+        "nms3d_cpu": lambda: ls_ops.nms3d(boxes3, scores, threshold),
+    }, repeats)
+    return {"n": n, "kept": int(keep.numel()), **t}
+
+
+def bench_roi_align_cuda(repeats: int) -> dict:
+    """The RoIAlign3D problem of bench_roi_align on the GPU, with our CPU kernel on the same input."""
+    out_size, ratio = (7, 7, 7), 2
+    x, rois = roi_align_case()
+    xc, rc = x.cuda(), rois.cuda()
+    torch.testing.assert_close(ls_ops.roi_align3d(xc, rc, out_size, 1.0, ratio, True).cpu(),
+                               ls_ops.roi_align3d(x, rois, out_size, 1.0, ratio, True), rtol=1e-4, atol=1e-5)
+    xg = xc.clone().requires_grad_()
+    out = ls_ops.roi_align3d(xg, rc, out_size, 1.0, ratio, True)
+    grad = torch.randn_like(out)
+    x2, rois2 = roi_align_2d_case()
+    x2c, r2c = x2.cuda(), rois2.cuda()
+    t = median_times({
+        "forward": lambda: ls_ops.roi_align3d(xc, rc, out_size, 1.0, ratio, True),
+        "backward": lambda: torch.autograd.grad(out, xg, grad, retain_graph=True),
+        "torchvision_2d": lambda: torchvision.ops.roi_align(x2c, r2c, (7, 7), 1.0, ratio, True),
+    }, repeats)
+    t.update(median_times({"cpu_forward": lambda: ls_ops.roi_align3d(x, rois, out_size, 1.0, ratio, True)},
+                          max(1, repeats // 3)))
+    channels, k = x.shape[1], rois.shape[0]
+    t["ns_per_trilinear_sample"] = t["forward"] / (k * channels * 7**3 * ratio**3) * 1e9
+    t["ns_per_bilinear_sample_torchvision"] = t["torchvision_2d"] / (k * channels * 7**2 * ratio**2) * 1e9
+    return t
+
+
+def main_cuda(args: argparse.Namespace, repeats: int) -> None:
+    if not (torch.cuda.is_available() and ls_ops.build_info()["cuda"]):
+        raise SystemExit("--device cuda needs a CUDA device and ls_ops built with its CUDA kernels "
+                         f"(device: {torch.cuda.is_available()}, build_info: {ls_ops.build_info()})")
+    print(f"CUDA timings on {torch.cuda.get_device_name()}, medians of {repeats}")
+    rows = [bench_nms_cuda(int(n), repeats) for n in args.sizes.split(",")]
+    print("\nNMS3D (IoU 0.5) on CUDA")
+    print(f"{'N':>7} {'kept':>6} {'cuda ms':>8} {'tv cuda ms':>11} {'ratio':>6} {'our cpu ms':>11}")
+    for r in rows:
+        ours, theirs = r["nms3d_cuda"], r["torchvision_cuda"]
+        print(f"{r['n']:>7} {r['kept']:>6} {ours * 1e3:>8.2f} {theirs * 1e3:>11.2f} {ours / theirs:>6.2f} "
+              f"{r['nms3d_cpu'] * 1e3:>11.2f}")
+    ra = bench_roi_align_cuda(repeats)
+    print("\nRoIAlign3D on CUDA  1x256x32x64x64, 512 rois of 4-24 voxels, 7^3, sampling_ratio 2, aligned")
+    print(f"  forward                      {ra['forward'] * 1e3:9.2f} ms   "
+          f"(our CPU kernel: {ra['cpu_forward'] * 1e3:.1f} ms, {ra['cpu_forward'] / ra['forward']:.0f}x)")
+    print(f"  backward                     {ra['backward'] * 1e3:9.2f} ms   "
+          f"= {ra['backward'] / ra['forward']:.2f}x forward")
+    print(f"  per trilinear sample         {ra['ns_per_trilinear_sample']:9.4f} ns   (per channel)")
+    print(f"  torchvision 2-D per bilinear {ra['ns_per_bilinear_sample_torchvision']:9.4f} ns   "
+          f"({ra['torchvision_2d'] * 1e3:.2f} ms)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"nms": rows, "roi_align": ra, "build_info": ls_ops.build_info(),
+                       "device": torch.cuda.get_device_name()}, f, indent=2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="3 repeats, reference on 32 rois")
     parser.add_argument("--sizes", default="1000,10000,30000", help="NMS box counts")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
+    if args.device == "cuda":
+        main_cuda(args, repeats)
+        return
     info = ls_ops.build_info()
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"threads {torch.get_num_threads()}, ls_ops CUDA kernels: {info['cuda']}; "

