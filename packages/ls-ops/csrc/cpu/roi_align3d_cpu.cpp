@@ -16,6 +16,7 @@
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "../geometry.h"
@@ -151,14 +152,21 @@ void forward_kernel(const T* in_cl, const T* rois, int64_t num_rois, const T* sc
   const int64_t C = g.channels;
   const int64_t bins = g.od * g.oh * g.ow;
   const std::vector<int64_t> order = spatial_order(rois, num_rois, scale);
-  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+  // Rois differ in size, so threads take the next few rois along the curve as they finish (each
+  // roi is pooled by one thread, so the result does not depend on which).
+  constexpr int64_t kChunk = 4;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), (num_rois + kChunk - 1) / kChunk);
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     RoiMaps<T> m;
     Scratch<T> s(g);
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t k = order[i];
-      m.build(rois + k * 7, scale, g);
-      forward_roi(m, g, in_cl, s);
-      transpose(s.pooled.data(), out + k * C * bins, 1, bins, C, false);
+    for (int64_t i0 = next.fetch_add(kChunk); i0 < num_rois; i0 = next.fetch_add(kChunk)) {
+      for (int64_t i = i0; i < std::min(i0 + kChunk, num_rois); ++i) {
+        const int64_t k = order[i];
+        m.build(rois + k * 7, scale, g);
+        forward_roi(m, g, in_cl, s);
+        transpose(s.pooled.data(), out + k * C * bins, 1, bins, C, false);
+      }
     }
   });
 }
