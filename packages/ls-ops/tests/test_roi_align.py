@@ -81,22 +81,39 @@ def test_backward_matches_reference(case: dict) -> None:
     torch.testing.assert_close(x1.grad, x2.grad, **tolerance(x1.dtype))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("sampling_ratio", [-1, 3])
-def test_wide_channels_and_long_bins_match_reference(sampling_ratio: int) -> None:
-    """37 channels (vector loops with remainders), bins of up to 11 voxels: many taps per bin
-    (adaptive ratio) or taps with gaps between them (ratio 3)."""
+def test_wide_channels_and_long_bins_match_reference(dtype: torch.dtype, sampling_ratio: int) -> None:
+    """37 channels (vector loops and register-block transposes with remainders), bins of up to
+    11 voxels: many taps per bin (adaptive ratio) or taps with gaps between them (ratio 3)."""
     g = torch.Generator().manual_seed(11)
-    x = torch.randn(2, 37, 9, 10, 11, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 37, 9, 10, 11, generator=g, dtype=dtype, requires_grad=True)
     rois = torch.tensor([[0, -0.5, 0.2, 0.0, 9.0, 10.0, 11.0], [1, 1.3, -2.0, 0.7, 8.2, 9.9, 12.5],
-                         [1, 0.0, 0.0, 0.0, 9.0, 10.0, 3.0]], dtype=torch.float64)
+                         [1, 0.0, 0.0, 0.0, 9.0, 10.0, 3.0]], dtype=dtype)
     args = ((1, 2, 3), (1.0, 1.0, 1.0), sampling_ratio, True)
     out = ls_ops.roi_align3d(x, rois, *args)
     expected = reference.roi_align3d(x, rois, *args)
-    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, expected, **tolerance(dtype))
     grad = torch.randn_like(out)
     (ours,) = torch.autograd.grad(out, x, grad)
     (theirs,) = torch.autograd.grad(expected, x, grad)
-    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours, theirs, **tolerance(dtype))
+
+
+def test_large_buffers_match_reference() -> None:
+    """An input, channels-last copy and gradient of 5 MiB: the huge-page buffers and the
+    parallel transposes over many 64 x 64 blocks."""
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(1, 64, 16, 32, 40, generator=g, requires_grad=True)
+    lo = torch.rand(6, 3, generator=g) * torch.tensor([10.0, 20.0, 30.0])
+    rois = torch.cat([torch.zeros(6, 1), lo, lo + torch.tensor([6.0, 12.0, 9.0])], dim=1)
+    out = ls_ops.roi_align3d(x, rois, 3, 1.0, 2, True)
+    expected = reference.roi_align3d(x, rois, 3, 1.0, 2, True)
+    torch.testing.assert_close(out, expected, **tolerance(torch.float32))
+    grad = torch.randn_like(out)
+    (ours,) = torch.autograd.grad(out, x, grad)
+    (theirs,) = torch.autograd.grad(expected, x, grad)
+    torch.testing.assert_close(ours, theirs, **tolerance(torch.float32))
 
 
 def test_list_of_boxes_equals_batch_index_rois() -> None:
