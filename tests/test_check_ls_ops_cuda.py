@@ -35,8 +35,7 @@ def test_shellcheck_clean() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the script would build and run")
 def test_refuses_without_a_gpu(tmp_path: Path) -> None:
-    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # this Python first
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "PATH": path}
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
     result = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, env=env, capture_output=True, text=True,
                             check=False, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
