@@ -58,24 +58,9 @@ def _check_order(labels, order, pasted, scores, mask_threshold, score_threshold)
 )
 def test_equals_the_dense_path_on_random_detections(seed, mask_threshold, score_threshold, padding):
     masks, boxes, scores = _random_detections(seed, n=8)
-    labels, order = paste_masks_into_label_volume(
-        masks,
-        boxes,
-        scores,
-        SIZE,
-        mask_threshold=mask_threshold,
-        score_threshold=score_threshold,
-        padding=padding,
-    )
-    expected, pasted = _dense(
-        masks,
-        boxes,
-        scores,
-        SIZE,
-        mask_threshold=mask_threshold,
-        score_threshold=score_threshold,
-        padding=padding,
-    )
+    options = {"mask_threshold": mask_threshold, "score_threshold": score_threshold, "padding": padding}
+    labels, order = paste_masks_into_label_volume(masks, boxes, scores, SIZE, **options)
+    expected, pasted = _dense(masks, boxes, scores, SIZE, **options)
     assert labels.dtype == torch.int32 and labels.shape == SIZE
     assert torch.equal(labels, expected)
     _check_order(labels, order, pasted, scores, mask_threshold, score_threshold)
