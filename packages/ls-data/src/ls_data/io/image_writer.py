@@ -15,7 +15,7 @@ import zarr
 
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import Window, check_window
-from ls_data.io.omezarr_write import NGFF_VERSION, _axes
+from ls_data.io.omezarr_write import NGFF_VERSION
 from ls_data.io.pyramid import _downsample_mean, _level_shapes, pyramid_factors
 from ls_data.io.stream_writer import _DEFAULT_CHUNKS, _PRIVATE_KEY, _load_levels, _StreamWriter
 from ls_data.io.tiff import check_spacing
@@ -220,19 +220,10 @@ class ImageWriter(_StreamWriter):
         if check_complete:
             self._check_complete()
         attrs = _read_attrs(self._path, 2)
+        name = self._path.name.removesuffix(".zarr").removesuffix(".ome")
+        description = "mean over fz x fy x fx voxels of the previous level (edge-padded)"
         attrs["multiscales"] = [
-            {
-                "version": NGFF_VERSION,
-                "name": self._path.name.removesuffix(".zarr").removesuffix(".ome"),
-                "axes": _axes(True),
-                "datasets": self._datasets(centred=True),
-                "type": "mean",
-                "metadata": {
-                    "description": "mean over fz x fy x fx voxels of the previous level (edge-padded)",
-                    "method": "ls_data.io.ImageWriter.build_pyramid",
-                    "factors": [list(f) for f in self._factors],
-                },
-            }
+            {"version": NGFF_VERSION, **self._multiscale(name, kind="mean", description=description)}
         ]
         if self._channel_names is not None:
             attrs["omero"] = {

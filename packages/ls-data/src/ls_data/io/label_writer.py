@@ -17,7 +17,7 @@ import zarr
 
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import Window, check_window
-from ls_data.io.omezarr_write import NGFF_VERSION, _axes
+from ls_data.io.omezarr_write import NGFF_VERSION
 from ls_data.io.pyramid import _level_shapes, pyramid_factors
 from ls_data.io.stream_writer import _DEFAULT_CHUNKS, _PRIVATE_KEY, _load_levels, _StreamWriter
 from ls_data.io.tiff import check_spacing
@@ -330,17 +330,8 @@ class LabelImageWriter(_StreamWriter):
         props = _check_properties(properties, where=where)
         if check_complete:
             self._check_complete()
-        multiscale: dict[str, Any] = {
-            "name": self._name,
-            "axes": _axes(False),
-            "datasets": self._datasets(centred=False),
-            "type": "nearest",
-            "metadata": {
-                "description": "every f-th voxel of the previous level (stride; label ids are never blended)",
-                "method": "ls_data.io.LabelImageWriter.build_pyramid",
-                "factors": [list(f) for f in self._factors],
-            },
-        }
+        description = "every f-th voxel of the previous level (stride; label ids are never blended)"
+        multiscale = self._multiscale(self._name, kind="nearest", description=description)
         image_label: dict[str, Any] = {"source": {"image": "../../"}}
         if self._fmt == 2:
             multiscale = {"version": NGFF_VERSION, **multiscale}

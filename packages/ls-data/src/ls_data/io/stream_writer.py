@@ -20,7 +20,7 @@ import tensorstore as ts
 
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import Window, check_window
-from ls_data.io.omezarr_write import _coordinate_transforms
+from ls_data.io.omezarr_write import _axes, _coordinate_transforms
 from ls_data.io.pyramid import _cumulative, _level_shapes
 from ls_data.io.zarr_files import Factors, _array_meta, _chunk_key, _ints, _present_chunks
 
@@ -357,6 +357,21 @@ class _StreamWriter:
                     f"been written (first: {missing[:3]}); {hint} before finalize(), or pass "
                     f"check_complete=False"
                 )
+
+    def _multiscale(self, name: str, *, kind: str, description: str) -> dict[str, Any]:
+        """This writer's NGFF multiscales entry, without its version key: ``kind`` is how each
+        level was made from the one before, ``"mean"`` (centres shift) or ``"nearest"`` (stride)."""
+        return {
+            "name": name,
+            "axes": _axes(self._lead > 0),
+            "datasets": self._datasets(centred=kind == "mean"),
+            "type": kind,
+            "metadata": {
+                "description": description,
+                "method": f"ls_data.io.{type(self).__name__}.build_pyramid",
+                "factors": [list(f) for f in self._factors],
+            },
+        }
 
     def _datasets(self, centred: bool) -> list[dict[str, Any]]:
         """NGFF datasets: scale = spacing x cumulative factor; translation of the first voxel centre."""
