@@ -26,9 +26,9 @@ def random_boxes(n: int, extent: float, max_size: float, g: torch.Generator,
 
 
 @st.composite
-def nms_case(draw: st.DrawFn) -> tuple:
+def nms_case(draw: st.DrawFn, max_boxes: int = 60) -> tuple:
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
-    n = draw(st.integers(0, 60))
+    n = draw(st.integers(0, max_boxes))
     g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
     boxes = random_boxes(n, draw(st.sampled_from([4.0, 20.0])), draw(st.sampled_from([2.0, 10.0])), g, dtype)
     if draw(st.booleans()):  # integer corners: many exact ties in IoU
@@ -100,6 +100,34 @@ def test_nan_boxes_are_kept_and_never_suppress() -> None:
     scores = torch.tensor([0.9, 0.95, 0.8])
     assert ls_ops.nms3d(boxes, scores, 0.5).tolist() == [1, 0]
     assert reference.nms3d(boxes, scores, 0.5).tolist() == [1, 0]
+
+
+# --- the CUDA kernel and sweep, run on the CPU (conftest.cuda_emulated) -------------------------
+
+
+@settings(PROPERTY, max_examples=60)
+@given(nms_case(max_boxes=200))
+def test_cuda_nms3d_kernel_matches_reference(cuda_emulated, case: tuple) -> None:
+    """Up to 4 blocks of 64 boxes: mask words across blocks, the diagonal blocks, partial blocks."""
+    boxes, scores, threshold = case
+    expected = reference.nms3d(boxes, scores, threshold)
+    assert torch.equal(cuda_emulated.nms3d(boxes, scores, threshold), expected)
+
+
+def test_cuda_nms3d_kernel_nan_boxes_and_block_edges(cuda_emulated) -> None:
+    """NaN boxes on either side of a block edge are kept and suppress nothing; a chain of
+    overlapping boxes across the 64-box blocks is suppressed as by the greedy rule."""
+    g = torch.Generator().manual_seed(5)
+    n = 150
+    lo = torch.arange(n, dtype=torch.float64)[:, None] * torch.tensor([0.1, 0.0, 0.0])
+    boxes = torch.cat([lo, lo + 1.0], dim=1)  # box i overlaps box i+1: IoU 0.9 / 1.1 = 0.82
+    for i in (63, 64, 127):
+        boxes[i, 1] = math.nan
+    scores = torch.rand(n, generator=g, dtype=torch.float64)
+    for threshold in (0.5, 0.85, 0.95):
+        keep = cuda_emulated.nms3d(boxes, scores, threshold)
+        assert torch.equal(keep, reference.nms3d(boxes, scores, threshold))
+        assert {63, 64, 127} <= set(keep.tolist())
 
 
 def test_half_precision_boxes() -> None:

@@ -68,17 +68,21 @@ def test_forward_matches_reference(case: dict) -> None:
 @PROPERTY
 @given(roi_align_case())
 def test_backward_matches_reference(case: dict) -> None:
-    x1 = case["input"].clone().requires_grad_()
-    x2 = case["input"].clone().requires_grad_()
-    out = ls_ops.roi_align3d(**{**case, "input": x1})
+    x = case["input"].clone().requires_grad_()
+    out = ls_ops.roi_align3d(**{**case, "input": x})
     grad = torch.randn_like(out)
     out.backward(grad)
-    expected = reference.roi_align3d(**{**case, "input": x2})
-    if expected.requires_grad:
-        expected.backward(grad)
-    else:  # no sample touches the input
-        x2.grad = torch.zeros_like(x2)
-    torch.testing.assert_close(x1.grad, x2.grad, **tolerance(x1.dtype))
+    torch.testing.assert_close(x.grad, reference_input_grad(case, grad), **tolerance(x.dtype))
+
+
+def reference_input_grad(case: dict, grad: torch.Tensor) -> torch.Tensor:
+    """The gradient of the reference RoIAlign3D of ``case`` with respect to its input, for ``grad``."""
+    x = case["input"].clone().requires_grad_()
+    out = reference.roi_align3d(**{**case, "input": x})
+    if not out.requires_grad:  # no sample touches the input
+        return torch.zeros_like(x)
+    (result,) = torch.autograd.grad(out, x, grad)
+    return result
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -165,6 +169,42 @@ def test_autocast_computes_in_float32_and_returns_input_dtype() -> None:
     torch.testing.assert_close(out, expected)
     out.float().sum().backward()
     assert x.grad is not None and x.grad.dtype == torch.bfloat16
+
+
+# --- the CUDA kernels, run on the CPU (conftest.cuda_emulated) ---------------------------------
+
+
+@settings(PROPERTY, max_examples=60)
+@given(roi_align_case(), st.sampled_from([None, (3, 32), (1, 1)]))
+def test_cuda_kernels_match_reference(cuda_emulated, case: dict, grid: tuple[int, int] | None) -> None:
+    """The forward and backward kernels with the host wrappers' launch (blocks of 256 threads) or
+    a grid small enough that each thread loops over many elements."""
+    out = cuda_emulated.roi_align3d(**case, grid=grid)
+    torch.testing.assert_close(out, reference.roi_align3d(**case), **tolerance(out.dtype))
+    grad = torch.randn_like(out)
+    geometry = {key: case[key] for key in ("spatial_scale", "sampling_ratio", "aligned")}
+    grad_input = cuda_emulated.roi_align3d_backward(grad, case["rois"], case["input"].shape, **geometry,
+                                                    grid=grid)
+    torch.testing.assert_close(grad_input, reference_input_grad(case, grad), **tolerance(out.dtype))
+
+
+def test_cuda_kernels_ignore_rois_outside_the_batch(cuda_emulated) -> None:
+    """A batch index outside [0, B) (the Python wrapper rejects it in eager mode, a compiled graph
+    does not check) gives zeros and no gradient instead of an access out of bounds."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 5, 6, 7, generator=g, dtype=torch.float64)
+    rois = torch.tensor([[0, 0.5, 1.0, 1.5, 3.0, 4.0, 5.0], [2, 0.0, 0.0, 0.0, 5.0, 6.0, 7.0],
+                         [-1, 0.0, 0.0, 0.0, 5.0, 6.0, 7.0], [1, 1.0, 0.0, 0.5, 4.0, 5.0, 6.0]],
+                        dtype=torch.float64)
+    inside = torch.tensor([0, 3])
+    case = {"input": x, "rois": rois[inside], "output_size": 2, "spatial_scale": 1.0, "sampling_ratio": 2,
+            "aligned": True}
+    out = cuda_emulated.roi_align3d(x, rois, 2, 1.0, 2, True)
+    assert torch.equal(out[1:3], torch.zeros_like(out[1:3]))
+    torch.testing.assert_close(out[inside], reference.roi_align3d(**case), rtol=1e-12, atol=1e-12)
+    grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    grad_input = cuda_emulated.roi_align3d_backward(grad, rois, x.shape, 1.0, 2, True)
+    torch.testing.assert_close(grad_input, reference_input_grad(case, grad[inside]), rtol=1e-12, atol=1e-12)
 
 
 # --- gradients ------------------------------------------------------------------------------
