@@ -65,13 +65,17 @@ class EmulatedCudaKernels:
     def _call_roi_align(self, name: str, data: Tensor, rois: Tensor, shape: Sequence[int],
                         out_shape: Sequence[int], output_size: int | Sequence[int],
                         spatial_scale: float | Sequence[float], sampling_ratio: int | Sequence[int],
-                        aligned: bool, grid: tuple[int, int] | None) -> Tensor:
+                        aligned: bool, grid: tuple[int, int] | None, out: np.ndarray | None = None) -> Tensor:
         size = int_triple("output_size", output_size, minimum=1)
         dims = np.array([*shape, *size, *int_triple("sampling_ratio", sampling_ratio)], dtype=np.int64)
         scale = np.array(float_triple("spatial_scale", spatial_scale), dtype=np.float64)
         src = data.detach().contiguous().numpy()
         boxes = rois.detach().to(data.dtype).contiguous().numpy()
-        out = np.zeros(out_shape, dtype=src.dtype)  # at::zeros in the host wrappers
+        if out is None:
+            out = np.zeros(out_shape, dtype=src.dtype)  # at::zeros in the host wrappers
+        elif out.shape != tuple(out_shape) or out.dtype != src.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {src.dtype} array of shape {tuple(out_shape)}, got "
+                             f"{out.dtype} {out.shape}")
         total = src.size if name == "roi_align3d_backward" else out.size  # one thread per output element
         if src.size and out.size:
             blocks, threads = self._launch(total, grid)
@@ -92,10 +96,11 @@ class EmulatedCudaKernels:
     def roi_align3d_backward(self, grad: Tensor, rois: Tensor, input_shape: Sequence[int],
                              spatial_scale: float | Sequence[float] = 1.0,
                              sampling_ratio: int | Sequence[int] = -1, aligned: bool = False, *,
-                             grid: tuple[int, int] | None = None) -> Tensor:
-        """The CUDA backward: the input gradient of shape ``input_shape`` for the output gradient ``grad``."""
+                             grid: tuple[int, int] | None = None, out: np.ndarray | None = None) -> Tensor:
+        """The CUDA backward: the input gradient of shape ``input_shape`` for the output gradient
+        ``grad``, accumulated into ``out`` when given (zero-filled, e.g. a sparse memory map)."""
         return self._call_roi_align("roi_align3d_backward", grad, rois, input_shape, input_shape,
-                                    tuple(grad.shape[2:]), spatial_scale, sampling_ratio, aligned, grid)
+                                    tuple(grad.shape[2:]), spatial_scale, sampling_ratio, aligned, grid, out)
 
     def nms3d(self, boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         """The CUDA nms3d: stable sort by score, volumes, the mask kernel, the sweep."""

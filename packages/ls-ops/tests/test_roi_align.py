@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -205,6 +206,56 @@ def test_cuda_kernels_ignore_rois_outside_the_batch(cuda_emulated) -> None:
     grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
     grad_input = cuda_emulated.roi_align3d_backward(grad, rois, x.shape, 1.0, 2, True)
     torch.testing.assert_close(grad_input, reference_input_grad(case, grad[inside]), rtol=1e-12, atol=1e-12)
+
+
+# --- offsets beyond 32 bits -------------------------------------------------------------------
+# 1 x 2 x 2050 x 1024 x 1024 float32 inputs: 4.3e9 elements, a channel of 2.15e9 > 2**31. They are
+# memory maps of sparse files (17 GB each, of which a few MB are written); the rois sit in the far
+# corner, so every offset the kernels compute is beyond 2**31, and beyond 2**32 in channel 1. The
+# same rois on the corner alone (a small dense tensor) give the expected values. Roi corners and
+# bins are dyadic, so sample positions are exact in both coordinate systems.
+
+BIG_DEPTH, BIG_SIDE = 2050, 1024
+CORNER = (2040, 1000, 990)  # the written corner: [2040:, 1000:, 990:]
+BIG_ROIS = torch.tensor([[0, 2043.25, 1003.5, 995.0, 2049.25, 1021.5, 1019.0],
+                         [0, 2046.0, 1010.0, 1000.0, 2052.0, 1028.0, 1030.0]])  # crosses the far borders
+
+
+def big_input(path, *, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the big input, its written corner as a dense NCDHW tensor)."""
+    shape = (1, BIG_DEPTH, BIG_SIDE, BIG_SIDE, 2) if channels_last else (1, 2, BIG_DEPTH, BIG_SIDE, BIG_SIDE)
+    volume = torch.from_numpy(np.memmap(path, dtype=np.float32, mode="w+", shape=shape))
+    x = volume.permute(0, 4, 1, 2, 3) if channels_last else volume
+    g = torch.Generator().manual_seed(6)
+    z, y, w = CORNER
+    x[:, :, z:, y:, w:] = torch.randn(1, 2, BIG_DEPTH - z, BIG_SIDE - y, BIG_SIDE - w, generator=g)
+    return x, x[:, :, z:, y:, w:].clone()
+
+
+def corner_rois() -> torch.Tensor:
+    return BIG_ROIS - torch.tensor([0.0, *CORNER, *CORNER])
+
+
+def test_cpu_forward_offsets_beyond_32_bits(tmp_path) -> None:
+    x, corner = big_input(tmp_path / "input.f32", channels_last=True)
+    assert x.is_contiguous(memory_format=torch.channels_last_3d)  # no layout copy of 17 GB
+    out = ls_ops.roi_align3d(x, BIG_ROIS, 3, 1.0, 2, True)
+    torch.testing.assert_close(out, reference.roi_align3d(corner, corner_rois(), 3, 1.0, 2, True),
+                               **tolerance(torch.float32))
+
+
+def test_cuda_kernels_offsets_beyond_32_bits(cuda_emulated, tmp_path) -> None:
+    x, corner = big_input(tmp_path / "input.f32", channels_last=False)
+    out = cuda_emulated.roi_align3d(x, BIG_ROIS, 3, 1.0, 2, True)
+    case = {"input": corner, "rois": corner_rois(), "output_size": 3, "spatial_scale": 1.0,
+            "sampling_ratio": 2, "aligned": True}
+    torch.testing.assert_close(out, reference.roi_align3d(**case), **tolerance(torch.float32))
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
+    grad_input = np.memmap(tmp_path / "grad.f32", dtype=np.float32, mode="w+", shape=tuple(x.shape))
+    cuda_emulated.roi_align3d_backward(grad, BIG_ROIS, x.shape, 1.0, 2, True, out=grad_input)
+    z, y, w = CORNER
+    written = torch.from_numpy(grad_input[:, :, z:, y:, w:])
+    torch.testing.assert_close(written, reference_input_grad(case, grad), **tolerance(torch.float32))
 
 
 # --- gradients ------------------------------------------------------------------------------
