@@ -208,20 +208,23 @@ void backward_kernel(const T* grad, const T* rois, int64_t num_rois, const T* sc
                      T* grad_in_cl) {
   const int64_t C = g.channels, bins = g.od * g.oh * g.ow;
   const std::vector<int64_t> order = spatial_order(rois, num_rois, scale);
+  // The maps of every roi, built once (in parallel) and read by every slab.
+  std::vector<RoiMaps<T>> maps(num_rois);
+  at::parallel_for(0, num_rois, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) maps[k].build(rois + k * 7, scale, g);
+  });
   // Work items: slabs of z planes of one batch element, about 4 per thread. Each thread owns the
   // gradient of its slabs, and every voxel takes its rois' contributions in the same (spatial)
   // order whatever the slabs, so results do not depend on the thread count.
   const int64_t slab = std::max<int64_t>(1, g.depth / (4 * at::get_num_threads()));
   const int64_t slabs = (g.depth + slab - 1) / slab;
   at::parallel_for(0, g.batch * slabs, 1, [&](int64_t begin, int64_t end) {
-    RoiMaps<T> m;
     Scratch<T> s(g);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = i / slabs, z0 = (i % slabs) * slab, z1 = std::min(z0 + slab, g.depth);
       for (const int64_t k : order) {
-        if (static_cast<int64_t>(rois[k * 7]) != b) continue;
-        m.build(rois + k * 7, scale, g);
-        if (m.empty() || m.z.hi() < z0 || m.z.lo() >= z1) continue;
+        const RoiMaps<T>& m = maps[k];
+        if (m.b != b || m.empty() || m.z.hi() < z0 || m.z.lo() >= z1) continue;
         backward_roi(m, g, grad + k * C * bins, z0, z1, s, grad_in_cl);
       }
     }
