@@ -27,7 +27,7 @@ from ls_data.catalog import (
     mask_url,
 )
 from ls_data.errors import DataError, PathOutsideRootsError
-from ls_data.io import write_ome_zarr, write_tiff_pair
+from ls_data.io import open_labels, write_ome_zarr, write_tiff_pair
 
 
 def _volume(**overrides):
@@ -316,6 +316,19 @@ def test_register_folder_tiff_and_ome_zarr(catalog_url, tmp_path):
         image, labels = catalog.resolve(z1)
         assert image == (data / "z1.ome.zarr").resolve()
         assert labels == (data / "z1.ome.zarr/labels/cells").resolve()
+
+
+def test_register_folder_ome_tiff_pairs(tmp_path):
+    """<name>_image.ome.tif + <name>_labels.ome.tif (+ <name>_classes.json) pair up like .tif."""
+    meta = {"axes": "CZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeZ": 2.0}
+    tifffile.imwrite(tmp_path / "e1_image.ome.tif", _image(), ome=True, metadata=meta)
+    tifffile.imwrite(tmp_path / "e1_labels.ome.tif", _labels(), ome=True, metadata={"axes": "ZYX"})
+    (tmp_path / "e1_classes.json").write_text('{"1": 2}', encoding="utf-8")
+    with Catalog(f"sqlite:///{tmp_path}/c.sqlite") as catalog:
+        assert catalog.register_folder(tmp_path).added == ["e1"]
+        e1 = catalog.get("e1")
+        assert (e1.format, e1.shape, e1.spacing) == ("tiff", (2, 4, 8, 8), (2.0, 0.5, 0.5))
+        assert open_labels(catalog.resolve(e1)[1]).classes() == {1: 2}
 
 
 def test_register_again_updates_same_files_and_rejects_name_collisions(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import pickle
@@ -33,6 +34,7 @@ from ls_data.index import (
 )
 from ls_data.index import build as build_module
 from ls_data.index.grid import as_triple
+from ls_data.io import classes_sidecar_path
 
 
 def reference_stats(labels: np.ndarray) -> dict[int, tuple[tuple[int, ...], int]]:
@@ -377,6 +379,23 @@ def test_reuse_rebuild_on_change_and_forced_rebuild(tmp_path, monkeypatch):
     assert len(calls) == 5 and again.fingerprint != first.fingerprint
     build_crop_index(**kwargs, slab_size=3)  # slab size does not change the result: reused
     assert len(calls) == 5
+    # the label TIFF's classes live in <name>_classes.json: editing it changes the crops' classes
+    sidecar = classes_sidecar_path(src.label_path)
+    sidecar.write_text(json.dumps({str(k): 3 for k in range(1, 7)}), encoding="utf-8")
+    edited = build_crop_index(**kwargs)
+    assert len(calls) == 6 and edited.fingerprint != again.fingerprint
+    assert index_classes(edited) == {3}
+    sidecar.unlink()  # gone: every instance has class 1
+    assert index_classes(build_crop_index(**kwargs)) == {1}
+    assert len(calls) == 7
+    # str paths are taken as paths
+    as_str = VolumeSource(name="v", image_path=str(src.image_path), label_path=str(src.label_path))
+    build_crop_index(**{**kwargs, "volumes": [as_str]})
+    assert len(calls) == 7
+
+
+def index_classes(index: CropIndex) -> set[int]:
+    return {i.class_id for c in range(len(index)) for i in index.crop(c).instances}
 
 
 def test_failed_build_leaves_no_index_and_no_temp_file(tmp_path, monkeypatch):

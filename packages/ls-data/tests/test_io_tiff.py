@@ -143,6 +143,23 @@ def test_plain_single_channel_tiff_and_other_layouts(tmp_path: Path) -> None:
     )
 
 
+def test_ome_tiff_spacing_comes_from_ome_xml(tmp_path: Path) -> None:
+    """Bio-Formats / Micro-Manager style OME-TIFF: PhysicalSizeZ/Y/X with units (default µm)."""
+    czyx = np.arange(2 * 3 * 4 * 5, dtype=np.uint16).reshape(2, 3, 4, 5)
+    sizes = {"PhysicalSizeX": 0.4, "PhysicalSizeY": 0.35, "PhysicalSizeZ": 2500.0, "PhysicalSizeZUnit": "nm"}
+    tifffile.imwrite(tmp_path / "emb.ome.tif", czyx, ome=True, metadata={"axes": "CZYX", **sizes})
+    img = open_image(tmp_path / "emb.ome.tif")
+    assert img.shape == (2, 3, 4, 5) and img.spacing == pytest.approx((2.5, 0.35, 0.4))
+    np.testing.assert_array_equal(img.read()[:, 1], czyx[:, 1])
+    # no physical sizes: 1.0 on every axis; an unknown unit names the file and the key
+    tifffile.imwrite(tmp_path / "bare.ome.tif", czyx, ome=True, metadata={"axes": "CZYX"})
+    assert open_image(tmp_path / "bare.ome.tif").spacing == (1.0, 1.0, 1.0)
+    bad = {"PhysicalSizeX": 0.4, "PhysicalSizeXUnit": "furlong"}
+    tifffile.imwrite(tmp_path / "bad.ome.tif", czyx, ome=True, metadata={"axes": "CZYX", **bad})
+    with pytest.raises(DataError, match=r"bad\.ome\.tif.*PhysicalSizeX.*furlong"):
+        open_image(tmp_path / "bad.ome.tif")
+
+
 def test_truncated_tiff_is_a_read_error_naming_the_file(tmp_path: Path) -> None:
     image, labels = _volume()
     for compression in (None, "zlib"):

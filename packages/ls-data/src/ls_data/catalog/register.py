@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RegisterReport", "SkippedVolume", "register_folder"]
 
-_TIFF_PATTERN = re.compile(r"^(?P<name>.+)_(?P<kind>image|labels)\.(?P<ext>tiff?)$", re.IGNORECASE)
+_TIFF_PATTERN = re.compile(r"^(?P<name>.+)_(?P<kind>image|labels)\.(?P<ext>(?:ome\.)?tiff?)$", re.IGNORECASE)
 _ZARR_SUFFIX = ".ome.zarr"
 _DEFAULT_LABEL_NAME = "cells"
 

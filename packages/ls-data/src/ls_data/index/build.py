@@ -32,7 +32,7 @@ from ls_data.index.grid import Triple, as_triple, crop_origins
 from ls_data.index.reader import CropIndex, read_meta
 from ls_data.index.schema import SCHEMA_VERSION, create_schema
 from ls_data.index.stats import stream_instance_stats
-from ls_data.io import open_image, open_labels
+from ls_data.io import classes_sidecar_path, open_image, open_labels
 
 if TYPE_CHECKING:
     from ls_data.catalog import Catalog, Selection, VolumeRecord
@@ -65,6 +65,18 @@ class VolumeSource:
     catalog_id: int | None = None
     expected_shape: tuple[int, ...] | None = None
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_path", Path(self.image_path))
+        object.__setattr__(self, "label_path", Path(self.label_path))
+
+    def state(self) -> list[Any]:
+        """The fingerprint contribution of the volume's files: image, labels and, for a label
+        TIFF, its ``<name>_classes.json`` (classes of an OME-Zarr live in its fingerprinted attributes)."""
+        state = [self.name, self.catalog_id, source_state(self.image_path), source_state(self.label_path)]
+        if not self.label_path.is_dir():
+            state.append(source_state(classes_sidecar_path(self.label_path)))
+        return state
 
 
 @dataclass(frozen=True)
@@ -473,7 +485,7 @@ def build_crop_index(
         raise DataError(f"volume names must be unique within an index, got {names}")
     fingerprint = compute_fingerprint(
         config.params(),
-        [[s.name, s.catalog_id, source_state(s.image_path), source_state(s.label_path)] for s in sources],
+        [s.state() for s in sources],
     )
     path = Path(index_path)
     ranks = rank_info()

@@ -9,10 +9,11 @@ File axes are mapped to ``(C, Z, Y, X)``: ``C`` (or ``S`` samples when there is 
 channel axis; ``Z`` the depth axis (a generic page-stack axis ``Q``/``I`` counts as ``Z`` when
 there is no ``Z``); other axes must have size 1.
 
-Spacing: z from the ImageJ ``spacing`` entry (or the ``spacing`` key of tifffile's shaped JSON
-metadata), y and x from the ``YResolution``/``XResolution`` tags (pixels per unit), converted
-to micrometres with the ``unit`` entry (or the ``ResolutionUnit`` tag). Missing values are 1.0,
-as ImageJ assumes.
+Spacing: in an OME-TIFF, from ``PhysicalSizeZ/Y/X`` (and their units) of the first image's
+``Pixels`` in the OME-XML. Otherwise z from the ImageJ ``spacing`` entry (or the ``spacing`` key
+of tifffile's shaped JSON metadata), y and x from the ``YResolution``/``XResolution`` tags
+(pixels per unit), converted to micrometres with the ``unit`` entry (or the ``ResolutionUnit``
+tag). Missing values are 1.0, as ImageJ and the OME model assume.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import tifffile
@@ -47,8 +49,36 @@ _IMAGEJ_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("float32"))
 _RESOLUTION_UNIT_NAMES = {2: "inch", 3: "cm"}
 
 
+def _ome_spacing(xml: str, path: Path) -> tuple[float, float, float]:
+    """Voxel spacing (sz, sy, sx) in micrometres from the first image's ``Pixels`` of OME-XML."""
+    try:
+        pixels = ElementTree.fromstring(xml).find("{*}Image/{*}Pixels")
+    except ElementTree.ParseError as exc:
+        raise VolumeReadError(path, f"unreadable OME-XML metadata: {exc}") from exc
+    if pixels is None:
+        raise VolumeReadError(path, "OME-XML metadata has no Image/Pixels element")
+    spacing = []
+    for axis in "ZYX":
+        key = f"PhysicalSize{axis}"
+        value = pixels.get(key)
+        where = f"{str(path)!r} (OME-XML Pixels {key})"
+        try:
+            size = 1.0 if value is None else float(value)
+        except ValueError:
+            raise DataError(f"{where}: not a number: {value!r}") from None
+        # The OME schema's default unit is the micrometre.
+        spacing.append(size * unit_to_um(pixels.get(f"{key}Unit", "µm"), where=where))
+    return spacing[0], spacing[1], spacing[2]
+
+
 def _tiff_spacing(tif: tifffile.TiffFile, page: Any, path: Path) -> tuple[float, float, float]:
-    """Voxel spacing (sz, sy, sx) in micrometres from ImageJ/shaped metadata and resolution tags."""
+    """Voxel spacing (sz, sy, sx) in micrometres from OME-XML, or ImageJ/shaped metadata and
+    resolution tags."""
+    if tif.is_ome and tif.ome_metadata:
+        spacing = _ome_spacing(tif.ome_metadata, path)
+        if not all(math.isfinite(s) and s > 0 for s in spacing):
+            raise DataError(f"{str(path)!r}: invalid voxel spacing {spacing} in OME-XML metadata")
+        return spacing
     meta: Mapping[str, Any] = {}
     if tif.is_imagej and tif.imagej_metadata:
         meta = tif.imagej_metadata
@@ -209,11 +239,11 @@ class TiffVolumeReader(MappedVolumeReader):
 
 
 def classes_sidecar_path(label_path: str | Path) -> Path:
-    """The ``<name>_classes.json`` file next to ``<name>_labels.tif``."""
+    """The ``<name>_classes.json`` file next to ``<name>_labels.tif`` (or ``.ome.tif``)."""
     p = Path(label_path)
     stem = p.name
-    for suffix in (".tiff", ".tif", ".TIFF", ".TIF"):
-        if stem.endswith(suffix):
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
     if stem.endswith("_labels"):
