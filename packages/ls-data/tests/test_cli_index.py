@@ -70,6 +70,9 @@ def test_build_prints_report_and_reuses(tmp_path, catalog, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["reused"] is False and report["report"]["volumes"] == 1
     assert report["params"]["crop_shape"] == [4, 8, 8] and report["params"]["stride"] == [4, 8, 8]
+    assert report["params"]["allow_missing_chunks"] is False
+    assert run([*argv, "--allow-missing-chunks"]) == 0
+    assert CropIndex.open(out).params["allow_missing_chunks"] is True
 
 
 def test_skip_bad_and_errors(tmp_path, catalog, capsys):

@@ -112,6 +112,29 @@ def test_ome_zarr_samples(tmp_path):
         check_sample(ds[i], ds.index.crop(i), image, labels, classes, channels=(1,))
 
 
+def test_ome_zarr_without_empty_chunks(tmp_path):
+    """zarr-python does not store chunks that hold only the fill value: a strict build names the
+    missing chunk and the option; with allow_missing_chunks the index and its dataset read it as 0."""
+    image, labels, classes = make_volume(3)
+    labels[8:, 16:, 16:] = 0  # chunk (2, 2, 2) of (4, 8, 8) chunks holds only background
+    group = write_ome_zarr(
+        tmp_path / "v.ome.zarr", image, SPACING, labels=labels, classes=classes, chunks=(4, 8, 8)
+    )
+    array = group / "labels" / "cells" / "0"
+    keys = (array / "2" / "2" / "2", array / "2.2.2", array / "c" / "2" / "2" / "2")  # v2 "/" or ".", v3
+    (chunk,) = [p for p in keys if p.exists()]
+    chunk.unlink()
+    kwargs = {"volumes": [VolumeSource("v", group, group / "labels" / "cells")], "crop_shape": CROP}
+    with pytest.raises(DataError, match=r"chunk \(2, 2, 2\).*missing.*allow_missing_chunks=True"):
+        build_crop_index(index_path=tmp_path / "strict.sqlite", **kwargs)
+    path = tmp_path / "index.sqlite"
+    build_crop_index(index_path=path, allow_missing_chunks=True, **kwargs)
+    ds = SkittlezDataset(index_path=path)  # the index says how to read
+    assert ds.allow_missing_chunks and len(ds) > 0
+    for i in range(len(ds)):
+        check_sample(ds[i], ds.index.crop(i), image, labels, classes, channels=(0, 1, 2))
+
+
 def test_stale_label_file_is_reported(tmp_path):
     image, labels, classes = make_volume(2)
     image_path, label_path = write_tiff_pair(tmp_path, "v", image, labels, SPACING, classes)

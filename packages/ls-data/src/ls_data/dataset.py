@@ -51,6 +51,9 @@ class SkittlezDataset(Dataset):
         min_visible_voxels: Index criterion.
         min_instances_per_crop: Index criterion.
         skip_bad_volumes: Skip unreadable volumes while building.
+        allow_missing_chunks: OME-Zarr: read absent chunk files as the fill value (zarr-python
+            does not store chunks that hold only it) instead of failing. An index built with it
+            (``ls-data index build --allow-missing-chunks``) turns it on too.
         roots: Directories catalog paths must stay inside.
         rebuild: Rebuild the index even when its fingerprint matches.
         wait_timeout: Seconds a non-zero rank waits for rank 0's index.
@@ -75,6 +78,7 @@ class SkittlezDataset(Dataset):
         min_visible_voxels: int = 1,
         min_instances_per_crop: int = 1,
         skip_bad_volumes: bool = False,
+        allow_missing_chunks: bool = False,
         roots: Sequence[str | Path] = (),
         rebuild: bool = False,
         wait_timeout: float = 3600.0,
@@ -103,12 +107,15 @@ class SkittlezDataset(Dataset):
                 min_visible_voxels=min_visible_voxels,
                 min_instances_per_crop=min_instances_per_crop,
                 skip_bad_volumes=skip_bad_volumes,
+                allow_missing_chunks=allow_missing_chunks,
                 roots=roots,
                 rebuild=rebuild,
                 wait_timeout=wait_timeout,
             )
         else:
             self.index = CropIndex.open(index_path)
+        built_with = bool(self.index.params.get("allow_missing_chunks"))
+        self.allow_missing_chunks = allow_missing_chunks or built_with
         self._readers: dict[int, tuple[VolumeReader, LabelReader]] = {}
         self._pid = os.getpid()
 
@@ -125,7 +132,9 @@ class SkittlezDataset(Dataset):
             self._readers = {}
             self._pid = os.getpid()
         if volume.id not in self._readers:
-            self._readers[volume.id] = (open_image(volume.image_path), open_labels(volume.label_path))
+            missing = {"allow_missing_chunks": self.allow_missing_chunks}
+            self._readers[volume.id] = (open_image(volume.image_path, **missing),
+                                        open_labels(volume.label_path, **missing))
         return self._readers[volume.id]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any], dict[str, Any]]:

@@ -94,6 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     build.add_argument(
         "--skip-bad", action="store_true", help="skip bad volumes (reported) instead of failing"
     )
+    build.add_argument(
+        "--allow-missing-chunks",
+        action="store_true",
+        help="OME-Zarr: read absent chunk files as the fill value (zarr-python skips empty chunks)",
+    )
     build.add_argument("--rebuild", action="store_true", help="rebuild even when the index is up to date")
     build.add_argument(
         "--slab-size", type=int, default=16, metavar="N", help="z-planes per read (memory bound)"
@@ -188,6 +193,7 @@ def _build(args: argparse.Namespace) -> int:
             min_visible_voxels=args.min_visible_voxels,
             min_instances_per_crop=args.min_instances,
             skip_bad_volumes=args.skip_bad,
+            allow_missing_chunks=args.allow_missing_chunks,
             roots=args.root,
             rebuild=args.rebuild,
             slab_size=args.slab_size,

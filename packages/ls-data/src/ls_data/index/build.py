@@ -94,6 +94,9 @@ class CropIndexConfig:
         min_instances_per_crop: See :class:`~ls_data.index.criteria.CropCriteria`.
         skip_bad_volumes: Leave unreadable / inconsistent volumes out (with a warning and a line
             in the report) instead of failing.
+        allow_missing_chunks: OME-Zarr: read absent chunk files as the array's fill value
+            (zarr-python does not store chunks that hold only the fill value) instead of failing
+            on them as on an incomplete copy. Stored in the index, so its datasets read alike.
         slab_size: z-planes per read in the whole-volume pass (memory bound; not in the fingerprint).
     """
 
@@ -105,6 +108,7 @@ class CropIndexConfig:
     min_visible_voxels: int = 1
     min_instances_per_crop: int = 1
     skip_bad_volumes: bool = False
+    allow_missing_chunks: bool = False
     slab_size: int = 16
     criteria: CropCriteria = field(init=False, repr=False, compare=False)
 
@@ -270,8 +274,8 @@ def _index_volume(
         if not path.exists():
             raise _bad(source, f"file {str(path)!r} does not exist")
     try:
-        image = open_image(source.image_path)
-        labels = open_labels(source.label_path)
+        image = open_image(source.image_path, allow_missing_chunks=config.allow_missing_chunks)
+        labels = open_labels(source.label_path, allow_missing_chunks=config.allow_missing_chunks)
     except DataError as exc:
         raise _bad(source, str(exc)) from exc
     n_channels, *spatial = (int(s) for s in image.shape)
@@ -416,6 +420,7 @@ def build_crop_index(
     min_visible_voxels: int = 1,
     min_instances_per_crop: int = 1,
     skip_bad_volumes: bool = False,
+    allow_missing_chunks: bool = False,
     roots: Sequence[str | Path] = (),
     rebuild: bool = False,
     slab_size: int = 16,
@@ -448,6 +453,8 @@ def build_crop_index(
         min_instances_per_crop: Minimum listed instances to keep a crop (0 keeps empty crops).
         skip_bad_volumes: Skip volumes whose files are missing, unreadable or inconsistent, with
             a :class:`SkippedVolumeWarning` and an entry in ``report["skipped"]``.
+        allow_missing_chunks: OME-Zarr: absent chunk files read as the fill value (see
+            :class:`CropIndexConfig`).
         roots: Directories catalog paths must stay inside (passed to the catalog).
         rebuild: Rebuild even when the fingerprint matches.
         slab_size: z-planes per read in the whole-volume label pass (bounds memory).
@@ -471,6 +478,7 @@ def build_crop_index(
         min_visible_voxels=min_visible_voxels,
         min_instances_per_crop=min_instances_per_crop,
         skip_bad_volumes=skip_bad_volumes,
+        allow_missing_chunks=allow_missing_chunks,
         slab_size=slab_size,
     )
     if (catalog is None) == (volumes is None):

@@ -240,7 +240,9 @@ class _ZarrArray:
                 kind = "shard" if self.sharded else "chunk"
                 raise VolumeReadError(
                     self.array_dir / key,
-                    f"{kind} {idx} of Zarr array {str(self.array_dir)!r} is missing (deleted or not written)",
+                    f"{kind} {idx} of Zarr array {str(self.array_dir)!r} is missing (deleted or not written; "
+                    "if the writer skips chunks that hold only the fill value, as zarr-python does by "
+                    "default, read with allow_missing_chunks=True)",
                 )
 
     def read(self, index: Mapping[str, slice]) -> np.ndarray:
