@@ -270,6 +270,29 @@ def test_finalize_refuses_unwritten_chunks(image_group: Path) -> None:
     assert _labels_listed(image_group) == ["cells"]
 
 
+def test_open_label_image_with_dot_separated_chunk_keys(image_group: Path) -> None:
+    """A label image written by zarr-python (Zarr v2, "." chunk keys: ``z.y.x``) reopens with every
+    chunk present; one deleted chunk is found missing by its real key."""
+    labels = _labels(3)
+    group = zarr.open_group(image_group, mode="a").require_group("labels").require_group("cells")
+    group.create_array("0", data=labels, chunks=CHUNKS)
+    group.create_array("1", data=labels[:, ::2, ::2], chunks=CHUNKS)
+    axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    scales = [[{"type": "scale", "scale": [2.0, 0.5 * 2**i, 0.5 * 2**i]}] for i in range(2)]
+    datasets = [{"path": str(i), "coordinateTransformations": scales[i]} for i in range(2)]
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
+    group.attrs["image-label"] = {"version": "0.4"}
+    array = image_group / "labels" / "cells" / "0"
+    assert (array / "2.2.2").is_file()
+    writer = LabelImageWriter.open(image_group, "cells")
+    assert writer.missing_chunks(0) == [] and writer.missing_chunks(1) == []
+    np.testing.assert_array_equal(writer.read(), labels)
+    (array / "1.0.2").unlink()
+    assert writer.missing_chunks(0) == [(1, 0, 2)]
+    with pytest.raises(VolumeReadError, match=r"chunk \(1, 0, 2\) of level 0"):
+        writer.read((slice(8, 9), slice(0, 1), slice(64, 65)))
+
+
 def test_labels_in_a_zarr_v3_ngff05_image(tmp_path: Path) -> None:
     path = tmp_path / "v3.ome.zarr"
     root = zarr.open_group(path, mode="w-", zarr_format=3)

@@ -35,6 +35,7 @@ from ls_data.io.base import (
     read_planned,
     unit_to_um,
 )
+from ls_data.io.chunk_keys import chunk_key, chunk_layout
 from ls_data.io.paths import read_json
 
 __all__ = ["OmeZarrLabelReader", "OmeZarrVolumeReader", "group_attributes", "label_group_path"]
@@ -132,23 +133,12 @@ class _Multiscale:
         return scale
 
 
-def _chunk_key_function(array_dir: Path, zarr_format: int) -> tuple[Any, bool]:
-    """A function chunk grid index -> storage key, and whether the array is sharded."""
+def _is_sharded(array_dir: Path, zarr_format: int) -> bool:
+    """Whether a Zarr v3 array stores its chunks in shards (then the keys name shards)."""
     if zarr_format == 2:
-        meta = read_json(array_dir / ".zarray")
-        sep = meta.get("dimension_separator") or "."
-        return (lambda idx: sep.join(str(i) for i in idx) if idx else "0"), False
-    meta = read_json(array_dir / "zarr.json")
-    encoding = meta.get("chunk_key_encoding") or {"name": "default"}
-    config = encoding.get("configuration") or {}
-    sharded = any(
-        isinstance(c, dict) and c.get("name") == "sharding_indexed" for c in meta.get("codecs") or []
-    )
-    if encoding.get("name") == "v2":
-        sep = config.get("separator", ".")
-        return (lambda idx: sep.join(str(i) for i in idx) if idx else "0"), sharded
-    sep = config.get("separator", "/")
-    return (lambda idx: sep.join(["c", *(str(i) for i in idx)])), sharded
+        return False
+    codecs = read_json(array_dir / "zarr.json").get("codecs") or []
+    return any(isinstance(c, dict) and c.get("name") == "sharding_indexed" for c in codecs)
 
 
 class _ZarrArray:
@@ -172,7 +162,8 @@ class _ZarrArray:
         meta_file = ".zarray" if self.zarr_format == 2 else "zarr.json"
         if not (self.array_dir / meta_file).is_file():
             raise VolumeReadError(self.array_dir, f"Zarr array of level {level} is missing (no {meta_file})")
-        self._key_of, self.sharded = _chunk_key_function(self.array_dir, self.zarr_format)
+        self._layout = chunk_layout(self.array_dir, self.zarr_format)
+        self.sharded = _is_sharded(self.array_dir, self.zarr_format)
         self._store: Any = None
         self._pid = os.getpid()
         store = self._open()
@@ -201,12 +192,7 @@ class _ZarrArray:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_store"] = None
-        state["_key_of"] = None
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._key_of, _ = _chunk_key_function(self.array_dir, self.zarr_format)
 
     def close(self) -> None:
         self._store = None
@@ -235,7 +221,7 @@ class _ZarrArray:
             else:
                 ranges.append(range(ix // chunk, ix // chunk + 1))
         for idx in itertools.product(*ranges):
-            key = self._key_of(idx)
+            key = chunk_key(idx, self._layout)
             if not (self.array_dir / key).is_file():
                 kind = "shard" if self.sharded else "chunk"
                 raise VolumeReadError(

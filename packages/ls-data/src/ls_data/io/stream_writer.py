@@ -20,9 +20,10 @@ import tensorstore as ts
 
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import Window, check_window
+from ls_data.io.chunk_keys import chunk_key, chunk_layout, present_chunks
 from ls_data.io.omezarr_write import _axes, _coordinate_transforms
 from ls_data.io.pyramid import _cumulative, _level_shapes
-from ls_data.io.zarr_files import Factors, _array_meta, _chunk_key, _ints, _present_chunks
+from ls_data.io.zarr_files import Factors, _array_meta, _ints
 
 _PRIVATE_KEY = "ls_data_stream"
 _STATE_VERSION = 1
@@ -59,6 +60,7 @@ class _StreamWriter:
         self._translation = translation
         self._factors = [tuple(f) for f in factors]
         self._stores: dict[int, Any] = {}
+        self._layouts: dict[int, Any] = {}  # chunk key layout per level, read from its metadata
         self._pid = os.getpid()
 
     # -- read-only properties ---------------------------------------------------------------
@@ -127,6 +129,11 @@ class _StreamWriter:
     def _array_dir(self, level: int) -> Path:
         return self._path / str(level)
 
+    def _layout(self, level: int) -> Any:
+        if level not in self._layouts:
+            self._layouts[level] = chunk_layout(self._array_dir(level), self._fmt)
+        return self._layouts[level]
+
     def _store(self, level: int) -> Any:
         if self._pid != os.getpid():  # handles do not survive fork: reopen in this process
             self._stores, self._pid = {}, os.getpid()
@@ -178,7 +185,7 @@ class _StreamWriter:
         """
         level = self._check_level(level)
         grid = self._grid(level)
-        present = _present_chunks(self._array_dir(level), self._fmt, grid)
+        present = present_chunks(self._array_dir(level), self._layout(level), grid)
         if len(present) == math.prod(grid):
             return []
         return [idx for idx in itertools.product(*(range(n) for n in grid)) if idx not in present]
@@ -191,7 +198,7 @@ class _StreamWriter:
                 return
             ranges.append(range(ix.start // chunk, (ix.stop - 1) // chunk + 1))
         for idx in itertools.product(*ranges):
-            key = _chunk_key(idx, self._fmt)
+            key = chunk_key(idx, self._layout(level))
             if not (self._array_dir(level) / key).is_file():
                 raise VolumeReadError(
                     self._array_dir(level) / key,

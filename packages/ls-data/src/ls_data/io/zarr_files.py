@@ -3,7 +3,7 @@
 Argument checks (ints, floats, factors, label names, image-label properties) and Zarr v2 / v3 group
 and array helpers that read and write the JSON metadata directly: group format, attributes
 (swapped in atomically), the NGFF block (Zarr v3: under ``ome``), array metadata, level-array
-creation, guarded group deletion, chunk keys and the listing of written chunk files.
+creation, guarded group deletion.
 """
 
 from __future__ import annotations
@@ -241,34 +241,3 @@ def _delete_group(path: Path, *, where: str) -> None:
     if not _is_zarr_group(path):
         raise DataError(f"{where}: {str(path)!r} exists and is not a Zarr group; refusing to delete it")
     shutil.rmtree(path)
-
-
-def _chunk_key(index: Sequence[int], fmt: int) -> str:
-    """Storage key of a chunk: ``z/y/x`` (Zarr v2, "/" separator) or ``c/z/y/x`` (Zarr v3 default)."""
-    parts = [str(i) for i in index]
-    return "/".join(["c", *parts] if fmt == 3 else parts)
-
-
-def _present_chunks(array_dir: Path, fmt: int, grid: Sequence[int]) -> set[tuple[int, ...]]:
-    """Chunk grid indices whose chunk file exists (one directory listing per chunk row)."""
-    present: set[tuple[int, ...]] = set()
-    last = len(grid) - 1
-
-    def walk(folder: str, prefix: tuple[int, ...]) -> None:
-        depth = len(prefix)
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in entries:
-            if not entry.name.isdigit() or int(entry.name) >= grid[depth]:
-                continue
-            index = (*prefix, int(entry.name))
-            if depth == last:
-                if entry.is_file():
-                    present.add(index)
-            elif entry.is_dir():
-                walk(entry.path, index)
-
-    walk(str(array_dir / "c") if fmt == 3 else str(array_dir), ())
-    return present
