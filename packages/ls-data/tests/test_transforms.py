@@ -522,3 +522,17 @@ def test_build_transforms_bad_target_paths() -> None:
         build_transforms([{"_target_": "ls_data.transforms.spatial.Nope"}])
     with pytest.raises(RegistryError, match="no importable module"):
         build_transforms([{"_target_": "no_such_package_xyz.Thing"}])
+
+
+def test_transforms_keep_the_sample_on_its_device() -> None:
+    """No CPU tensor is mixed into a sample on another device (the meta device stands in for
+    CUDA here: an op mixing it with a CPU tensor raises, as on a GPU)."""
+    image = torch.rand(2, 6, 8, 10, device="meta")
+    target = {"masks": torch.zeros(1, 6, 8, 10, dtype=torch.uint8, device="meta"),
+              "boxes": torch.zeros(1, 6, device="meta"),
+              "labels": torch.ones(1, dtype=torch.int64, device="meta")}
+    for transform in (NormalizeIntensity(), RandomGamma(p=1.0), RandomGamma(p=1.0, per_channel=True),
+                      GaussianNoise(p=1.0), RandomFlip(p=1.0), RandomRot90YX(p=1.0)):
+        out, out_target, _ = transform(image, target, {"spacing": (2.0, 0.5, 0.5)})
+        assert out.device.type == "meta" and out.shape[0] == 2, transform
+        assert out_target["masks"].device.type == "meta", transform

@@ -175,6 +175,7 @@ class RandomGamma(RandomTransform):
         channels = image.shape[0]
         draws = [self._uniform(*self.gamma_range) for _ in range(channels if self.per_channel else 1)]
         gamma = torch.tensor(draws * (1 if self.per_channel else channels), dtype=torch.float32)
+        gamma = gamma.to(image.device)
         values = _groups(image, per_channel=True)
         low, high = values.amin(dim=1), values.amax(dim=1)
         span = high - low
