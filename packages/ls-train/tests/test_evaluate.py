@@ -151,3 +151,21 @@ def test_run_evaluation_writes_reports_and_pictures_locally_and_on_ray_tasks(
     assert "in 2 Ray tasks" in capsys.readouterr().out
     assert ray_out == tmp_path / "ray_eval" and (ray_out / "metrics.json").exists()
     assert ray_summary == pytest.approx(summary, nan_ok=True)
+
+    # COCO AP alone, per class: no curve against the IoU threshold, the table and pictures still
+    coco_cfg = load_config("quickstart", [*base, "metrics.metrics_list=[{name: coco_ap, class_aware: true}]",
+                                          f"evaluation.output_dir={tmp_path / 'coco_eval'}"])
+    coco_summary, coco_out = run_evaluation(coco_cfg, str(checkpoint))
+    names = {p.name for p in coco_out.iterdir()}
+    assert "metrics_vs_iou.png" not in names and len([n for n in names if n.startswith("mip_")]) == 2
+    assert "coco_box_ap" in coco_summary and f"results in {coco_out}" in capsys.readouterr().out
+
+
+def test_coco_ap_per_class_of_a_perfect_model() -> None:
+    cfg = load_config("quickstart", ["metrics.metrics_list=[{name: coco_ap, class_aware: true}]"])
+    targets = [_target([(0, 0, 0, 3, 5, 5), (3, 8, 8, 6, 14, 14)]), _target([(1, 2, 2, 5, 9, 9)])]
+    targets[0]["labels"] = torch.tensor([1, 2])
+    evaluator = Evaluator(metrics=build_metrics(cfg), score_threshold=0.5)
+    result = evaluator.evaluate(Oracle(targets), _dataset(targets))
+    assert result.summary["coco_mask_ap"] == pytest.approx(1.0)
+    assert result.summary["coco_box_ap"] == pytest.approx(1.0)

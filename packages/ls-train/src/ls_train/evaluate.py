@@ -185,6 +185,8 @@ class Evaluator:
             "gt_boxes": target["boxes"].detach().cpu().numpy().reshape(-1, 6),
             "pred_boxes": prediction["boxes"][keep].numpy().reshape(-1, 6),
             "pred_box_scores": prediction["scores"][keep].numpy(),
+            "gt_box_classes": target["labels"].detach().cpu().numpy().reshape(-1),
+            "pred_box_classes": prediction["labels"][keep].numpy().reshape(-1),
         }
         for m in self.metrics:
             m.update(gt, pred, pred_scores=scores, meta=meta)
@@ -304,7 +306,7 @@ def run_evaluation(
         ``(summary, output folder)``.
     """
     from ls_train.config import ConfigError, evaluation_config, trainer_config
-    from ls_train.evaluation.plots import plot_crop_projections, plot_metrics_vs_threshold
+    from ls_train.evaluation.plots import plot_crop_projections, plot_metrics_vs_threshold, threshold_curves
     from ls_train.evaluation.report import format_table, write_report
     from ls_train.factory import build_eval_dataset
 
@@ -344,7 +346,10 @@ def run_evaluation(
         "score_threshold": ev.score_threshold,
     }
     paths = write_report(out, result.summary, result.per_crop, meta)
-    pictures = [plot_metrics_vs_threshold(result.summary, out / "metrics_vs_iou.png", title=str(tr.run_name))]
+    pictures = []
+    if threshold_curves(result.summary):  # a coco_ap-only evaluation has no curve against the threshold
+        curve = out / "metrics_vs_iou.png"
+        pictures.append(plot_metrics_vs_threshold(result.summary, curve, title=str(tr.run_name)))
     for crop_id, image, gt, pred, spacing in result.examples:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in crop_id)
         pictures.append(

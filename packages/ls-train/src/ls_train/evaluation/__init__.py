@@ -19,6 +19,7 @@ _EXPORTS = {
     "label_projection": "plots",
     "plot_crop_projections": "plots",
     "plot_metrics_vs_threshold": "plots",
+    "threshold_curves": "plots",
 }
 
 __all__ = sorted(_EXPORTS)

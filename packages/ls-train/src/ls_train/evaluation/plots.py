@@ -27,6 +27,7 @@ __all__ = [
     "label_projection",
     "plot_crop_projections",
     "plot_metrics_vs_threshold",
+    "threshold_curves",
 ]
 
 CURVE_METRICS: dict[str, str] = {
@@ -48,6 +49,19 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(out, format="png")
     return out
+
+
+def threshold_curves(
+    summary: Mapping[str, float], *, metrics: Sequence[str] = tuple(CURVE_METRICS), pooled: bool = False
+) -> dict[str, dict[float, float]]:
+    """The thresholded values of a summary: metric name -> {IoU threshold: value} (empty when
+    ``summary`` has none of ``metrics`` at thresholds, e.g. a ``coco_ap``-only evaluation)."""
+    curves: dict[str, dict[float, float]] = {}
+    for key, value in summary.items():
+        parsed = parse_metric_key(key)
+        if parsed is not None and parsed[0] in metrics and parsed[2] == pooled:
+            curves.setdefault(parsed[0], {})[parsed[1]] = float(value)
+    return curves
 
 
 def plot_metrics_vs_threshold(
@@ -75,11 +89,7 @@ def plot_metrics_vs_threshold(
     Raises:
         ValueError: none of ``metrics`` has a thresholded key in ``summary``.
     """
-    curves: dict[str, dict[float, float]] = {}
-    for key, value in summary.items():
-        parsed = parse_metric_key(key)
-        if parsed is not None and parsed[0] in metrics and parsed[2] == pooled:
-            curves.setdefault(parsed[0], {})[parsed[1]] = float(value)
+    curves = threshold_curves(summary, metrics=metrics, pooled=pooled)
     if not curves:
         raise ValueError(
             f"summary has no thresholded values of {list(metrics)} (pooled={pooled}); "
