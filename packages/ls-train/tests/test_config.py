@@ -99,11 +99,27 @@ def test_an_unknown_experiment_is_an_error() -> None:
         ("+cluster.num_worker=2", r"cluster\.num_worker: unknown key.*num_workers"),
         ("trainer.amp=fp8", r"trainer\.amp must be one of auto, bf16, none"),
         ("+foo=1", r"config\.foo: unknown key"),
+        # bad values and keys that only the builders can judge: built once (the model on the meta device)
+        ("metrics.metrics_list=[{name: matching, criterion: iuo}]", r"list\[0\]: matching: criterion"),
+        ("+models.backbones.depthh=3", r"backbone 'resnet3d_18'.*depthh"),
+        ("+models.backbones.fpn.out_chanels=8", r"fpn3d.*out_chanels"),
+        ("+data.synthesize.num_volume=3", r"data\.synthesize\.num_volume:.*num_volumes"),
+        ("trainer.checkpoint_score_attribute=ap50", r"score_attribute: 'ap50' is not reported.*ap@50"),
+        ("evaluation.num_mip_crops=-1", r"evaluation\.num_mip_crops must be >= 0"),
+        ("predict.border_margin=0", r"predict\.border_margin must be >= 1"),
+        ("predict.threshold_segmenter.channel=-1", r"threshold_segmenter\.channel must be an int >= 0"),
+        ("predict.gpus_per_worker=-1", r"predict\.gpus_per_worker must be >= 0"),
+        ("predict.table=objects.xlsx", r"predict\.table must end in \.csv or \.parquet"),
     ],
 )
 def test_bad_names_and_keys_fail_before_any_work(override: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         load_config("quickstart", [override])
+
+
+def test_a_loss_or_a_metric_key_may_rank_checkpoints() -> None:
+    for score in ("loss", "loss_mask", "coco_mask_ap", "f1@75_pooled"):
+        load_config("quickstart", [f"trainer.checkpoint_score_attribute={score}"])
 
 
 def test_a_misspelled_key_in_a_yaml_file_is_caught(tmp_path: Path) -> None:

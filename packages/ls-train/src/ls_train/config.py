@@ -239,6 +239,9 @@ class EvaluationConfig:
             value = getattr(self, key)
             if not 0 <= value <= 1:
                 raise ConfigError(f"evaluation.{key} must be in [0, 1], got {value}")
+        for key in ("num_mip_crops", "ray_min_crops"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"evaluation.{key} must be >= 0, got {getattr(self, key)}")
         if self.ray_num_tasks < 1:
             raise ConfigError(f"evaluation.ray_num_tasks must be >= 1, got {self.ray_num_tasks}")
 
@@ -295,7 +298,14 @@ def data_config(cfg: Mapping[str, Any]) -> DataConfig | None:
     """The checked ``data`` section of a resolved config, or None when absent."""
     if cfg.get("data") is None:
         return None
-    return _section(DataConfig, cfg, "data")
+    data = _section(DataConfig, cfg, "data")
+    if data.synthesize is not None:
+        from ls_data.synth import synthesize_dataset
+
+        if not isinstance(data.synthesize, Mapping):
+            raise ConfigError(f"data.synthesize must be a mapping or null, got {data.synthesize!r}")
+        check_keywords(synthesize_dataset, list(data.synthesize), "data.synthesize", given=("out",))
+    return data
 
 
 # -- composition -------------------------------------------------------------------------------
@@ -640,3 +650,40 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
                 list_names=list_metrics,
                 get_builder=get_metric,
             )
+    _check_builds(cfg)
+
+
+def _check_builds(cfg: Mapping[str, Any]) -> None:
+    """Build the metrics and the model (on the meta device: no memory, no weights) so that a bad
+    value (not only a bad key: ``criterion: iuo``, a misspelled backbone or FPN argument that a
+    ``**kwargs`` builder passes on) fails here, not in a worker after data preparation."""
+    import torch
+
+    from ls_train.factory import build_metrics, build_model
+
+    if (cfg.get("metrics") or {}).get("metrics_list"):
+        _check_score_attribute(build_metrics(cfg), trainer_config(cfg).checkpoint_score_attribute)
+    try:
+        with torch.device("meta"):
+            build_model(cfg)  # raises ConfigError naming the rejected argument
+    except (RuntimeError, NotImplementedError):
+        pass  # a (plugin) module that needs real tensors to build: the workers' build checks it
+
+
+def _check_score_attribute(metrics: Sequence[Any], score: str) -> None:
+    """``trainer.checkpoint_score_attribute`` must be a key the validation reports: a metric's
+    (``compute()`` of a fresh metric lists them) or a training loss (``loss...``)."""
+    keys: set[str] = set()
+    for metric in metrics:
+        try:
+            keys.update(metric.compute())
+        except Exception:  # a (plugin) metric that cannot summarise nothing: its keys are unknown
+            return
+    if score in keys or score.startswith("loss"):
+        return
+    known = sorted(k for k in keys if not k.endswith("_pooled"))
+    raise ConfigError(
+        f"trainer.checkpoint_score_attribute: {score!r} is not reported by the validation "
+        f"metrics, so no checkpoint would ever be ranked.{_suggest(score, sorted(keys))} "
+        f"Metric keys: {', '.join(known)} (and their _pooled forms), or a loss"
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ls_train.config import ConfigError, _section
@@ -156,7 +157,7 @@ class PredictConfig:
         for key, low in (
             ("batch_size", 1),
             ("num_workers", 1),
-            ("border_margin", 0),
+            ("border_margin", 1),  # 0 would count every piece of a cut object as whole
             ("normalization_sample_voxels", 1),
         ):
             if int(getattr(self, key)) < low:
@@ -180,6 +181,14 @@ class PredictConfig:
             )
         if self.segmenter == "threshold" and seg.get("threshold") is None:
             raise ConfigError("predict.segmenter=threshold needs predict.threshold_segmenter.threshold")
+        for key, low in (("channel", 0), ("min_voxels", 1)):
+            value = seg.get(key, low)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"predict.threshold_segmenter.{key} must be an int >= {low}, got {value!r}")
+        if self.gpus_per_worker < 0:
+            raise ConfigError(f"predict.gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
+        if self.table is not None and Path(str(self.table)).suffix not in (".csv", ".parquet"):
+            raise ConfigError(f"predict.table must end in .csv or .parquet, got {self.table!r}")
 
 
 def predict_config(cfg: Mapping[str, Any]) -> PredictConfig:

@@ -94,6 +94,12 @@ def _segmenter_spec(
     import torch
 
     if pc.segmenter == "threshold":
+        channel = int(pc.threshold_segmenter.get("channel", 0))
+        if channel >= len(volume.channels):
+            raise ConfigError(
+                f"predict.threshold_segmenter.channel={channel}, but the predicted image has "
+                f"{len(volume.channels)} channel(s) (predict.channels={pc.channels})"
+            )
         return SegmenterSpec("threshold", {}, None, dict(pc.threshold_segmenter))
     if checkpoint in (None, "", "???"):
         raise ConfigError("give the trained weights: checkpoint=PATH (a checkpoint folder or its state.pt)")

@@ -131,6 +131,7 @@ def write_table(path: str | Path, rows: Sequence[dict[str, float | int]]) -> Pat
         ValueError: a Parquet path without pyarrow installed.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     if path.suffix == ".parquet":
         try:
