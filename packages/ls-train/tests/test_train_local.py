@@ -78,6 +78,40 @@ def test_a_run_writes_checkpoints_csv_tensorboard_and_curves_then_resumes(
     assert state["global_iter"] == 2 and state["scheduler"]["last_epoch"] == 1
 
 
+def test_a_run_stopped_mid_epoch_resumes_with_the_batches_not_yet_trained(
+    root: Path, tiny: Callable[..., list[str]], monkeypatch
+) -> None:
+    """Stopped after the first batch of an epoch, the resumed run trains the epoch's other
+    batches: not the first one again (nor is it loaded again), and none is left out."""
+    from ls_data.dataset import SkittlezDataset
+
+    run = root / "runs" / "mid"
+    overrides = tiny(root, "trainer.epochs=1", "trainer.run_name=mid", "datasets.shuffle=false")
+    cfg = load_config("quickstart", overrides)
+    fetched: list[tuple[str, tuple[int, ...]]] = []
+    stop_after_first = [True]
+    real = SkittlezDataset.__getitem__
+
+    def getitem(self, i):
+        sample = real(self, i)
+        if self.index.path.name == "index_train.sqlite":
+            fetched.append((sample[2]["volume_name"], tuple(sample[2]["origin"])))
+            if stop_after_first[0]:  # a SIGTERM / STOP file during the first step
+                (run / "STOP").write_text("stop")
+                stop_after_first[0] = False
+        return sample
+
+    monkeypatch.setattr(SkittlezDataset, "__getitem__", getitem)
+    assert train(cfg).stopped
+    first, fetched[:] = list(fetched), []
+    index = json.loads((run / "checkpoints" / "index.json").read_text())
+    state = load_state(run / "checkpoints" / index["checkpoints"][-1]["name"])
+    assert len(first) == 1 and (state["epoch"], state["epoch_step"]) == (0, 1)
+    (run / "STOP").unlink(missing_ok=True)
+    assert not train(cfg).stopped
+    assert len(fetched) == 1 and fetched[0] != first[0]
+
+
 def test_non_finite_losses_are_skipped_then_stop_the_run(
     root: Path, tiny: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

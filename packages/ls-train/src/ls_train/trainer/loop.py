@@ -11,9 +11,10 @@ the workers, metric states merged), then a checkpoint reported with the metrics.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
 
 from ls_train.config import evaluation_config, trainer_config
 from ls_train.trainer.checkpoint import (
@@ -269,7 +271,7 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
             counted = 0
             optimizer.zero_grad(set_to_none=True)
             epoch_step = first
-            for images, targets, _metas in train_loader:
+            for images, targets, _metas in _rest_of_epoch(train_loader, first):
                 if epoch_step >= steps_per_epoch:
                     break
                 images = [im.to(device, non_blocking=True) for im in images]
@@ -366,3 +368,39 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
         stop.restore()
         if logger is not None:
             logger.close()
+
+
+def _rest_of_epoch(loader: Iterable[Any], skip: int) -> Iterable[Any]:
+    """The batches of an epoch from batch ``skip`` on, for a run resumed in the middle of an epoch.
+
+    The sampler's order for the epoch is drawn as on the first run (DistributedSampler after
+    ``set_epoch``, or a sequential one: exactly the same batches; a freshly shuffled one: another
+    permutation), and its first ``skip * batch_size`` indices are dropped, so the batches trained
+    before the stop are not trained again and those after it are. A map-style DataLoader gets a
+    copy over the remaining indices, which never loads the skipped samples; any other iterable
+    is advanced past ``skip`` batches.
+    """
+    if skip == 0:
+        return loader
+    if (
+        not isinstance(loader, DataLoader)
+        or isinstance(loader.dataset, IterableDataset)
+        or loader.batch_size is None
+    ):
+        return itertools.islice(loader, skip, None)
+    indices = list(loader.sampler)[skip * loader.batch_size :]
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=indices,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
+        generator=loader.generator,
+        prefetch_factor=loader.prefetch_factor if loader.num_workers else None,
+        persistent_workers=loader.persistent_workers if loader.num_workers else False,
+    )
