@@ -79,3 +79,12 @@ def test_bad_arguments() -> None:
         gen(images, [torch.zeros(1, 1, 2, 2, 2)] * 2)
     with pytest.raises(ValueError, match=r"feature_maps\[0\] must be \(B, C, D, H, W\), got \(1, 2, 2, 2\)"):
         gen(images, [torch.zeros(1, 2, 2, 2)])
+
+
+def test_anchors_of_half_feature_maps_are_float32() -> None:
+    """bf16 feature maps (autocast) on a wide volume: anchors keep float32 coordinates."""
+    gen = AnchorGenerator3D(sizes=[[8.0]], aspect_ratios=[[0.5, 1.0, 2.0]], aspect_ratios_z=[[1.0]])
+    images = ImageList3D(torch.zeros(1, 1, 4, 8, 2048), [(4, 8, 2048)])
+    (reference,) = gen(images, [torch.zeros(1, 2, 1, 2, 512)])
+    (anchors,) = gen(images, [torch.zeros(1, 2, 1, 2, 512, dtype=torch.bfloat16)])
+    assert anchors.dtype == torch.float32 and torch.equal(anchors, reference)

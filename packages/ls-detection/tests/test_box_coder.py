@@ -101,3 +101,14 @@ def test_bad_arguments() -> None:
         coder.encode_single(torch.zeros(3, 6), torch.zeros(3, 4))
     with pytest.raises(ValueError, match=r"rel_codes must have shape \(N, 6 \* K\)"):
         coder.decode_single(torch.zeros(3, 7), torch.zeros(3, 6))
+
+
+def test_decode_of_half_deltas_keeps_float32_coordinates() -> None:
+    """Deltas from a head under bf16/fp16 autocast: the reference boxes are not rounded to them."""
+    coder = BoxCoder3D((10.0, 10.0, 10.0, 5.0, 5.0, 5.0))
+    boxes = [torch.tensor([[3.3, 101.7, 701.3, 9.1, 150.2, 745.9]])]
+    for dtype in (torch.bfloat16, torch.float16):
+        decoded = coder.decode(torch.zeros(1, 12, dtype=dtype), boxes)
+        assert decoded.dtype == torch.float32
+        torch.testing.assert_close(decoded[0, 1], boxes[0][0])
+    assert coder.decode(torch.zeros(1, 6, dtype=torch.float64), boxes).dtype == torch.float64

@@ -104,6 +104,23 @@ def test_bad_inputs_raise_clear_errors(small_detector, scene):
     outside[2, 4] = 80.0
     _bad(model, [image], [{**target, "boxes": outside}], r"boxes")
     _bad(model, [image], [{**target, "masks": target["masks"][:, :, :32]}], r"masks")
+    _bad(model, [image], [{**target, "labels": target["labels"].tolist()}], r"targets\[0\]\['labels'\].*list")
+    poisoned = image.clone()
+    poisoned[0, 3, 4, 5] = math.nan
+    _bad(model, [image, poisoned], [target, target], r"images\[1\].*NaN or infinite")
+
+
+def test_float64_images_are_computed_in_the_model_dtype(small_detector, scene):
+    """numpy volumes arrive as float64; the model (float32) takes them as float32."""
+    torch.manual_seed(0)
+    model = small_detector()
+    image, target = scene()
+    torch.manual_seed(1)
+    expected = model([image], [target])
+    torch.manual_seed(1)
+    losses = model([image.double()], [target])
+    assert all(v.dtype == torch.float32 for v in losses.values())
+    torch.testing.assert_close(losses, expected)
 
 
 @pytest.mark.parametrize(

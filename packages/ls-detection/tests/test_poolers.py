@@ -92,6 +92,9 @@ def test_feature_strides_match_inferred_scales_and_gradients_flow() -> None:
     assert feats["p2"].grad is not None and feats["p2"].grad[0].abs().sum() > 0
     assert feats["p3"].grad is not None and feats["p3"].grad[0].abs().sum() > 0
     assert feats["p2"].grad[1].abs().sum() == 0  # the second image has no boxes
+    # scales are inferred at every call: a batch padded too much for inference is refused
+    with pytest.raises(ValueError, match=r"cannot hold an image of \(10, 20, 20\).*feature_strides"):
+        inferred(feats, boxes, [(10, 20, 20), (7, 15, 16)])
 
 
 def test_single_level_and_empty_boxes() -> None:

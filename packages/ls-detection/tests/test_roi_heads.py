@@ -180,6 +180,25 @@ def test_eval_outputs() -> None:
     torch.testing.assert_close(torch.cat([r["masks"] for r in result]), expected)
 
 
+def test_eval_under_half_autocast_gives_float32_boxes_and_scores() -> None:
+    """Boxes far from the origin and scores are not rounded to the bf16 of the head's outputs."""
+    heads = _heads(detections_per_img=50).eval()
+    feats = _features()
+    proposals = [p + torch.tensor([0.0, 0.0, 700.0, 0.0, 0.0, 700.0]) for p in _proposals()]
+    shapes = [(8, 16, 800), (8, 16, 800)]
+    with torch.no_grad():
+        reference, _ = heads(feats, proposals, shapes)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            result, _ = heads(feats, proposals, shapes)
+    for r, ref in zip(result, reference, strict=True):
+        assert r["boxes"].dtype == torch.float32 and r["scores"].dtype == torch.float32
+        assert r["boxes"].shape[0] > 0 and not bool((r["boxes"][:, [2, 5]] % 1 == 0).all())
+        # each box is a float32 box of the reference up to the bf16 deltas (bf16 coordinates near
+        # 700 would be multiples of 4); the order may differ where bf16 scores tie
+        gap = (r["boxes"][:, None, :] - ref["boxes"][None, :, :]).abs().amax(dim=2).amin(dim=1)
+        assert float(gap.max()) < 0.05
+
+
 def test_no_detections_give_empty_tensors() -> None:
     heads = _heads(score_thresh=1.0).eval()
     with torch.no_grad():

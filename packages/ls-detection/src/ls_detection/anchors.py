@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ls_detection.boxes import coordinate_dtype
 from ls_detection.image_list import ImageList3D
 
 
@@ -131,5 +132,7 @@ class AnchorGenerator3D(nn.Module):
             grid_sizes.append(grid)
             strides.append(tuple(s // g for s, g in zip(image_size, grid, strict=True)))
         fmap = feature_maps[0]
-        anchors = torch.cat(self.grid_anchors(grid_sizes, strides, dtype=fmap.dtype, device=fmap.device))
+        # coordinates: float32 (float64 for a float64 model), not the bf16 of autocast feature maps
+        dtype = coordinate_dtype(fmap.dtype)
+        anchors = torch.cat(self.grid_anchors(grid_sizes, strides, dtype=dtype, device=fmap.device))
         return [anchors for _ in image_list.image_sizes]

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ls_detection.boxes import coordinate_dtype
+
 
 def _check_boxes_arg(name: str, t: object) -> Tensor:
     if not isinstance(t, Tensor):
@@ -110,7 +112,8 @@ class BoxCoder3D:
         if rel_codes.dim() != 2 or rel_codes.shape[1] % 6 != 0 or rel_codes.shape[0] != boxes.shape[0]:
             raise ValueError(f"rel_codes must have shape (N, 6 * K) with N = {boxes.shape[0]} boxes, "
                              f"got {tuple(rel_codes.shape)}")
-        boxes = boxes.to(rel_codes.dtype)
+        dtype = coordinate_dtype(rel_codes.dtype, boxes.dtype)  # never the half of an autocast head
+        boxes, rel_codes = boxes.to(dtype), rel_codes.to(dtype)
         n = rel_codes.shape[0]
         codes = rel_codes.reshape(n, rel_codes.shape[1] // 6, 6)
         weights = torch.as_tensor(self.weights, dtype=rel_codes.dtype, device=rel_codes.device)

@@ -8,6 +8,16 @@ import torch
 from torch import Tensor
 
 
+def coordinate_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """The dtype box coordinates are computed in: float32, or float64 when one of ``dtypes`` is.
+    Never half / bfloat16 (autocast outputs): their 8-11 bit mantissas round voxel coordinates
+    above 256 to steps of 2 or more."""
+    out = torch.float32
+    for dtype in dtypes:
+        out = torch.promote_types(out, dtype)
+    return out
+
+
 def clip_boxes_to_volume(boxes: Tensor, size: Sequence[int]) -> Tensor:
     """Clip boxes to a volume ``[0, Z] x [0, Y] x [0, X]``.
 

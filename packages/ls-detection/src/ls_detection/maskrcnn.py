@@ -60,8 +60,8 @@ class MaskRCNN3D(nn.Module):
     def _check_labels(self, targets: Sequence[dict[str, Tensor]]) -> None:
         for i, target in enumerate(targets):
             labels = target.get("labels") if isinstance(target, dict) else None
-            if labels is None or labels.numel() == 0:
-                continue
+            if not isinstance(labels, Tensor) or labels.numel() == 0:
+                continue  # the transform names what is wrong with the target
             high = int(labels.max())
             if high >= self.num_classes:
                 raise ValueError(
@@ -80,8 +80,8 @@ class MaskRCNN3D(nn.Module):
         """Losses (train mode) or predictions (eval mode).
 
         Args:
-            images: a list of ``(C, Z, Y, X)`` volumes (sizes may differ), or a ``(B, C, Z, Y, X)``
-                batch.
+            images: a list of ``(C, Z, Y, X)`` floating-point volumes (sizes may differ), or a
+                ``(B, C, Z, Y, X)`` batch; converted to the model's dtype.
             targets: per image ``{"boxes", "labels", "masks"}``; required in train mode.
             spacings: per image voxel spacing ``(sz, sy, sx)``; used when the transform resizes
                 to a target spacing.
@@ -110,6 +110,9 @@ class MaskRCNN3D(nn.Module):
                 shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
                 raise ValueError(f"images[{i}]: expected a (C, Z, Y, X) tensor, got {shape}")
             original_sizes.append(tuple(int(s) for s in image.shape[-3:]))
+        # float images in the model's dtype (e.g. float64 volumes from numpy into a float32 model)
+        dtype = next(self.parameters()).dtype
+        images = [im.to(dtype) if im.is_floating_point() and im.dtype != dtype else im for im in images]
 
         image_list, targets = self.transform(images, targets, spacings)
         features = self.backbone(image_list.tensors)

@@ -79,9 +79,13 @@ def infer_scale(feature_shape: Sequence[int], image_shape: Sequence[int]) -> Flo
 class MultiScaleRoIAlign3D(nn.Module):
     """RoIAlign3D of boxes over several feature levels, each box from the level its size selects.
 
-    The per-level, per-axis spatial scales are inferred on the first call from the feature shapes
-    and the largest image shape (powers of two, as torchvision), unless ``feature_strides`` gives
-    them. Levels must be consecutive: the coarsest stride of each level is twice the previous one.
+    The per-level, per-axis spatial scales are ``1 / feature_strides``. Without ``feature_strides``
+    they are inferred at every call from the feature shapes and the largest image shape (powers of
+    two, as torchvision), which is right only while the batch is padded to less than sqrt(2) times
+    that image on each axis. A feature map too small to hold the image at the inferred stride is
+    refused, but padding to twice the image or more can go unnoticed: small crops padded to a
+    large ``size_divisibility`` need ``feature_strides`` (the builder always passes them). Levels
+    must be consecutive: the coarsest stride of each level is twice the previous one.
 
     Args:
         featmap_names: names of the feature maps to pool from, finest first.
@@ -119,6 +123,7 @@ class MultiScaleRoIAlign3D(nn.Module):
         self.aligned = bool(aligned)
         self.scales: list[FloatTriple] | None = None
         self.map_levels: LevelMapper3D | None = None
+        self.infer_scales = feature_strides is None
         if feature_strides is not None:
             if len(feature_strides) != len(self.featmap_names):
                 raise ValueError(f"MultiScaleRoIAlign3D: {len(feature_strides)} feature_strides for "
@@ -175,12 +180,19 @@ class MultiScaleRoIAlign3D(nn.Module):
             if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 6:
                 shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
                 raise ValueError(f"MultiScaleRoIAlign3D: boxes[{i}] must be (K, 6), got {shape}")
-        if self.scales is None or self.map_levels is None:
+        if self.infer_scales:
             if len(image_shapes) == 0:
                 raise ValueError("MultiScaleRoIAlign3D: image_shapes is empty; cannot infer the spatial "
                                  "scales")
             largest = tuple(max(int(s[a]) for s in image_shapes) for a in range(3))
-            self._set_scales([infer_scale(f.shape[-3:], largest) for f in selected])
+            scales = [infer_scale(f.shape[-3:], largest) for f in selected]
+            for name, f, scale in zip(self.featmap_names, selected, scales, strict=True):
+                if any(n / sc < size for n, sc, size in zip(f.shape[-3:], scale, largest, strict=True)):
+                    raise ValueError(
+                        f"MultiScaleRoIAlign3D: features[{name!r}] {tuple(f.shape[-3:])} cannot hold an "
+                        f"image of {largest} at the inferred stride {tuple(1 / sc for sc in scale)}: the "
+                        "batch was padded too much to infer the strides; pass feature_strides")
+            self._set_scales(scales)
         assert self.scales is not None and self.map_levels is not None
 
         if len(selected) == 1:

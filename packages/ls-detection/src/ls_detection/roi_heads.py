@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, Matcher
 
 from ls_detection.box_coder import BoxCoder3D
-from ls_detection.boxes import clip_boxes_to_volume, remove_small_boxes3d
+from ls_detection.boxes import clip_boxes_to_volume, coordinate_dtype, remove_small_boxes3d
 from ls_ops import batched_nms3d, box_iou3d, roi_align3d
 
 __all__ = ["RoIHeads3D", "fastrcnn_loss", "maskrcnn_loss", "project_masks_on_boxes"]
@@ -282,8 +282,10 @@ class RoIHeads3D(nn.Module):
         """
         num_classes = class_logits.shape[-1]
         counts = [p.shape[0] for p in proposals]
+        # boxes and scores in float32 (or float64) even when the head ran under half/bf16 autocast
         pred_boxes = self.box_coder.decode(box_regression, list(proposals)).split(counts, dim=0)
-        pred_scores = F.softmax(class_logits, dim=-1).split(counts, dim=0)
+        logits = class_logits.to(coordinate_dtype(class_logits.dtype))
+        pred_scores = F.softmax(logits, dim=-1).split(counts, dim=0)
         all_boxes, all_scores, all_labels = [], [], []
         for boxes, scores, shape in zip(pred_boxes, pred_scores, image_shapes, strict=True):
             boxes = clip_boxes_to_volume(boxes, tuple(shape))

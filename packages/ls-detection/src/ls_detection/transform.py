@@ -114,6 +114,8 @@ class DetectionTransform3D(nn.Module):
                              f"image_mean / image_std have {len(self.image_mean)}")
         if any(s == 0 for s in image.shape[1:]):
             raise ValueError(f"images[{i}] is empty: shape {tuple(image.shape)}")
+        if not bool(torch.isfinite(image).all()):
+            raise ValueError(f"images[{i}] (shape {tuple(image.shape)}) holds NaN or infinite values")
         return image
 
     @staticmethod
