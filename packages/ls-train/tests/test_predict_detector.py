@@ -124,3 +124,13 @@ def test_per_tile_normalization_and_unsupported_eval_transforms(tmp_path, setup,
         run_prediction(
             flip, input=path, output=tmp_path / "f.ome.zarr", checkpoint=str(ckpt), print_fn=lambda s: None
         )
+
+
+def test_a_detector_with_a_target_spacing_gets_the_volume_spacing(tmp_path, setup, tiny_model):
+    """models.target_spacing: every tile is resized by the input's spacing (from its OME-Zarr
+    scale) and the labels come back on the input grid."""
+    root, path, ckpt = setup
+    out = tmp_path / "spaced.ome.zarr"
+    cfg = _cfg(root, tiny_model, "models.target_spacing=[2.0,1.0,1.0]")
+    result = run_prediction(cfg, input=path, output=out, checkpoint=str(ckpt), print_fn=lambda s: None)
+    assert result.tiles == 4 and open_labels(out / "labels" / "instances").shape == (8, 48, 56)

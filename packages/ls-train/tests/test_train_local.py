@@ -112,6 +112,18 @@ def test_a_run_stopped_mid_epoch_resumes_with_the_batches_not_yet_trained(
     assert len(fetched) == 1 and fetched[0] != first[0]
 
 
+def test_a_detector_with_a_target_spacing_gets_the_crops_spacing(
+    root: Path, tiny: Callable[..., list[str]]
+) -> None:
+    """models.target_spacing resizes every crop by its meta spacing (2, 0.5, 0.5 here), in training
+    and in validation; without the spacings the detector would refuse the batch."""
+    spaced = ("trainer.epochs=1", "trainer.run_name=spaced", "models.target_spacing=[2.0,1.0,1.0]")
+    cfg = load_config("quickstart", tiny(root, *spaced))
+    result = train(cfg)
+    rows = read_csv_rows(result.run_dir / "metrics.csv")
+    assert math.isfinite(rows[-1]["loss"]) and "ap@50" in rows[-1]
+
+
 def test_non_finite_losses_are_skipped_then_stop_the_run(
     root: Path, tiny: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -126,8 +138,8 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(
         model = real_build(cfg)
         forward = model.forward
 
-        def maybe_nan(images, targets=None):
-            out = forward(images, targets)
+        def maybe_nan(images, targets=None, **kwargs):
+            out = forward(images, targets, **kwargs)
             if model.training:
                 calls["n"] += 1
                 if calls["n"] in (1, 3, 4):  # epoch 2: one bad step, a good one; epoch 3: two bad in a row

@@ -27,7 +27,34 @@ __all__ = [
     "gt_label_volume",
     "label_scores",
     "run_evaluation",
+    "sample_spacings",
+    "spacing_kwargs",
 ]
+
+
+def sample_spacings(metas: Any) -> list[tuple[float, ...]] | None:
+    """The voxel spacing ``(sz, sy, sx)`` of each sample's meta, or None when one has none."""
+    spacings = [m.get("spacing") if isinstance(m, Mapping) else None for m in metas or ()]
+    if not spacings or any(s is None for s in spacings):
+        return None
+    return [tuple(float(v) for v in s) for s in spacings]
+
+
+def spacing_kwargs(model: nn.Module, spacings: Sequence[Sequence[float]] | None) -> dict[str, Any]:
+    """``{"spacings": spacings}`` for a detector that resizes its input to a target spacing
+    (``models.target_spacing``: its ``transform.target_spacing`` is set), else ``{}``, so other
+    models keep torchvision's ``model(images[, targets])``.
+
+    Raises:
+        ValueError: the detector needs spacings and a sample has none.
+    """
+    from ls_train.trainer.checkpoint import unwrap_model
+
+    if getattr(getattr(unwrap_model(model), "transform", None), "target_spacing", None) is None:
+        return {}
+    if spacings is None:
+        raise ValueError("the detector resizes to models.target_spacing, but a sample meta has no 'spacing'")
+    return {"spacings": spacings}
 
 
 def gt_label_volume(target: Mapping[str, Tensor]) -> tuple[np.ndarray, dict[int, int]]:
@@ -127,8 +154,11 @@ class Evaluator:
             m.reset()
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
-        """Eval-mode predictions of ``model`` for ``images`` (each ``(C, Z, Y, X)``), on CPU, float32."""
+    def predict(
+        self, model: nn.Module, images: Sequence[Tensor], spacings: Sequence[Sequence[float]] | None = None
+    ) -> list[dict[str, Tensor]]:
+        """Eval-mode predictions of ``model`` for ``images`` (each ``(C, Z, Y, X)``, voxel spacing
+        ``spacings``), on CPU, float32."""
         from ls_train.trainer.checkpoint import unwrap_model
 
         net = unwrap_model(model)
@@ -139,7 +169,7 @@ class Evaluator:
             with torch.autocast(
                 device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
             ):
-                out = net([im.to(device) for im in images])
+                out = net([im.to(device) for im in images], **spacing_kwargs(net, spacings))
         finally:
             net.train(was_training)
         return [
@@ -209,7 +239,8 @@ class Evaluator:
         for b in range(0, len(order), self.batch_size):
             chunk = order[b : b + self.batch_size]
             samples = [dataset[i] for i in chunk]
-            predictions = self.predict(model, [s[0] for s in samples])
+            metas = [s[2] if len(s) > 2 else {} for s in samples]
+            predictions = self.predict(model, [s[0] for s in samples], sample_spacings(metas))
             for i, sample, prediction in zip(chunk, samples, predictions, strict=True):
                 meta = sample[2] if len(sample) > 2 else {}
                 crop_id = (

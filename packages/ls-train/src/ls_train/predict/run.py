@@ -131,6 +131,7 @@ def _segmenter_spec(
             kwargs["normalization"] = volume_normalization(
                 volume.reader, volume.channels, norm[0], pc.normalization_sample_voxels
             )
+    kwargs["spacing"] = volume.spacing
     resolved = str(Path(str(checkpoint)).resolve())
     return SegmenterSpec("detector", dict(cfg), resolved, kwargs, device=device)
 

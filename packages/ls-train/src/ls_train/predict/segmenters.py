@@ -110,6 +110,8 @@ class DetectorSegmenter:
         mask_threshold: Mask probability above which a voxel belongs to an instance.
         score_threshold: Detections below this score are dropped.
         device: Where the model runs.
+        spacing: Voxel spacing ``(sz, sy, sx)`` of the tiles, for a detector that resizes to a
+            target spacing (None: not given).
     """
 
     def __init__(
@@ -121,8 +123,10 @@ class DetectorSegmenter:
         mask_threshold: float = 0.5,
         score_threshold: float = 0.5,
         device: str | torch.device = "cpu",
+        spacing: tuple[float, float, float] | None = None,
     ) -> None:
         self.model = model.eval().to(device)
+        self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
         self.normalization = normalization
         self.tile_transform = tile_transform
         self.mask_threshold = float(mask_threshold)
@@ -147,10 +151,12 @@ class DetectorSegmenter:
     @torch.no_grad()
     def __call__(self, images: Sequence[np.ndarray]) -> list[TileLabels]:
         from ls_detection import paste_masks_into_label_volume
+        from ls_train.evaluate import spacing_kwargs
 
         batch = [self._prepare(image) for image in images]
         start = time.perf_counter()
-        predictions = self.model.predict(batch, paste_masks=False)
+        spacings = None if self.spacing is None else [self.spacing] * len(batch)
+        predictions = self.model.predict(batch, paste_masks=False, **spacing_kwargs(self.model, spacings))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.last_forward_seconds = time.perf_counter() - start

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
 from ls_train.config import evaluation_config, trainer_config
+from ls_train.evaluate import sample_spacings, spacing_kwargs
 from ls_train.trainer.checkpoint import (
     LocalCheckpointManager,
     load_model_weights,
@@ -271,13 +272,13 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
             counted = 0
             optimizer.zero_grad(set_to_none=True)
             epoch_step = first
-            for images, targets, _metas in _rest_of_epoch(train_loader, first):
+            for images, targets, metas in _rest_of_epoch(train_loader, first):
                 if epoch_step >= steps_per_epoch:
                     break
                 images = [im.to(device, non_blocking=True) for im in images]
                 targets = [_to_device(t, device) for t in targets]
                 with _autocast(tr.amp, device):
-                    loss_dict = model(images, targets)
+                    loss_dict = model(images, targets, **spacing_kwargs(model, sample_spacings(metas)))
                 loss = sum(loss_dict.values())
                 values = {k: float(v.detach()) for k, v in loss_dict.items()}
                 nonfinite, stop_flag = _agree(
@@ -404,3 +405,4 @@ def _rest_of_epoch(loader: Iterable[Any], skip: int) -> Iterable[Any]:
         prefetch_factor=loader.prefetch_factor if loader.num_workers else None,
         persistent_workers=loader.persistent_workers if loader.num_workers else False,
     )
+
