@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from ls_train.config import ConfigError, compose_config, config_search_path, load_config
+from ls_train.config import (
+    ConfigError,
+    check_score_attribute,
+    compose_config,
+    config_search_path,
+    load_config,
+)
+from ls_train.trainer import train
 
 EXPERIMENTS = [
     "config_mrcnn_resnet",
@@ -104,7 +111,6 @@ def test_an_unknown_experiment_is_an_error() -> None:
         ("+models.backbones.depthh=3", r"backbone 'resnet3d_18'.*depthh"),
         ("+models.backbones.fpn.out_chanels=8", r"fpn3d.*out_chanels"),
         ("+data.synthesize.num_volume=3", r"data\.synthesize\.num_volume:.*num_volumes"),
-        ("trainer.checkpoint_score_attribute=ap50", r"score_attribute: 'ap50' is not reported.*ap@50"),
         ("evaluation.num_mip_crops=-1", r"evaluation\.num_mip_crops must be >= 0"),
         ("predict.border_margin=0", r"predict\.border_margin must be >= 1"),
         ("predict.threshold_segmenter.channel=-1", r"threshold_segmenter\.channel must be an int >= 0"),
@@ -117,9 +123,14 @@ def test_bad_names_and_keys_fail_before_any_work(override: str, pattern: str) ->
         load_config("quickstart", [override])
 
 
-def test_a_loss_or_a_metric_key_may_rank_checkpoints() -> None:
+def test_the_checkpoint_score_is_a_loss_or_a_metric_key() -> None:
     for score in ("loss", "loss_mask", "coco_mask_ap", "f1@75_pooled"):
-        load_config("quickstart", [f"trainer.checkpoint_score_attribute={score}"])
+        check_score_attribute(load_config("quickstart", [f"trainer.checkpoint_score_attribute={score}"]))
+    cfg = load_config("quickstart", ["trainer.checkpoint_score_attribute=ap50"])  # ls-evaluate takes it
+    with pytest.raises(ConfigError, match=r"score_attribute: 'ap50' is not reported.*ap@50"):
+        check_score_attribute(cfg)
+    with pytest.raises(ConfigError, match="ap50"):
+        train(cfg)  # before any work
 
 
 def test_a_misspelled_key_in_a_yaml_file_is_caught(tmp_path: Path) -> None:

@@ -662,7 +662,7 @@ def _check_builds(cfg: Mapping[str, Any]) -> None:
     from ls_train.factory import build_metrics, build_model
 
     if (cfg.get("metrics") or {}).get("metrics_list"):
-        _check_score_attribute(build_metrics(cfg), trainer_config(cfg).checkpoint_score_attribute)
+        build_metrics(cfg)
     try:
         with torch.device("meta"):
             build_model(cfg)  # raises ConfigError naming the rejected argument
@@ -670,9 +670,20 @@ def _check_builds(cfg: Mapping[str, Any]) -> None:
         pass  # a (plugin) module that needs real tensors to build: the workers' build checks it
 
 
-def _check_score_attribute(metrics: Sequence[Any], score: str) -> None:
-    """``trainer.checkpoint_score_attribute`` must be a key the validation reports: a metric's
-    (``compute()`` of a fresh metric lists them) or a training loss (``loss...``)."""
+def check_score_attribute(cfg: Mapping[str, Any]) -> None:
+    """Before training: ``trainer.checkpoint_score_attribute`` must be a key the validation
+    reports, a metric's (``compute()`` of a fresh metric lists them) or a training loss
+    (``loss...``). (``ls-evaluate`` ranks no checkpoints, so ``load_config`` does not ask this.)
+
+    Raises:
+        ConfigError: listing the metric keys.
+    """
+    from ls_train.factory import build_metrics
+
+    if not (cfg.get("metrics") or {}).get("metrics_list"):
+        return
+    metrics = build_metrics(cfg)
+    score = trainer_config(cfg).checkpoint_score_attribute
     keys: set[str] = set()
     for metric in metrics:
         try:

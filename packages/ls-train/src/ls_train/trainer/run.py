@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ls_train.config import ConfigError, cluster_config, data_config, trainer_config
+from ls_train.config import ConfigError, check_score_attribute, cluster_config, data_config, trainer_config
 from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, request_stop
 from ls_train.trainer.logging import CSV_FILE, CURVES_FILE, plot_curves
 from ls_train.trainer.loop import STOP_REASON_KEY, STOP_REQUESTED_KEY, TrainingStopped, train_loop_per_worker
@@ -186,6 +186,7 @@ def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) ->
         TrainingStopped: the run stopped early on non-finite losses (the message says why).
         ConfigError: the data or the model cannot be built from the config.
     """
+    check_score_attribute(cfg)
     cl = cluster_config(cfg)
     if cl.use_gpu and cl.address is None:
         import torch
