@@ -57,7 +57,13 @@ def test_a_detector_by_target_path(tiny_model: list[str]) -> None:
 
 
 def test_builder_errors_name_the_section(tiny_model: list[str]) -> None:
-    cfg = load_config("quickstart", [*tiny_model, "models.rpn_anchor_generator.sizes=[[8],[16],[32],[64]]"])
+    """A value the builder rejects fails in load_config already (the model is built on the meta
+    device there) and in build_model with the same message."""
+    overrides = [*tiny_model, "models.rpn_anchor_generator.sizes=[[8],[16],[32],[64]]"]
+    with pytest.raises(ConfigError, match=r"models \(backbone 'resnet3d_18'\).*sizes"):
+        load_config("quickstart", overrides)
+    cfg = load_config("quickstart", tiny_model)
+    cfg["models"]["rpn_anchor_generator"]["sizes"] = [[8], [16], [32], [64]]
     with pytest.raises(ConfigError, match=r"models \(backbone 'resnet3d_18'\).*sizes"):
         build_model(cfg)
 
