@@ -163,6 +163,24 @@ def test_backbone_contract(check_contract, cfg, shape) -> None:
     check_contract(Hiera3D(**cfg).eval(), shape)
 
 
+def test_equal_stage_widths_with_query_pooling(check_contract) -> None:
+    """dim_mul=1: the pooling blocks pool their shortcut too (no projection to pool)."""
+    torch.manual_seed(0)
+    net = Hiera3D(**{**ISO, "dim_mul": 1.0, "head_mul": 1.0}).eval()
+    assert net.feature_channels == {"p2": 8, "p3": 8, "p4": 8, "p5": 8}
+    check_contract(net, (1, 1, 32, 32, 32))
+
+
+def test_defaults_follow_the_number_of_stages(check_contract) -> None:
+    """Three stages: every stage is returned, two query pools, mask units in the first two."""
+    cfg = {k: v for k, v in ISO.items() if k != "q_pool"}
+    net = Hiera3D(**{**cfg, "stages": (1, 1, 1)})
+    assert list(net.output_shape()) == ["p2", "p3", "p4"] and net.q_pool == 2
+    assert net.mask_unit_attn == (True, True, False)
+    check_contract(net.eval(), (1, 1, 32, 32, 32))
+    assert Hiera3D(**cfg).q_pool == 3 and Hiera3D(**cfg).mask_unit_attn == (True, True, False, False)
+
+
 def test_declared_strides_and_channels() -> None:
     net = Hiera3D(**ANISO)
     assert net.output_shape() == OrderedDict(

@@ -175,13 +175,15 @@ def test_sum_input_channels_matches_grey_rgb_image():
     assert _max_diff(out["p3"][:, :, 0], ref[1]) <= TOL
 
 
-def test_repeat_input_channels_matches_tiled_input():
+@pytest.mark.parametrize("channels", [6, 4])  # whole and partial cycles of the 3 RGB kernels
+def test_repeat_input_channels_matches_tiled_input(channels: int):
     src = _tv_resnet("resnet18").double()
-    target = ResNet3D(depth=18, in_channels=6, out_features=("p2",), stem_kernel_size=(1, 7, 7), **Z_KEEP)
+    target = ResNet3D(depth=18, in_channels=channels, out_features=("p2",), stem_kernel_size=(1, 7, 7),
+                      **Z_KEEP)
     inflate_resnet(src, target.double().eval(), input_channels="repeat")
     x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
     with torch.no_grad():
-        out = target(x.repeat(1, 2, 1, 1)[:, :, None])["p2"]
+        out = target(x[:, torch.arange(channels) % 3][:, :, None])["p2"]
         ref = _tv_stages(src, x, stages=1)[0]
     assert _max_diff(out[:, :, 0], ref) <= TOL
 

@@ -11,7 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ls_backbones import FrozenBatchNorm3d
+from ls_backbones import FrozenBatchNorm3d, to_triple
 from ls_backbones.resnet import (
     BasicBlock3D,
     Bottleneck3D,
@@ -339,3 +339,14 @@ def test_presets(builder, depth):
     assert len(net.layer1) == BLOCKS[depth][0]
     with pytest.raises(TypeError, match=f"resnet3d_{depth} fixes depth"):
         builder(depth=18)
+
+
+def test_per_axis_arguments_take_numpy_integers_and_name_bad_values():
+    """Config values often come through numpy: np.int64 works; anything else names the argument."""
+    import numpy as np
+
+    assert to_triple(np.int64(4), "stem_stride") == (4, 4, 4)
+    assert to_triple((np.int64(1), 2, 2.0), "stem_stride") == (1, 2, 2)
+    for bad in (True, None, "2", (1, 2), (1.5, 2, 2), (1, True, 2)):
+        with pytest.raises(ValueError, match=r"stem_stride must be an integer or a 3-tuple"):
+            to_triple(bad, "stem_stride")

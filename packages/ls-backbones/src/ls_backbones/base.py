@@ -11,6 +11,7 @@ forward passes.
 from __future__ import annotations
 
 import math
+import numbers
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,13 +38,19 @@ def to_triple(value: int | Sequence[int], name: str = "value") -> Triple:
     Raises:
         ValueError: if ``value`` is a sequence whose length is not 3, naming ``name``.
     """
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy scalars too
         if int(value) != value:
             raise ValueError(f"{name} must be an integer or a 3-tuple of integers, got {value!r}")
         v = int(value)
         return (v, v, v)
-    items = tuple(value)
-    if len(items) != 3 or any(int(v) != v for v in items):
+    try:
+        items = tuple(value)
+        valid = len(items) == 3 and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and int(v) == v for v in items
+        )
+    except TypeError:
+        valid = False
+    if not valid:
         raise ValueError(f"{name} must be an integer or a 3-tuple (z, y, x) of integers, got {value!r}")
     return (int(items[0]), int(items[1]), int(items[2]))
 

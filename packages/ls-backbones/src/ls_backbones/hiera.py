@@ -95,7 +95,8 @@ class HieraBlock(nn.Module):
 
     Args:
         dim: input channels.
-        dim_out: output channels; when different, the residual is ``proj(norm1(x))`` pooled.
+        dim_out: output channels; when different, the residual is ``proj(norm1(x))`` pooled (as in
+            the official Hiera); when equal and the queries are pooled, ``x`` pooled.
         heads: attention heads.
         mlp_ratio: MLP hidden width over ``dim_out``.
         drop_path: stochastic-depth probability of both residual branches.
@@ -122,6 +123,8 @@ class HieraBlock(nn.Module):
         x_norm = self.norm1(x)
         if self.dim != self.dim_out:
             x = do_pool(self.proj(x_norm), stride=self.attn.q_stride)
+        elif self.attn.q_stride > 1:  # dim_mul=1 with query pooling: the shortcut follows the tokens
+            x = do_pool(x, stride=self.attn.q_stride)
         x = x + self.drop_path(self.attn(x_norm))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -169,12 +172,14 @@ class Hiera3D(Backbone3D):
         embed_dim: width of the first stage.
         num_heads: attention heads of the first stage.
         stages: number of blocks per stage.
-        q_pool: number of stage transitions that pool queries (at most ``len(stages) - 1``).
+        q_pool: number of stage transitions that pool queries (at most ``len(stages) - 1``;
+            None: ``min(3, len(stages) - 1)``, the official 3 for four stages).
         q_stride: query-pooling window per axis.
         mask_unit_size: mask unit, in tokens, per axis; must be ``q_stride**k`` (more
             precisely, whole unroll levels, see :func:`ls_backbones.hiera_utils.mask_unit_levels`).
         mask_unit_attn: per stage, whether it attends within mask units (else globally). As
             in the official model, a stage's first block uses the previous stage's setting.
+            None: the first two stages (the official ``(True, True, False, False)`` for four).
         dim_mul: width multiplier from one stage to the next.
         head_mul: heads multiplier from one stage to the next.
         patch_kernel, patch_stride, patch_padding: of the patch-embedding ``Conv3d``; must
@@ -186,8 +191,8 @@ class Hiera3D(Backbone3D):
             ``pos_embed_temporal`` over z, as the official video models) instead of a joint
             ``pos_embed`` over (z, y, x).
         out_features: which stage outputs to return (``p2`` is stage 0), any non-empty
-            subset; they are returned in stage order. Blocks after the last requested stage
-            are not run (so, under DDP, their parameters get no gradient).
+            subset (None: every stage); they are returned in stage order. Blocks after the
+            last requested stage are not run (so, under DDP, their parameters get no gradient).
 
     Shapes:
         input ``(B, in_channels, D, H, W)``, each of D, H, W a multiple of
@@ -202,10 +207,10 @@ class Hiera3D(Backbone3D):
         embed_dim: int = 96,
         num_heads: int = 1,
         stages: Sequence[int] = (2, 3, 16, 3),
-        q_pool: int = 3,
+        q_pool: int | None = None,
         q_stride: int | Sequence[int] = 2,
         mask_unit_size: int | Sequence[int] = 8,
-        mask_unit_attn: Sequence[bool] = (True, True, False, False),
+        mask_unit_attn: Sequence[bool] | None = None,
         dim_mul: float = 2.0,
         head_mul: float = 2.0,
         patch_kernel: int | Sequence[int] = 7,
@@ -214,7 +219,7 @@ class Hiera3D(Backbone3D):
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
         sep_pos_embed: bool = False,
-        out_features: Sequence[str] = ("p2", "p3", "p4", "p5"),
+        out_features: Sequence[str] | None = None,
     ) -> None:
         super().__init__(in_channels)
         self.input_size = to_triple(input_size, "input_size")
@@ -224,8 +229,13 @@ class Hiera3D(Backbone3D):
         self.patch_stride = to_triple(patch_stride, "patch_stride")
         self.patch_padding = to_triple(patch_padding, "patch_padding")
         self.stages = tuple(int(s) for s in stages)
+        n = len(self.stages)
+        if mask_unit_attn is None:
+            mask_unit_attn = [i < 2 for i in range(n)]
         self.mask_unit_attn = tuple(bool(m) for m in mask_unit_attn)
-        self.q_pool = int(q_pool)
+        self.q_pool = min(3, max(n - 1, 0)) if q_pool is None else int(q_pool)
+        if out_features is None:
+            out_features = [f"p{i + 2}" for i in range(n)]
         self.sep_pos_embed = bool(sep_pos_embed)
         self._validate_config(drop_path_rate)
 

@@ -104,9 +104,11 @@ def _adapt_input_channels(weight: Tensor, channels: int, input_channels: str, ke
         return weight.sum(dim=1, keepdim=True)
     if input_channels == "mean":
         return weight.mean(dim=1, keepdim=True).repeat(1, channels, 1, 1)
-    # "repeat": cycle the source channels and rescale so the response to tiled input is unchanged
+    # "repeat": cycle the source channels; each copy of a source channel gets 1 / (its number of
+    # copies), so an input of tiled source channels gives the 2-D response (for any channel count)
     index = torch.arange(channels, device=weight.device) % src
-    return weight[:, index] * (src / channels)
+    copies = torch.bincount(index, minlength=src).to(weight.dtype)
+    return weight[:, index] / copies[index].view(1, -1, *([1] * (weight.dim() - 2)))
 
 
 def _as_state_dict(source: nn.Module | StateDict, what: str) -> dict[str, Tensor]:
@@ -228,7 +230,9 @@ def inflate_resnet(
             stem has ``S`` (3 for RGB): ``"error"`` raises; ``"sum"`` sums over the source channels
             (``C == 1``: a grey volume then gives the response of the RGB net to the grey image
             in all three channels); ``"mean"`` gives every target channel the channel-mean
-            kernel; ``"repeat"`` cycles the source channels to ``C`` and rescales by ``S / C``.
+            kernel; ``"repeat"`` cycles the source channels to ``C`` and divides each copy by
+            the number of copies of its source channel (for ``C >= S``, an input of cycled
+            channels gives the 2-D response; for ``C < S``, the last ``S - C`` are dropped).
 
     Returns:
         ``target``, loaded.
