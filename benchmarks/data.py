@@ -2,8 +2,8 @@
 
 Measures, in one run:
 
-- synth time of the quickstart dataset (``ls-data synth --out DIR`` with its defaults: 8 volumes
-  of 32x128x128, 3 channels, TIFF + OME-Zarr, catalog);
+- synth time of the ``ls-data synth`` default dataset (``ls-data synth --out DIR``: 8 volumes
+  of 32x128x128, 3 channels, TIFF + OME-Zarr, catalog; the quickstart makes a smaller one);
 - synth time of the benchmark dataset (20 volumes of 64x256x256, 3 channels, 480 objects
   each: the object density of ``synthesize_dataset``'s defaults), both formats;
 - crop index build time for those 20 volumes, per format (crop 64x128x128, stride 64x64x64,
@@ -113,7 +113,7 @@ def main() -> None:
         code, t = timed(lambda: cli_main(["synth", "--out", str(root / "quickstart")]))
         if code != 0:
             raise SystemExit(f"ls-data synth failed with status {code}")
-        rows.append(("synth quickstart (`ls-data synth` defaults: 8 x 32x128x128, both formats)", t, "s"))
+        rows.append(("synth `ls-data synth` defaults (8 x 32x128x128, both formats)", t, "s"))
         results["synth_quickstart_s"] = t
 
         bench, t = timed(

@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mask_dim_reduced": 128,
     },
     # 3-D-sized: a 128-channel FPN, a 512-wide box head and two 64-channel mask convs (a 3x3x3
-    # conv at 14^3 costs 14x its 2-D counterpart at 14^2, so the 2-D head widths do not carry over)
+    # conv at 14^3 costs 42x its 2-D counterpart at 14^2, so the 2-D head widths do not carry over)
     "3d": {
         "fpn_out_channels": 128,
         "rpn_post_nms_top_n_train": 1000,
