@@ -65,43 +65,49 @@ __device__ __forceinline__ int64_t visit_bin(const T* roi, const T* scale, const
   return sample_count(az.grid, ay.grid, ax.grid);
 }
 
+// Calls fn(index, element, roi, batch) for each output element of this thread (grid-stride
+// loop over `total` elements); batch is the roi's batch index, or -1 when it is outside [0, B)
+// (the Python wrapper rejects those in eager mode; the kernels then skip the roi instead of
+// reading or writing out of bounds).
+template <typename T, typename Fn>
+__device__ __forceinline__ void for_each_element(int64_t total, const T* rois, const Dims& g, Fn fn) {
+  for (int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; index < total;
+       index += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const Element e = element_at(index, g);
+    const T* roi = rois + e.k * 7;
+    const int64_t b = static_cast<int64_t>(roi[0]);
+    fn(index, e, roi, b >= 0 && b < g.batch ? b : int64_t{-1});
+  }
+}
+
 // out (K, C, od, oh, ow) from input (B, C, D, H, W) and rois (K, 7); total = out.numel(). A roi
-// whose batch index is outside [0, B) (the Python wrapper rejects those in eager mode) yields
-// zeros instead of reading out of bounds.
+// outside the batch yields zeros.
 template <typename T>
 __global__ void roi_align3d_forward_kernel(int64_t total, const T* __restrict__ input, const T* __restrict__ rois,
                                            T scale_d, T scale_h, T scale_w, Dims g, T* __restrict__ out) {
   const T scale[3] = {scale_d, scale_h, scale_w};
   const int64_t volume = g.depth * g.height * g.width;
-  for (int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; index < total;
-       index += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const Element e = element_at(index, g);
-    const T* roi = rois + e.k * 7;
-    const int64_t b = static_cast<int64_t>(roi[0]);
-    if (b < 0 || b >= g.batch) {
+  for_each_element(total, rois, g, [&](int64_t index, const Element& e, const T* roi, int64_t b) {
+    if (b < 0) {
       out[index] = static_cast<T>(0);
-      continue;
+      return;
     }
     const T* in = input + (b * g.channels + e.c) * volume;
     T sum = 0;
     const int64_t count = visit_bin<T>(roi, scale, g, e, [&](int64_t off, T w) { sum += w * in[off]; });
     out[index] = sum / static_cast<T>(count);
-  }
+  });
 }
 
 // grad_input (B, C, D, H, W), zero-filled by the caller, accumulates the output gradient grad
-// (K, C, od, oh, ow); total = grad.numel().
+// (K, C, od, oh, ow); total = grad.numel(). A roi outside the batch contributes nothing.
 template <typename T>
 __global__ void roi_align3d_backward_kernel(int64_t total, const T* __restrict__ grad, const T* __restrict__ rois,
                                             T scale_d, T scale_h, T scale_w, Dims g, T* __restrict__ grad_input) {
   const T scale[3] = {scale_d, scale_h, scale_w};
   const int64_t volume = g.depth * g.height * g.width;
-  for (int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; index < total;
-       index += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const Element e = element_at(index, g);
-    const T* roi = rois + e.k * 7;
-    const int64_t b = static_cast<int64_t>(roi[0]);
-    if (b < 0 || b >= g.batch) continue;
+  for_each_element(total, rois, g, [&](int64_t index, const Element& e, const T* roi, int64_t b) {
+    if (b < 0) return;
     T* gin = grad_input + (b * g.channels + e.c) * volume;
     // The sample count is known only after the geometry: scale the weights by 1 / count inside.
     const RoiAxis<T> az = roi_axis<T>(roi[1], roi[4], scale[0], g.od, g.sd, g.aligned);
@@ -111,7 +117,7 @@ __global__ void roi_align3d_backward_kernel(int64_t total, const T* __restrict__
     visit_bin<T>(roi, scale, g, e, [&](int64_t off, T w) {
       if (w != static_cast<T>(0)) atomicAdd(gin + off, scaled * w);
     });
-  }
+  });
 }
 
 }  // namespace kernels

@@ -16,20 +16,12 @@ Dims make_dims(const int64_t* d, int aligned) {
   return {d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], aligned != 0};
 }
 
-template <typename T>
-void forward(int64_t total, const T* input, const T* rois, const double* scale, const int64_t* dims, int aligned,
-             T* out, unsigned blocks, unsigned threads) {
-  cuda_emulation::launch(dim3{blocks, 1, 1}, threads, ls_ops::kernels::roi_align3d_forward_kernel<T>, total, input,
-                         rois, static_cast<T>(scale[0]), static_cast<T>(scale[1]), static_cast<T>(scale[2]),
-                         make_dims(dims, aligned), out);
-}
-
-template <typename T>
-void backward(int64_t total, const T* grad, const T* rois, const double* scale, const int64_t* dims, int aligned,
-              T* grad_input, unsigned blocks, unsigned threads) {
-  cuda_emulation::launch(dim3{blocks, 1, 1}, threads, ls_ops::kernels::roi_align3d_backward_kernel<T>, total, grad,
-                         rois, static_cast<T>(scale[0]), static_cast<T>(scale[1]), static_cast<T>(scale[2]),
-                         make_dims(dims, aligned), grad_input);
+// kernel<<<blocks, threads>>>(total, data, rois, scales..., dims, out): the forward or backward.
+template <typename T, typename Kernel>
+void roi_align(Kernel kernel, int64_t total, const T* data, const T* rois, const double* scale, const int64_t* dims,
+               int aligned, T* out, unsigned blocks, unsigned threads) {
+  cuda_emulation::launch(dim3{blocks, 1, 1}, threads, kernel, total, data, rois, static_cast<T>(scale[0]),
+                         static_cast<T>(scale[1]), static_cast<T>(scale[2]), make_dims(dims, aligned), out);
 }
 
 // boxes (n, 6) and volumes (n) already sorted by decreasing score; writes the kept positions.
@@ -51,21 +43,25 @@ extern "C" {
 
 void roi_align3d_forward_f32(int64_t total, const float* input, const float* rois, const double* scale,
                              const int64_t* dims, int aligned, float* out, unsigned blocks, unsigned threads) {
-  forward(total, input, rois, scale, dims, aligned, out, blocks, threads);
+  roi_align(ls_ops::kernels::roi_align3d_forward_kernel<float>, total, input, rois, scale, dims, aligned, out, blocks,
+            threads);
 }
 void roi_align3d_forward_f64(int64_t total, const double* input, const double* rois, const double* scale,
                              const int64_t* dims, int aligned, double* out, unsigned blocks, unsigned threads) {
-  forward(total, input, rois, scale, dims, aligned, out, blocks, threads);
+  roi_align(ls_ops::kernels::roi_align3d_forward_kernel<double>, total, input, rois, scale, dims, aligned, out,
+            blocks, threads);
 }
 void roi_align3d_backward_f32(int64_t total, const float* grad, const float* rois, const double* scale,
                               const int64_t* dims, int aligned, float* grad_input, unsigned blocks,
                               unsigned threads) {
-  backward(total, grad, rois, scale, dims, aligned, grad_input, blocks, threads);
+  roi_align(ls_ops::kernels::roi_align3d_backward_kernel<float>, total, grad, rois, scale, dims, aligned, grad_input,
+            blocks, threads);
 }
 void roi_align3d_backward_f64(int64_t total, const double* grad, const double* rois, const double* scale,
                               const int64_t* dims, int aligned, double* grad_input, unsigned blocks,
                               unsigned threads) {
-  backward(total, grad, rois, scale, dims, aligned, grad_input, blocks, threads);
+  roi_align(ls_ops::kernels::roi_align3d_backward_kernel<double>, total, grad, rois, scale, dims, aligned,
+            grad_input, blocks, threads);
 }
 int64_t nms3d_f32(int64_t n, double threshold, const float* boxes, const float* volumes, int64_t* keep) {
   return nms(n, threshold, boxes, volumes, keep);
