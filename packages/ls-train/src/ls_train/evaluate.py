@@ -241,8 +241,7 @@ class Evaluator:
             samples = [dataset[i] for i in chunk]
             metas = [s[2] if len(s) > 2 else {} for s in samples]
             predictions = self.predict(model, [s[0] for s in samples], sample_spacings(metas))
-            for i, sample, prediction in zip(chunk, samples, predictions, strict=True):
-                meta = sample[2] if len(sample) > 2 else {}
+            for i, sample, meta, prediction in zip(chunk, samples, metas, predictions, strict=True):
                 crop_id = (
                     f"{meta.get('volume_name', 'crop')}@{tuple(int(v) for v in meta.get('origin', (i,)))}"
                 )

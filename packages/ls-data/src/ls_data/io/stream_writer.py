@@ -20,7 +20,7 @@ import tensorstore as ts
 
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import Window, check_window
-from ls_data.io.chunk_keys import chunk_key, chunk_layout, present_chunks
+from ls_data.io.chunk_keys import ChunkLayout, chunk_key, chunk_layout, present_chunks
 from ls_data.io.omezarr_write import _axes, _coordinate_transforms
 from ls_data.io.pyramid import _cumulative, _level_shapes
 from ls_data.io.zarr_files import Factors, _array_meta, _ints
@@ -60,7 +60,7 @@ class _StreamWriter:
         self._translation = translation
         self._factors = [tuple(f) for f in factors]
         self._stores: dict[int, Any] = {}
-        self._layouts: dict[int, Any] = {}  # chunk key layout per level, read from its metadata
+        self._layouts: dict[int, ChunkLayout] = {}  # chunk key layout per level, from its metadata
         self._pid = os.getpid()
 
     # -- read-only properties ---------------------------------------------------------------
@@ -129,7 +129,7 @@ class _StreamWriter:
     def _array_dir(self, level: int) -> Path:
         return self._path / str(level)
 
-    def _layout(self, level: int) -> Any:
+    def _layout(self, level: int) -> ChunkLayout:
         if level not in self._layouts:
             self._layouts[level] = chunk_layout(self._array_dir(level), self._fmt)
         return self._layouts[level]

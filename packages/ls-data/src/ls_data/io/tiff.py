@@ -74,11 +74,16 @@ def _ome_spacing(xml: str, path: Path) -> tuple[float, float, float]:
 def _tiff_spacing(tif: tifffile.TiffFile, page: Any, path: Path) -> tuple[float, float, float]:
     """Voxel spacing (sz, sy, sx) in micrometres from OME-XML, or ImageJ/shaped metadata and
     resolution tags."""
-    if tif.is_ome and tif.ome_metadata:
-        spacing = _ome_spacing(tif.ome_metadata, path)
-        if not all(math.isfinite(s) and s > 0 for s in spacing):
-            raise DataError(f"{str(path)!r}: invalid voxel spacing {spacing} in OME-XML metadata")
-        return spacing
+    ome = bool(tif.is_ome and tif.ome_metadata)
+    spacing = _ome_spacing(tif.ome_metadata, path) if ome else _imagej_spacing(tif, page, path)
+    if not all(math.isfinite(s) and s > 0 for s in spacing):
+        source = "OME-XML" if ome else "TIFF"
+        raise DataError(f"{str(path)!r}: invalid voxel spacing {spacing} in {source} metadata")
+    return spacing
+
+
+def _imagej_spacing(tif: tifffile.TiffFile, page: Any, path: Path) -> tuple[float, float, float]:
+    """Voxel spacing from ImageJ/shaped metadata (z) and the resolution tags (y, x), unchecked."""
     meta: Mapping[str, Any] = {}
     if tif.is_imagej and tif.imagej_metadata:
         meta = tif.imagej_metadata
@@ -100,10 +105,7 @@ def _tiff_spacing(tif: tifffile.TiffFile, page: Any, path: Path) -> tuple[float,
         return den / num * factor
 
     sz = float(meta.get("spacing", 1.0)) * (factor if "spacing" in meta else 1.0)
-    spacing = (sz, from_resolution("YResolution"), from_resolution("XResolution"))
-    if not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise DataError(f"{str(path)!r}: invalid voxel spacing {spacing} in TIFF metadata")
-    return spacing
+    return sz, from_resolution("YResolution"), from_resolution("XResolution")
 
 
 def _check_complete(tif: tifffile.TiffFile, series: Any, path: Path) -> None:
