@@ -18,6 +18,7 @@ import tifffile
 from ls_data.catalog import (
     Catalog,
     CatalogError,
+    CatalogNotFoundError,
     DuplicateVolumeError,
     MissingVolumeFileError,
     RegisterError,
@@ -57,7 +58,7 @@ def _labels(shape=(4, 8, 8)) -> np.ndarray:
 
 
 def test_add_get_round_trip(catalog_url):
-    with Catalog(catalog_url) as catalog:
+    with Catalog(catalog_url, create=True) as catalog:
         volume_id = catalog.add_volume(
             name="embryo-1", **_volume(), grade="gold", split="train", attributes={"stage": 12, "tags": ["a"]}
         )
@@ -76,13 +77,13 @@ def test_add_get_round_trip(catalog_url):
 
 
 def test_channel_count_names_channels(catalog_url):
-    with Catalog(catalog_url) as catalog:
+    with Catalog(catalog_url, create=True) as catalog:
         catalog.add_volume(name="v", **_volume(channels=2))
         assert catalog.get("v").channels == ("ch0", "ch1")
 
 
 def test_duplicate_name(catalog_url):
-    with Catalog(catalog_url) as catalog:
+    with Catalog(catalog_url, create=True) as catalog:
         first = catalog.add_volume(name="v", **_volume())
         with pytest.raises(DuplicateVolumeError, match=rf"'v' \(id {first}"):
             catalog.add_volume(name="v", **_volume(image_uri="other.tif"))
@@ -90,7 +91,7 @@ def test_duplicate_name(catalog_url):
 
 
 def test_unknown_volume(catalog_url):
-    with Catalog(catalog_url) as catalog:
+    with Catalog(catalog_url, create=True) as catalog:
         catalog.add_volume(name="embryo-1", **_volume())
         with pytest.raises(VolumeNotFoundError, match=r"no volume named 'embryo-2'.*did you mean 'embryo-1'"):
             catalog.get("embryo-2")
@@ -101,7 +102,7 @@ def test_unknown_volume(catalog_url):
 
 
 def test_remove_returns_row_and_ids_are_not_reused(catalog_url):
-    with Catalog(catalog_url) as catalog:
+    with Catalog(catalog_url, create=True) as catalog:
         a = catalog.add_volume(name="a", **_volume())
         b = catalog.add_volume(name="b", **_volume())
         removed = catalog.remove("b")
@@ -112,7 +113,7 @@ def test_remove_returns_row_and_ids_are_not_reused(catalog_url):
 
 
 def test_selection(catalog_url):
-    with Catalog(catalog_url) as catalog:
+    with Catalog(catalog_url, create=True) as catalog:
         catalog.add_volume(name="a", **_volume(), grade="gold", split="train", attributes={"stage": 12})
         catalog.add_volume(name="b", **_volume(), grade="silver", split="train", attributes={"stage": 14})
         catalog.add_volume(
@@ -142,7 +143,7 @@ def test_selection(catalog_url):
 
 def test_values_are_parameters_not_sql(catalog_url):
     hostile = "x'); DROP TABLE volumes; --"
-    with Catalog(catalog_url) as catalog:
+    with Catalog(catalog_url, create=True) as catalog:
         catalog.add_volume(name=hostile, **_volume(), grade="' OR '1'='1")
         catalog.add_volume(name="plain", **_volume(), grade="gold")
         assert catalog.get(hostile).name == hostile
@@ -165,7 +166,7 @@ def test_values_are_parameters_not_sql(catalog_url):
     ],
 )
 def test_bad_volume_fields(tmp_path, overrides, message):
-    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog:
+    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True) as catalog:
         overrides = dict(overrides)
         attributes = overrides.pop("attributes", None)
         with pytest.raises(CatalogError, match=rf"volume 'bad': {message}"):
@@ -189,7 +190,7 @@ def test_resolve_relative_to_root_and_missing_file(catalog_url, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "vol_image.tif").write_bytes(b"")
-    with Catalog(catalog_url, roots=[data]) as catalog:
+    with Catalog(catalog_url, roots=[data], create=True) as catalog:
         if catalog_url.startswith("sqlite"):
             assert catalog.root == tmp_path  # the SQLite file's folder
             uris = {"image_uri": "data/vol_image.tif", "label_uri": "data/vol_labels.tif"}
@@ -214,7 +215,7 @@ def test_path_outside_roots(catalog_url, tmp_path):
     secret = outside / "secret_image.tif"
     secret.write_bytes(b"")
     (data / "link_image.tif").symlink_to(secret)  # a symlink that leaves the root
-    with Catalog(catalog_url, roots=[data]) as catalog:
+    with Catalog(catalog_url, roots=[data], create=True) as catalog:
         catalog.add_volume(name="abs", **_volume(image_uri=str(secret), label_uri=str(data / "l.tif")))
         catalog.add_volume(
             name="link", **_volume(image_uri=str(data / "link_image.tif"), label_uri=str(data / "l.tif"))
@@ -232,16 +233,16 @@ def test_path_outside_roots(catalog_url, tmp_path):
 
 def test_sqlite_urls(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with Catalog("sqlite:///rel.sqlite") as catalog:
+    with Catalog("sqlite:///rel.sqlite", create=True) as catalog:
         assert catalog.root == tmp_path
     assert (tmp_path / "rel.sqlite").is_file()
-    with Catalog(f"sqlite:///{tmp_path / 'abs.sqlite'}") as catalog:
+    with Catalog(f"sqlite:///{tmp_path / 'abs.sqlite'}", create=True) as catalog:
         assert catalog.url == f"sqlite:////{str(tmp_path / 'abs.sqlite').lstrip('/')}"
     with Catalog("sqlite:///:memory:", roots=[tmp_path]) as catalog:
         assert catalog.root == tmp_path
         catalog.add_volume(name="m", **_volume())
         assert len(catalog) == 1
-    with Catalog() as default:  # sqlite:///catalog.sqlite in the current folder
+    with Catalog(create=True) as default:  # sqlite:///catalog.sqlite in the current folder
         assert default.url == "sqlite:///catalog.sqlite"
     assert (tmp_path / "catalog.sqlite").is_file()
 
@@ -269,11 +270,42 @@ def test_not_a_database_and_wrong_schema_version(tmp_path):
     with pytest.raises(CatalogError, match=r"junk\.sqlite.*not a database"):
         Catalog(f"sqlite:///{junk}")
     path = tmp_path / "old.sqlite"
-    Catalog(f"sqlite:///{path}").close()
+    Catalog(f"sqlite:///{path}", create=True).close()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE catalog_schema SET version = 99")
     with pytest.raises(CatalogError, match=r"schema version \[99\]"):
         Catalog(f"sqlite:///{path}")
+
+
+def test_reading_a_missing_catalog_creates_nothing(tmp_path):
+    typo = tmp_path / "typo.sqlite"
+    with pytest.raises(CatalogNotFoundError) as info:
+        Catalog(f"sqlite:///{typo}")
+    message = str(info.value)
+    assert f"no file '{typo}'" in message and "does not exist" in message
+    assert (
+        f"'ls-data catalog register FOLDER --db sqlite:///{typo}'" in message and "ls-data synth" in message
+    )
+    assert isinstance(info.value, DataError)
+    with pytest.raises(CatalogNotFoundError, match="no file"):
+        Catalog(f"sqlite:///{tmp_path / 'missing' / 'c.sqlite'}")
+    assert list(tmp_path.iterdir()) == []  # no file, no folder
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    with pytest.raises(CatalogNotFoundError, match=r"empty\.sqlite.*has no catalog tables"):
+        Catalog(f"sqlite:///{empty}")
+    assert empty.stat().st_size == 0  # no tables were created in it
+    with Catalog("sqlite:///:memory:") as scratch:  # nothing on disk: always created
+        assert len(scratch) == 0
+
+
+def test_create_makes_the_catalog_once_and_readers_then_open_it(catalog_url):
+    with pytest.raises(CatalogNotFoundError):
+        Catalog(catalog_url)
+    with Catalog(catalog_url, create=True) as catalog:
+        catalog.add_volume(name="v", **_volume())
+    with Catalog(catalog_url) as reader, Catalog(catalog_url, create=True) as again:
+        assert [v.name for v in reader.volumes()] == [v.name for v in again.volumes()] == ["v"]
 
 
 def test_mask_url():
@@ -301,7 +333,7 @@ def _overwrite_labels(path: Path, labels: np.ndarray) -> None:
 def test_register_folder_tiff_and_ome_zarr(catalog_url, tmp_path):
     data = tmp_path / "data"
     _write_folder(data)
-    with Catalog(catalog_url, roots=[tmp_path]) as catalog:
+    with Catalog(catalog_url, roots=[tmp_path], create=True) as catalog:
         report = catalog.register_folder(data, grade="gold", split="train", attributes={"batch": 1})
         assert sorted(report.added) == ["t1", "z1"] and not report.updated and not report.skipped
         t1, z1 = catalog.get("t1"), catalog.get("z1")
@@ -324,7 +356,7 @@ def test_register_folder_ome_tiff_pairs(tmp_path):
     tifffile.imwrite(tmp_path / "e1_image.ome.tif", _image(), ome=True, metadata=meta)
     tifffile.imwrite(tmp_path / "e1_labels.ome.tif", _labels(), ome=True, metadata={"axes": "ZYX"})
     (tmp_path / "e1_classes.json").write_text('{"1": 2}', encoding="utf-8")
-    with Catalog(f"sqlite:///{tmp_path}/c.sqlite") as catalog:
+    with Catalog(f"sqlite:///{tmp_path}/c.sqlite", create=True) as catalog:
         assert catalog.register_folder(tmp_path).added == ["e1"]
         e1 = catalog.get("e1")
         assert (e1.format, e1.shape, e1.spacing) == ("tiff", (2, 4, 8, 8), (2.0, 0.5, 0.5))
@@ -334,7 +366,7 @@ def test_register_folder_ome_tiff_pairs(tmp_path):
 def test_register_again_updates_same_files_and_rejects_name_collisions(tmp_path):
     data = tmp_path / "data"
     _write_folder(data)
-    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog:
+    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True) as catalog:
         first = catalog.register_folder(data, grade="silver", attributes={"batch": 1})
         again = catalog.register_folder(data, split="val", attributes={"checked": True})
         assert again.added == [] and sorted(again.updated) == ["t1", "z1"]
@@ -356,7 +388,7 @@ def test_register_shape_mismatch_names_both_files_and_writes_nothing(tmp_path):
     _write_folder(data)
     image_path, label_path = write_tiff_pair(data, "bad", _image(), _labels(), (1.0, 1.0, 1.0))
     _overwrite_labels(label_path, _labels((4, 8, 6)))
-    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog:
+    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True) as catalog:
         with pytest.raises(RegisterError) as info:
             catalog.register_folder(data)
         message = str(info.value)
@@ -376,7 +408,7 @@ def test_register_skip_bad_reports_reasons(catalog_url, tmp_path):
     good_image, _ = write_tiff_pair(data, "corrupt", _image(), _labels(), (1.0, 1.0, 1.0))
     good_image.write_bytes(good_image.read_bytes()[:200])  # truncated TIFF
     nolabels = write_ome_zarr(data / "nolabels.ome.zarr", _image(), (1.0, 1.0, 1.0))
-    with Catalog(catalog_url, roots=[tmp_path]) as catalog:
+    with Catalog(catalog_url, roots=[tmp_path], create=True) as catalog:
         with pytest.warns(UserWarning, match="skipping volume") as caught:
             report = catalog.register_folder(data, skip_bad=True)
         assert sorted(report.added) == ["t1", "z1"]
@@ -398,12 +430,12 @@ def test_register_outside_roots_and_label_name(tmp_path):
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     with (
-        Catalog(f"sqlite:///{allowed / 'c.sqlite'}", roots=[allowed]) as catalog,
+        Catalog(f"sqlite:///{allowed / 'c.sqlite'}", roots=[allowed], create=True) as catalog,
         pytest.raises(RegisterError, match="outside the allowed roots"),
     ):
         catalog.register_folder(data)
     with (
-        Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog,
+        Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True) as catalog,
         pytest.raises(RegisterError, match="no label image 'nuclei'"),
     ):
         catalog.register_folder(data, label_name="nuclei")
@@ -413,7 +445,7 @@ def test_register_recursive_prefixes_names(tmp_path):
     root = tmp_path / "data"
     _write_folder(root / "a")
     _write_folder(root / "b")
-    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog:
+    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True) as catalog:
         with pytest.raises(CatalogError, match=r"no volumes.*recursive=True"):
             catalog.register_folder(root)
         report = catalog.register_folder(root, recursive=True)
@@ -447,7 +479,7 @@ def test_concurrent_first_opens_and_writes(catalog_url):
 
     def worker(i: int) -> int:
         barrier.wait()
-        with Catalog(catalog_url) as catalog:
+        with Catalog(catalog_url, create=True) as catalog:
             return catalog.add_volume(name=f"v{i}", **_volume())
 
     with ThreadPoolExecutor(4) as pool:
@@ -457,13 +489,37 @@ def test_concurrent_first_opens_and_writes(catalog_url):
         assert sorted(v.name for v in catalog.volumes()) == ["v0", "v1", "v2", "v3"]
 
 
+def test_register_rejects_negative_label_ids(tmp_path, monkeypatch):
+    import ls_data.catalog.register as register_module
+
+    data = tmp_path / "data"
+    labels = _labels().astype(np.int32)
+    write_tiff_pair(data, "fine", _image(), labels, (1.0, 1.0, 1.0))  # signed, but no negative id
+    labels[3, 7, 7] = -4
+    _, bad_tiff = write_tiff_pair(data, "neg", _image(), labels, (1.0, 1.0, 1.0))
+    bad_zarr = write_ome_zarr(data / "zneg.ome.zarr", _image(), (1.0, 1.0, 1.0), labels=labels)
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    with Catalog(url, create=True) as catalog:
+        with pytest.raises(RegisterError) as info:
+            catalog.register_folder(data)
+        assert sorted(p[0] for p in info.value.problems) == ["neg", "zneg"]
+        reasons = {p[0]: p[2] for p in info.value.problems}
+        assert f"label volume '{bad_tiff}' (int32) holds negative ids (min -4 in z 0..3)" in reasons["neg"]
+        assert str(bad_zarr / "labels" / "cells") in reasons["zneg"] and "min -4" in reasons["zneg"]
+        assert len(catalog) == 0
+        # Signed volumes above the read limit are not read at registration (the index build
+        # rejects their negative ids).
+        monkeypatch.setattr(register_module, "LABEL_CHECK_MAX_VOXELS", 4 * 8 * 8 - 1)
+        assert sorted(catalog.register_folder(data).added) == ["fine", "neg", "zneg"]
+
+
 def test_register_same_name_twice_in_one_folder(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     write_tiff_pair(data, "twin", _image(), _labels(), (1.0, 1.0, 1.0))
     write_ome_zarr(data / "twin.ome.zarr", _image(), (1.0, 1.0, 1.0), labels=_labels())
     with (
-        Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog,
+        Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True) as catalog,
         pytest.raises(RegisterError, match=r"'twin' is used by both .*twin\.ome\.zarr.*twin_image\.tif"),
     ):
         catalog.register_folder(data)

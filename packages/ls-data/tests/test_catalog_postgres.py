@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ls_data.catalog import Catalog, CatalogError, DuplicateVolumeError, Selection
+from ls_data.catalog import Catalog, CatalogError, CatalogNotFoundError, DuplicateVolumeError, Selection
 from ls_data.errors import DataError
 
 _VOLUME = {
@@ -70,13 +70,13 @@ def test_unknown_database(postgres_server):
 
 def test_postgres_scheme_alias_connects(postgres_url):
     alias = "postgres://" + postgres_url.split("://", 1)[1]
-    with Catalog(alias) as catalog:
+    with Catalog(alias, create=True) as catalog:
         volume_id = catalog.add_volume(name="a", **_VOLUME)
         assert catalog.get("a").id == volume_id
 
 
 def test_two_connections_see_each_others_writes(postgres_url):
-    with Catalog(postgres_url) as first, Catalog(postgres_url) as second:
+    with Catalog(postgres_url, create=True) as first, Catalog(postgres_url) as second:
         first.add_volume(name="a", **_VOLUME, split="train")
         assert [v.name for v in second.volumes(Selection(splits=["train"]))] == ["a"]
         with pytest.raises(DuplicateVolumeError, match="'a'"):
@@ -87,10 +87,22 @@ def test_two_connections_see_each_others_writes(postgres_url):
 
 
 def test_postgres_catalog_root_is_first_root(postgres_url, tmp_path):
-    with Catalog(postgres_url, roots=[tmp_path]) as catalog:
+    with Catalog(postgres_url, roots=[tmp_path], create=True) as catalog:
         assert catalog.root == tmp_path
     with Catalog(postgres_url) as catalog:
         assert catalog.root is None
         catalog.add_volume(name="rel", **{**_VOLUME, "image_uri": "a_image.tif"})
         with pytest.raises(CatalogError, match=r"relative.*no root"):
             catalog.resolve(catalog.get("rel"), must_exist=False)
+
+
+def test_reading_a_database_without_catalog_tables_creates_none(postgres_url):
+    import psycopg
+
+    with pytest.raises(CatalogNotFoundError, match=r"has no catalog tables.*ls-data catalog register"):
+        Catalog(postgres_url)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT to_regclass('catalog_schema'), to_regclass('volumes')").fetchone() == (
+            None,
+            None,
+        )

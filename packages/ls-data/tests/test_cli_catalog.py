@@ -128,5 +128,38 @@ def test_ls_data_main_reports_errors_in_one_line(tmp_path, capsys):
     assert main(["catalog", "list", "--db", port_url]) == 2
     err = capsys.readouterr().err
     assert "topsecret" not in err and "postgresql://u:***@127.0.0.1:1/db" in err
+    Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True).close()
     assert main(["catalog", "show", "x", "--db", f"sqlite:///{tmp_path / 'c.sqlite'}"]) == 2
     assert "no volume named 'x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["list"], ["show", "alpha"], ["remove", "alpha"]])
+def test_reading_commands_never_create_a_catalog(tmp_path, capsys, command):
+    from ls_data.cli import main
+
+    typo = tmp_path / "typo.sqlite"
+    assert main(["catalog", *command, "--db", f"sqlite:///{typo}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ls-data catalog: error: catalog ") and err.count("\n") == 1
+    assert f"no file '{typo}'" in err and "ls-data catalog register FOLDER --db" in err
+    assert not typo.exists()
+
+
+def test_failed_register_leaves_no_new_catalog(data, tmp_path, capsys):
+    from ls_data.cli import main
+
+    db = tmp_path / "new.sqlite"
+    assert main(["catalog", "register", str(tmp_path / "no_such_folder"), "--db", f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err
+    assert f"folder '{tmp_path / 'no_such_folder'}' does not exist or is not a folder" in err
+    assert not db.exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["catalog", "register", str(tmp_path / "empty"), "--db", f"sqlite:///{db}"]) == 2
+    assert "no volumes in" in capsys.readouterr().err and not db.exists()
+    (data / "gamma_image.tif").write_bytes((data / "alpha_image.tif").read_bytes())  # no labels
+    assert main(["catalog", "register", str(data), "--db", f"sqlite:///{db}"]) == 2
+    assert "gamma" in capsys.readouterr().err and not db.exists()
+    # A catalog that existed before the failed run stays, even an empty one.
+    Catalog(f"sqlite:///{db}", create=True).close()
+    assert main(["catalog", "register", str(data), "--db", f"sqlite:///{db}"]) == 2
+    assert db.is_file()

@@ -26,7 +26,7 @@ def run(argv: list[str]) -> int:
 def catalog(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     rng = np.random.default_rng(0)
-    with Catalog(url, roots=[tmp_path]) as cat:
+    with Catalog(url, roots=[tmp_path], create=True) as cat:
         for k, (split, grade) in enumerate([("train", "gold"), ("train", "silver"), ("val", "gold")]):
             labels = np.zeros((8, 16, 16), np.uint16)
             labels[1:5, 2:9, 3:10] = 1
@@ -118,3 +118,35 @@ def test_through_ls_data_main(tmp_path, catalog, capsys):
     assert main(["index", "info", str(out)]) == 0
     assert main(["index", "build", "--db", catalog, "--out", str(out), "--crop", "9", "8", "8"]) == 2
     assert "crop shape (9, 8, 8) is larger than the volume shape (8, 16, 16)" in capsys.readouterr().err
+
+
+def test_build_from_a_missing_catalog_creates_nothing(tmp_path, capsys):
+    from ls_data.cli import main
+
+    typo, out = tmp_path / "typo.sqlite", tmp_path / "idx.sqlite"
+    assert main(["index", "build", "--db", f"sqlite:///{typo}", "--out", str(out), "--crop", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ls-data index: error: catalog ") and f"no file '{typo}'" in err
+    assert "ls-data catalog register" in err
+    assert not typo.exists() and not out.exists()
+
+
+def test_empty_selection_keeps_the_existing_index(tmp_path, catalog, capsys):
+    from ls_data.cli import main
+
+    out = tmp_path / "idx.sqlite"
+    argv = ["index", "build", "--db", catalog, "--out", str(out), "--crop", "4", "8", "8"]
+    assert main([*argv, "--split", "train"]) == 0
+    before = (out.read_bytes(), out.stat().st_mtime_ns)
+    capsys.readouterr()
+    assert main([*argv, "--split", "trian"]) == 2
+    err = capsys.readouterr().err
+    assert f"no volume of catalog '{catalog}' matches the selection {{'splits': ['trian']}}" in err
+    assert "3 volume(s) have splits ['train', 'val'] and grades ['gold', 'silver']" in err
+    assert f"crop index '{out}' not written" in err
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before
+    empty = tmp_path / "empty.sqlite"
+    Catalog(f"sqlite:///{empty}", create=True).close()
+    assert main([*argv[:3], f"sqlite:///{empty}", *argv[4:]]) == 2
+    assert "holds no volumes, nothing to index" in capsys.readouterr().err
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before

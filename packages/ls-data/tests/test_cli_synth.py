@@ -59,3 +59,61 @@ def test_synth_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("ls-data synth: error:") and "shape" in err
+
+
+def test_synth_out_that_is_a_file_is_one_line_and_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ls_data.cli import main
+
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    assert main(["synth", "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    expected = f"synth output folder '{out}' exists and is not a folder; choose another --out"
+    assert err == f"ls-data synth: error: {expected}\n"
+    assert main(["synth", "--out", str(out / "ds"), *TINY]) == 2
+    assert f"'{out / 'ds'}' cannot be created: '{out}' is not a folder" in capsys.readouterr().err
+    assert out.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [out]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["--shape", "0", "8", "8"], "shape"),
+        (["--touching", "0"], "touching must be > 0"),
+        (["--photons", "0"], "photons > 0"),
+        (["--radius-range", "3", "2"], "radius_range_um"),
+        (["--levels", "0"], "levels must be an int >= 1"),
+        (["--num-volumes", "0"], "num_volumes"),
+        (["--db", "mysql://u@h/db"], "unsupported scheme 'mysql'"),
+    ],
+)
+def test_synth_bad_arguments_create_no_folder_and_no_catalog(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: list[str], message: str
+) -> None:
+    from ls_data.cli import main
+
+    out = tmp_path / "ds"
+    assert main(["synth", "--out", str(out), *TINY, *bad]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ls-data synth: error:") and message in err
+    assert not out.exists()
+
+
+def test_synth_into_a_catalog_that_has_its_volumes_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ls_data.cli import main
+
+    out = tmp_path / "ds"
+    assert main(["synth", "--out", str(out), *TINY, "--formats", "tiff"]) == 0
+    image = out / "tiff" / "synth_000_image.tif"
+    before = image.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["synth", "--out", str(out), *TINY, "--formats", "tiff", "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "already has 2 volume(s) of this synth run (synth_000-tiff, synth_001-tiff); nothing written" in err
+    )
+    assert image.stat().st_mtime_ns == before

@@ -151,7 +151,7 @@ def test_build_from_catalog_through_the_constructor(tmp_path):
     from ls_data.registry import create_dataset
 
     url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
-    with Catalog(url, roots=[tmp_path]) as catalog:
+    with Catalog(url, roots=[tmp_path], create=True) as catalog:
         for k, split in enumerate(["train", "val"]):
             image, labels, classes = make_volume(10 + k)
             image_path, label_path = write_tiff_pair(
@@ -183,6 +183,15 @@ def test_build_from_catalog_through_the_constructor(tmp_path):
         SkittlezDataset(index_path=tmp_path / "x.sqlite", catalog=url)
     with pytest.raises(DataError, match="bad selection"):
         SkittlezDataset(index_path=tmp_path / "x.sqlite", catalog=url, crop_shape=6, selection={"nope": 1})
+
+
+def test_a_mistyped_catalog_is_an_error_and_creates_nothing(tmp_path):
+    from ls_data.catalog import CatalogNotFoundError
+
+    typo = tmp_path / "typo.sqlite"
+    with pytest.raises(CatalogNotFoundError, match=rf"no file '{typo}'.*ls-data catalog register"):
+        SkittlezDataset(index_path=tmp_path / "i.sqlite", catalog=f"sqlite:///{typo}", crop_shape=6)
+    assert list(tmp_path.iterdir()) == []
 
 
 class _WithWorkerInfo(Dataset):
@@ -245,3 +254,21 @@ def test_ome_zarr_with_spawned_workers_after_the_parent_used_tensorstore(tmp_pat
         check_sample((images[0], targets[0], metas[0]), record, image, labels, classes, channels=(0, 1, 2))
         seen += 1
     assert seen == len(ds)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"crop_shape": [0, 64, 64]}, r"crop_shape must be >= 1"),
+        ({"crop_shape": [8, 64, 64], "stride": [8, -1, 8]}, r"stride must be >= 1"),
+        ({"crop_shape": None}, r"crop_shape is required"),
+        ({"crop_shape": 8, "mask_dtype": "float"}, r"mask_dtype must be one of"),
+    ],
+)
+def test_check_arguments_refuses_bad_values_without_opening_anything(
+    tmp_path: Path, arguments: dict, message: str
+) -> None:
+    catalog = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    with pytest.raises(DataError, match=message):
+        SkittlezDataset.check_arguments(catalog=catalog, **arguments)
+    assert not list(tmp_path.iterdir())

@@ -6,7 +6,10 @@ import json
 import multiprocessing as mp
 import os
 import pickle
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -418,6 +421,79 @@ def test_failed_build_leaves_no_index_and_no_temp_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir() if "sqlite" in p.name) == ["i.sqlite"]
 
 
+_KILLED_BUILD = """
+import os, signal, sys
+from ls_data.index import VolumeSource, build_crop_index
+
+def die(line):  # called once the first volume is in the temporary file
+    os.kill(os.getpid(), signal.SIGKILL)
+
+print(os.getpid(), flush=True)
+source = VolumeSource("v", sys.argv[1], sys.argv[2])
+build_crop_index(volumes=[source], index_path=sys.argv[3], crop_shape=(6, 10, 12), rebuild=True, progress=die)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL")
+def test_killed_build_keeps_the_index_and_the_next_build_removes_its_temp_file(tmp_path):
+    src = write_pair(tmp_path, "v", seed=6)
+    path = tmp_path / "i.sqlite"
+    good = build_crop_index(volumes=[src], index_path=path, crop_shape=(6, 10, 12))
+    before = path.read_bytes()
+    args = [sys.executable, "-c", _KILLED_BUILD, str(src.image_path), str(src.label_path), str(path)]
+    killed = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert path.read_bytes() == before  # the half-written index never replaced it
+    left = [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert left == [f"i.sqlite.tmp-{build_module._host_tag()}-{int(killed.stdout)}"]
+    again = build_crop_index(volumes=[src], index_path=path, crop_shape=(6, 10, 12), rebuild=True)
+    assert again.fingerprint == good.fingerprint
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_next_build_removes_only_temp_files_of_dead_processes_on_this_host(tmp_path):
+    src = write_pair(tmp_path, "v", seed=6)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = build_module._host_tag()
+    stale = [f"i.sqlite.tmp-{host}-{dead.pid}", f"i.sqlite.tmp-{dead.pid}"]  # the second: older naming
+    kept = [
+        f"i.sqlite.tmp-{host}-{os.getppid()}",  # a live process: maybe a concurrent build
+        f"i.sqlite.tmp-{host}x-{dead.pid}",  # another machine on a shared filesystem
+        f"j.sqlite.tmp-{host}-{dead.pid}",  # another index
+        "i.sqlite.tmp-notes.txt",
+    ]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"half-written")
+    build_crop_index(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name) == sorted(kept)
+
+
+def test_nothing_to_index_is_an_error_and_keeps_the_index(tmp_path):
+    from ls_data.catalog import CatalogNotFoundError
+
+    src = write_pair(tmp_path, "v", seed=6)
+    path = tmp_path / "i.sqlite"
+    build_crop_index(volumes=[src], index_path=path, crop_shape=6)
+    before = path.read_bytes()
+    typo = tmp_path / "typo.sqlite"
+    with pytest.raises(CatalogNotFoundError, match=r"typo\.sqlite"):
+        build_crop_index(catalog=f"sqlite:///{typo}", index_path=path, crop_shape=6, rebuild=True)
+    assert not typo.exists()
+    with pytest.raises(DataError, match=r"`volumes` is empty; crop index '.*i\.sqlite' not written"):
+        build_crop_index(volumes=[], index_path=path, crop_shape=6, rebuild=True)
+    gone = VolumeSource("gone", tmp_path / "gone_image.tif", src.label_path)
+    with (
+        pytest.warns(SkippedVolumeWarning),
+        pytest.raises(
+            DataError, match=r"every volume was skipped as bad.*not written: 'gone': .*does not exist"
+        ),
+    ):
+        build_crop_index(volumes=[gone], index_path=path, crop_shape=6, skip_bad_volumes=True)
+    assert path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
 def test_bad_volumes_fail_or_are_skipped(tmp_path):
     good = write_pair(tmp_path, "good", seed=7)
     missing = VolumeSource(name="gone", image_path=tmp_path / "gone_image.tif", label_path=good.label_path)
@@ -490,7 +566,7 @@ def test_build_from_catalog_selection(tmp_path):
     data = tmp_path / "data"
     for k, split in enumerate(["train", "train", "val"]):
         src = write_pair(data, f"v{k}", seed=20 + k)
-        with Catalog(f"sqlite:///{tmp_path / 'cat.sqlite'}", roots=[tmp_path]) as cat:
+        with Catalog(f"sqlite:///{tmp_path / 'cat.sqlite'}", roots=[tmp_path], create=True) as cat:
             cat.add_volume(
                 name=f"v{k}",
                 image_uri=str(src.image_path.relative_to(tmp_path)),
@@ -558,7 +634,7 @@ def test_build_from_volume_records(tmp_path):
     from ls_data.catalog import Catalog
 
     src = write_pair(tmp_path / "data", "v", seed=40)
-    with Catalog(f"sqlite:///{tmp_path / 'cat.sqlite'}") as cat:
+    with Catalog(f"sqlite:///{tmp_path / 'cat.sqlite'}", create=True) as cat:
         cat.add_volume(
             name="v",
             image_uri="data/v_image.tif",

@@ -12,7 +12,14 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
 from ls_data.errors import DataError
-from ls_data.loader import build_dataloaders, collate_detection, gather_dataset, worker_init_fn
+from ls_data.loader import (
+    LOADER_KEYS,
+    build_dataloaders,
+    collate_detection,
+    gather_dataset,
+    loader_options,
+    worker_init_fn,
+)
 from ls_data.registry import RegistryError
 from ls_data.transforms import Compose, boxes_from_masks
 
@@ -240,7 +247,7 @@ def test_gather_skittlez_dataset_end_to_end(tmp_path: Path) -> None:
     data = tmp_path / "tiff"
     write_volumes(data)
     url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
-    with Catalog(url, roots=[tmp_path]) as catalog:
+    with Catalog(url, roots=[tmp_path], create=True) as catalog:
         catalog.register_folder(data, split="train")
     cfg = {
         "transforms": {"transforms_list": [
@@ -286,3 +293,17 @@ def test_workers_start_by_forkserver_once_tensorstore_is_imported(tiny: str) -> 
     assert fork.multiprocessing_context.get_start_method() == "fork"
     with pytest.raises(DataError, match=r"datasets.multiprocessing_context must be"):
         gather_dataset(config(tiny, n=2, return_dataloaders=True, multiprocessing_context="threads"))
+
+
+def test_loader_options_fill_defaults_and_name_bad_values() -> None:
+    options = loader_options({"batch_size": 4})
+    assert options == {**LOADER_KEYS, "batch_size": 4, "val_fraction": 0.0}
+    assert loader_options({"batch_size": 4}, worker_batch_size=2)["batch_size"] == 2
+    for key, value, rule in [
+        ("batch_size", 0, "an int >= 1"),
+        ("num_workers", -1, "an int >= 0"),
+        ("val_fraction", 1.5, r"a number in \[0, 1\)"),
+        ("shuffle", "yes", "true or false"),
+    ]:
+        with pytest.raises(DataError, match=rf"datasets\.{key} must be {rule}, got"):
+            loader_options({key: value})

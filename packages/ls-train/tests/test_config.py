@@ -116,6 +116,14 @@ def test_an_unknown_experiment_is_an_error() -> None:
         ("predict.threshold_segmenter.channel=-1", r"threshold_segmenter\.channel must be an int >= 0"),
         ("predict.gpus_per_worker=-1", r"predict\.gpus_per_worker must be >= 0"),
         ("predict.table=objects.xlsx", r"predict\.table must end in \.csv or \.parquet"),
+        # values the data package judges, checked before Ray starts or an index is built
+        ("datasets.batch_size=0", r"datasets\.batch_size must be an int >= 1, got 0"),
+        ("datasets.num_workers=-1", r"datasets\.num_workers must be an int >= 0"),
+        ("datasets.val_fraction=1.5", r"datasets\.val_fraction must be a number in \[0, 1\)"),
+        ("trainer.weight_decay=-1", r"trainer\.weight_decay must be >= 0"),
+        ("transforms.transforms_list.1.p=7", r"transforms_list\[1\].*RandomFlip: p must be a probability"),
+        ("datasets.database.crop_shape=[0,64,64]", r"datasets\.database: crop_shape must be >= 1"),
+        ("+evaluation.database.stride=[8,-1,8]", r"evaluation\.database: stride must be >= 1"),
     ],
 )
 def test_bad_names_and_keys_fail_before_any_work(override: str, pattern: str) -> None:

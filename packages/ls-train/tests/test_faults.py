@@ -46,3 +46,31 @@ def test_the_stop_file_is_seen_by_workers(tmp_path: Path) -> None:
     assert not stop.requested
     request_stop(tmp_path)
     assert stop.requested
+
+
+def test_a_fault_point_is_inert_unless_named_then_pauses_its_nth_caller(tmp_path: Path, monkeypatch) -> None:
+    import threading
+    import time
+
+    from ls_train.trainer.faults import FAULT_DIR_ENV, FAULT_ENV, fault_point
+
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+    fault_point("train.step")  # unset: returns at once, writes nothing
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setenv(FAULT_ENV, "train.step:2")
+    monkeypatch.setenv(FAULT_DIR_ENV, str(tmp_path))
+    fault_point("train.validation")  # another point: nothing
+    fault_point("train.step")  # the first call of two: goes on
+    assert not (tmp_path / "paused").exists()
+    second = threading.Thread(target=fault_point, args=("train.step",))
+    second.start()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "paused").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert second.is_alive() and (tmp_path / "paused").read_text() == str(os.getpid())
+    (tmp_path / "paused").unlink()  # the test's "let go"
+    second.join(timeout=10)
+    assert not second.is_alive()
+    fault_point("train.step")  # the third call: goes on
+    assert (tmp_path / "count-train.step").read_text() == "xxx"

@@ -222,3 +222,51 @@ def test_a_signalled_run_resumes_from_its_last_checkpoint(
         f"resuming {name} at epoch {saved['epoch'] + 1}, iteration {saved['epoch_step']} "
         f"({done} iterations done)" in again.stdout
     )
+
+
+def test_a_truncated_last_checkpoint_resumes_from_the_one_before(
+    root: Path, tiny: Callable[..., list[str]], capsys
+) -> None:
+    """A state.pt cut short (a full disk, a kill during a copy) is skipped with a message naming it;
+    the run resumes from the previous checkpoint and ends where an unbroken run ends."""
+    overrides = ("trainer.run_name=trunc", "trainer.num_to_keep=3")
+    first = train(load_config("quickstart", tiny(root, "trainer.epochs=2", *overrides)))
+    latest = first.latest_checkpoint / "state.pt"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    capsys.readouterr()
+    resumed = train(load_config("quickstart", tiny(root, "trainer.epochs=3", *overrides)))
+    out = capsys.readouterr().out
+    assert f"skipped an unreadable checkpoint: checkpoint {latest}" in out
+    assert "resuming trunc at epoch 2, iteration 0 (2 iterations done)" in out
+    state = load_state(resumed.latest_checkpoint)
+    assert (state["epoch"], state["global_iter"]) == (3, 6)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_last_one(
+    root: Path, tiny: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk during the epoch-2 checkpoint: a CheckpointError naming the file (exit status 2
+    from ls-train), no temporary file left, the epoch-1 checkpoint intact; the same command resumes."""
+    import errno
+
+    from ls_train.trainer import CheckpointError
+
+    overrides = tiny(root, "trainer.epochs=2", "trainer.run_name=full")
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(CheckpointError, match=r"checkpoint .*iter00000004/state\.pt: cannot be written "
+                       r"\(No space left on device\); the checkpoints already on disk are kept"):
+        train(load_config("quickstart", overrides))
+    folder = root / "runs" / "full" / "checkpoints"
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+    assert load_state(folder / "checkpoint_epoch0001_iter00000002")["global_iter"] == 2
+    monkeypatch.setattr(torch, "save", real_save)
+    assert load_state(train(load_config("quickstart", overrides)).latest_checkpoint)["global_iter"] == 4

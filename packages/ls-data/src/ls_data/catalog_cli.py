@@ -9,7 +9,9 @@
     ls-data catalog show   NAME [--db URL] [--root DIR ...] [--json]
     ls-data catalog remove NAME [--db URL]
 
-``--db`` defaults to ``sqlite:///catalog.sqlite`` (in the current folder). ``NAME`` is a volume
+``--db`` defaults to ``sqlite:///catalog.sqlite`` (in the current folder). Only ``register``
+creates a catalog that does not exist (and removes it again when the registration fails);
+``list``, ``show`` and ``remove`` report a missing catalog as an error. ``NAME`` is a volume
 name, or its id when no volume has that name. ``--attr`` values are read as JSON when they parse
 (``stage=12`` is a number, ``ok=true`` a boolean), else as text. Errors (``DataError``) are
 printed as one line by ``ls-data`` (exit status 2).
@@ -20,9 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ls_data.catalog import Catalog, Selection, VolumeNotFoundError, VolumeRecord
+from ls_data.catalog import Catalog, CatalogError, Selection, VolumeNotFoundError, VolumeRecord
+from ls_data.catalog.url import parse_url
 from ls_data.errors import DataError
 
 __all__ = ["DEFAULT_DB", "format_table", "register"]
@@ -159,16 +163,24 @@ def _row(record: VolumeRecord) -> list[str]:
 
 
 def _register(args: argparse.Namespace) -> int:
-    with Catalog(args.db, roots=args.root) as catalog:
-        report = catalog.register_folder(
-            args.folder,
-            grade=args.grade,
-            split=args.split,
-            attributes=_parse_attrs(args.attr),
-            skip_bad=args.skip_bad,
-            recursive=args.recursive,
-            label_name=args.label_name,
-        )
+    folder = Path(args.folder).expanduser()
+    if not folder.is_dir():  # before the catalog is opened: a typo creates no catalog
+        raise CatalogError(f"catalog register: folder {str(folder)!r} does not exist or is not a folder")
+    new_file = _missing_sqlite_file(args.db)
+    with Catalog(args.db, roots=args.root, create=True) as catalog:
+        try:
+            report = catalog.register_folder(
+                folder,
+                grade=args.grade,
+                split=args.split,
+                attributes=_parse_attrs(args.attr),
+                skip_bad=args.skip_bad,
+                recursive=args.recursive,
+                label_name=args.label_name,
+            )
+        except BaseException:
+            _remove_if_empty(catalog, new_file)
+            raise
         for name in report.added:
             print(f"added    {report.ids[name]:>5}  {name}")
         for name in report.updated:
@@ -177,6 +189,23 @@ def _register(args: argparse.Namespace) -> int:
             print(f"skipped         {skipped.name}: {skipped.reason}")
         print(f"{report.summary()} -> {catalog.safe_url}")
     return 0
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file of ``url`` when it does not exist yet (opening it will create it), else None."""
+    path = parse_url(url).sqlite_path
+    return path if path is not None and not path.exists() else None
+
+
+def _remove_if_empty(catalog: Catalog, new_file: Path | None) -> None:
+    """Delete the SQLite file this command created, unless someone has added volumes meanwhile."""
+    try:
+        if new_file is None or len(catalog) > 0:
+            return
+    except DataError:
+        return  # the database is unusable; the error being raised says why
+    catalog.close()
+    new_file.unlink(missing_ok=True)
 
 
 def _list(args: argparse.Namespace) -> int:

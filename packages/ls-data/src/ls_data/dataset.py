@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ls_data.errors import DataError
-from ls_data.index import CropIndex, CropRecord, IndexedVolume, build_crop_index
+from ls_data.index import CropIndex, CropIndexConfig, CropRecord, IndexedVolume, build_crop_index
 from ls_data.io import LabelReader, VolumeReader, open_image, open_labels
 
 __all__ = ["SkittlezDataset"]
@@ -83,8 +83,17 @@ class SkittlezDataset(Dataset):
         rebuild: bool = False,
         wait_timeout: float = 3600.0,
     ) -> None:
-        if str(mask_dtype) not in _MASK_DTYPES:
-            raise DataError(f"mask_dtype must be one of {sorted(_MASK_DTYPES)}, got {mask_dtype!r}")
+        self.check_arguments(
+            mask_dtype=mask_dtype,
+            catalog=catalog,
+            crop_shape=crop_shape,
+            stride=stride,
+            channels=channels,
+            min_instance_volume=min_instance_volume,
+            min_visible_fraction=min_visible_fraction,
+            min_visible_voxels=min_visible_voxels,
+            min_instances_per_crop=min_instances_per_crop,
+        )
         if transforms is not None and not callable(transforms):
             raise DataError(
                 f"transforms must be callable (image, target, meta), got {type(transforms).__name__}"
@@ -93,8 +102,6 @@ class SkittlezDataset(Dataset):
         self.mask_dtype = _MASK_DTYPES[str(mask_dtype)]
         self.channels = None if channels is None else tuple(int(c) for c in channels)
         if catalog is not None:
-            if crop_shape is None:
-                raise DataError("SkittlezDataset: crop_shape is required to build an index from a catalog")
             self.index = build_crop_index(
                 catalog=str(catalog),
                 selection=_selection(selection),
@@ -118,6 +125,42 @@ class SkittlezDataset(Dataset):
         self.allow_missing_chunks = allow_missing_chunks or built_with
         self._readers: dict[int, tuple[VolumeReader, LabelReader]] = {}
         self._pid = os.getpid()
+
+    @staticmethod
+    def check_arguments(
+        *,
+        mask_dtype: str = "uint8",
+        catalog: str | None = None,
+        crop_shape: int | Sequence[int] | None = None,
+        stride: int | Sequence[int] | None = None,
+        channels: Sequence[int] | None = None,
+        min_instance_volume: int = 1,
+        min_visible_fraction: float = 0.0,
+        min_visible_voxels: int = 1,
+        min_instances_per_crop: int = 1,
+        **others: Any,
+    ) -> None:
+        """Check the arguments that need no file (the crop shape, the stride, the criteria), so a
+        runner can refuse a bad value before any work (ls-train calls this on its config).
+
+        Raises:
+            DataError: naming the argument.
+        """
+        if str(mask_dtype) not in _MASK_DTYPES:
+            raise DataError(f"mask_dtype must be one of {sorted(_MASK_DTYPES)}, got {mask_dtype!r}")
+        if catalog is None:
+            return
+        if crop_shape is None:
+            raise DataError("SkittlezDataset: crop_shape is required to build an index from a catalog")
+        CropIndexConfig(
+            crop_shape=crop_shape,
+            stride=stride,
+            channels=channels,
+            min_instance_volume=min_instance_volume,
+            min_visible_fraction=min_visible_fraction,
+            min_visible_voxels=min_visible_voxels,
+            min_instances_per_crop=min_instances_per_crop,
+        )
 
     def __len__(self) -> int:
         return len(self.index)

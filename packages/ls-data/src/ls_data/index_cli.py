@@ -11,8 +11,9 @@
 
 ``--crop`` and ``--stride`` take one value (all axes) or three (z y x). ``build`` prints one
 progress line per volume on stderr and the report (a table per volume, totals, skipped
-volumes with their reasons) on stdout. Errors (``DataError``) are printed as one line by
-``ls-data`` (exit status 2).
+volumes with their reasons) on stdout. ``build`` never creates the catalog it reads, and a
+selection that matches no volume is an error that leaves an existing index as it was. Errors
+(``DataError``) are printed as one line by ``ls-data`` (exit status 2).
 """
 
 from __future__ import annotations

@@ -37,7 +37,14 @@ from ls_data.errors import DataError
 from ls_data.registry import instantiate
 from ls_data.transforms.base import Compose, build_transforms
 
-__all__ = ["LOADER_KEYS", "build_dataloaders", "collate_detection", "gather_dataset", "worker_init_fn"]
+__all__ = [
+    "LOADER_KEYS",
+    "build_dataloaders",
+    "collate_detection",
+    "gather_dataset",
+    "loader_options",
+    "worker_init_fn",
+]
 
 LOADER_KEYS: dict[str, Any] = {
     "return_dataloaders": False,
@@ -247,28 +254,42 @@ def gather_dataset(config: Mapping[str, Any]) -> Dataset | dict[str, DataLoader]
     transforms_list = (transforms_section or {}).get("transforms_list")
     transforms = build_transforms(transforms_list, where="transforms.transforms_list")
     extra = {"transforms": transforms} if len(transforms) else None
+    options = loader_options(section, worker_batch_size=config.get("worker_batch_size"))
     dataset = instantiate(section["database"], kind="dataset", where="datasets.database", extra=extra)
-
-    if not _option(section, "return_dataloaders", bool, lambda v: True, "true or false"):
+    if not options.pop("return_dataloaders"):
         return dataset
-    batch_size = config.get("worker_batch_size")
+    return build_dataloaders(dataset, **options)
+
+
+def loader_options(section: Mapping[str, Any], *, worker_batch_size: int | None = None) -> dict[str, Any]:
+    """The checked loader keys of a ``datasets`` section (:data:`LOADER_KEYS`, defaults filled in):
+    ``return_dataloaders`` and the keyword arguments of :func:`build_dataloaders`.
+
+    Args:
+        section: The ``datasets`` section.
+        worker_batch_size: The runner's per-worker batch size, used instead of ``batch_size``.
+
+    Raises:
+        DataError: a value of the wrong type or out of range, naming ``datasets.<key>``.
+    """
+    batch_size = worker_batch_size
     if batch_size is None:
         batch_size = _option(section, "batch_size", int, lambda v: v >= 1, "an int >= 1")
     elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"worker_batch_size must be an int >= 1, got {batch_size!r}")
     val_fraction = _option(section, "val_fraction", (int, float), lambda v: 0 <= v < 1, "a number in [0, 1)")
-    return build_dataloaders(
-        dataset,
-        batch_size=batch_size,
-        num_workers=_option(section, "num_workers", int, lambda v: v >= 0, "an int >= 0"),
-        pin_memory=_option(section, "pin_memory", bool, lambda v: True, "true or false"),
-        val_fraction=float(val_fraction),
-        split_seed=_option(section, "split_seed", int, lambda v: True, "an int"),
-        shuffle=_option(section, "shuffle", bool, lambda v: True, "true or false"),
-        drop_last=_option(section, "drop_last", bool, lambda v: True, "true or false"),
-        seed=_option(section, "seed", int, lambda v: v >= 0, "an int >= 0 or null"),
-        multiprocessing_context=_option(
+    return {
+        "return_dataloaders": _option(section, "return_dataloaders", bool, lambda v: True, "true or false"),
+        "batch_size": batch_size,
+        "num_workers": _option(section, "num_workers", int, lambda v: v >= 0, "an int >= 0"),
+        "pin_memory": _option(section, "pin_memory", bool, lambda v: True, "true or false"),
+        "val_fraction": float(val_fraction),
+        "split_seed": _option(section, "split_seed", int, lambda v: True, "an int"),
+        "shuffle": _option(section, "shuffle", bool, lambda v: True, "true or false"),
+        "drop_last": _option(section, "drop_last", bool, lambda v: True, "true or false"),
+        "seed": _option(section, "seed", int, lambda v: v >= 0, "an int >= 0 or null"),
+        "multiprocessing_context": _option(
             section, "multiprocessing_context", str, lambda v: v in ("auto", "forkserver", "spawn", "fork"),
             "'auto', 'forkserver', 'spawn' or 'fork'",
         ),
-    )
+    }

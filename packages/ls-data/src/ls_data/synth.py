@@ -21,16 +21,21 @@ The same seed and parameters always give identical arrays.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ls_data.errors import DataError
+
+if TYPE_CHECKING:
+    from ls_data.catalog import Catalog
 
 __all__ = [
     "DEFAULT_CATALOG_URL",
@@ -205,6 +210,65 @@ def _check_triple(name: str, value: Sequence[float], *, positive: bool, integer:
     return tuple(int(v) for v in values) if integer else tuple(float(v) for v in values)
 
 
+def _check_volume_params(
+    *,
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    channels: int,
+    num_objects: int,
+    num_classes: int,
+    radius_range_um: tuple[float, float],
+    aspect_range: tuple[float, float],
+    touching: float,
+    psf_sigma_um: Sequence[float],
+    background: float,
+    stripe_strength: float,
+    light_sheet_axis: str,
+    photons: float,
+    read_noise: float,
+    offset: float,
+    max_failures: int = 2000,
+) -> tuple[tuple, tuple, tuple]:
+    """Check the parameters of :func:`synthesize_volume`; return ``shape``, ``spacing`` and
+    ``psf_sigma_um`` as checked triples.
+
+    Raises:
+        DataError: A parameter is out of range (the message names it).
+    """
+    shape_t = _check_triple("shape", shape, positive=True, integer=True)
+    spacing_t = _check_triple("spacing", spacing, positive=True)
+    sigma_t = _check_triple("psf_sigma_um", psf_sigma_um, positive=False)
+    if channels < 1 or num_classes < 1 or num_objects < 0:
+        raise DataError(
+            f"synth parameters need channels >= 1, num_classes >= 1, num_objects >= 0; got "
+            f"channels={channels}, num_classes={num_classes}, num_objects={num_objects}"
+        )
+    rmin, rmax = (float(r) for r in radius_range_um)
+    amin, amax = (float(a) for a in aspect_range)
+    if not 0 < rmin <= rmax:
+        raise DataError(f"synth parameter radius_range_um must satisfy 0 < min <= max, got {radius_range_um}")
+    if not 0 < amin <= amax <= 1:
+        raise DataError(f"synth parameter aspect_range must satisfy 0 < min <= max <= 1, got {aspect_range}")
+    if touching <= 0:
+        raise DataError(f"synth parameter touching must be > 0, got {touching}")
+    if max_failures < 1:
+        raise DataError(f"synth parameter max_failures must be >= 1, got {max_failures}")
+    if not 0 <= stripe_strength < 1:
+        raise DataError(f"synth parameter stripe_strength must be in [0, 1), got {stripe_strength}")
+    if light_sheet_axis not in ("x", "y"):
+        raise DataError(f"synth parameter light_sheet_axis must be 'x' or 'y', got {light_sheet_axis!r}")
+    if photons <= 0 or background < 0 or read_noise < 0 or offset < 0:
+        raise DataError(
+            "synth parameters need photons > 0 and background, read_noise, offset >= 0; got "
+            f"photons={photons}, background={background}, read_noise={read_noise}, offset={offset}"
+        )
+    return shape_t, spacing_t, sigma_t
+
+
+#: The keywords of :func:`synthesize_volume` that :func:`_check_volume_params` checks.
+_CHECKED_VOLUME_PARAMS = frozenset(inspect.signature(_check_volume_params).parameters)
+
+
 def synthesize_volume(
     *,
     shape: Sequence[int] = (32, 128, 128),
@@ -262,33 +326,26 @@ def synthesize_volume(
     Raises:
         DataError: A parameter is out of range (the message names it).
     """
-    shape_t = _check_triple("shape", shape, positive=True, integer=True)
-    spacing_t = _check_triple("spacing", spacing, positive=True)
-    sigma_t = _check_triple("psf_sigma_um", psf_sigma_um, positive=False)
-    if channels < 1 or num_classes < 1 or num_objects < 0:
-        raise DataError(
-            f"synth parameters need channels >= 1, num_classes >= 1, num_objects >= 0; got "
-            f"channels={channels}, num_classes={num_classes}, num_objects={num_objects}"
-        )
+    shape_t, spacing_t, sigma_t = _check_volume_params(
+        shape=shape,
+        spacing=spacing,
+        channels=channels,
+        num_objects=num_objects,
+        num_classes=num_classes,
+        radius_range_um=radius_range_um,
+        aspect_range=aspect_range,
+        touching=touching,
+        psf_sigma_um=psf_sigma_um,
+        background=background,
+        stripe_strength=stripe_strength,
+        light_sheet_axis=light_sheet_axis,
+        photons=photons,
+        read_noise=read_noise,
+        offset=offset,
+        max_failures=max_failures,
+    )
     rmin, rmax = (float(r) for r in radius_range_um)
     amin, amax = (float(a) for a in aspect_range)
-    if not 0 < rmin <= rmax:
-        raise DataError(f"synth parameter radius_range_um must satisfy 0 < min <= max, got {radius_range_um}")
-    if not 0 < amin <= amax <= 1:
-        raise DataError(f"synth parameter aspect_range must satisfy 0 < min <= max <= 1, got {aspect_range}")
-    if touching <= 0:
-        raise DataError(f"synth parameter touching must be > 0, got {touching}")
-    if max_failures < 1:
-        raise DataError(f"synth parameter max_failures must be >= 1, got {max_failures}")
-    if not 0 <= stripe_strength < 1:
-        raise DataError(f"synth parameter stripe_strength must be in [0, 1), got {stripe_strength}")
-    if light_sheet_axis not in ("x", "y"):
-        raise DataError(f"synth parameter light_sheet_axis must be 'x' or 'y', got {light_sheet_axis!r}")
-    if photons <= 0 or background < 0 or read_noise < 0 or offset < 0:
-        raise DataError(
-            "synth parameters need photons > 0 and background, read_noise, offset >= 0; got "
-            f"photons={photons}, background={background}, read_noise={read_noise}, offset={offset}"
-        )
 
     rng = np.random.default_rng(seed)
     spacing_a = np.asarray(spacing_t)
@@ -435,7 +492,7 @@ def synthesize_dataset(
     the files lie below it.
 
     Args:
-        out: Dataset folder (created).
+        out: Dataset folder (created; an existing folder is written into).
         num_volumes: Number of volumes.
         shape: ``(Z, Y, X)`` per volume.
         spacing: ``(sz, sy, sx)`` in micrometres.
@@ -458,59 +515,56 @@ def synthesize_dataset(
         A :class:`SynthesisReport`.
 
     Raises:
-        DataError: Bad parameters, or a catalog error (the catalog's own DataError subclasses).
+        DataError: Bad parameters, ``out`` is not a folder, the catalog already holds volumes of
+            these names, or a catalog error (the catalog's own DataError subclasses). Parameters,
+            ``out`` and the catalog URL are checked before anything is created.
     """
     start = time.perf_counter()
     from ls_data.io import write_ome_zarr, write_tiff_pair
 
     out_dir = Path(out).expanduser().absolute()
-    formats = tuple(formats)
-    unknown = [f for f in formats if f not in _FORMATS]
-    if unknown or not formats:
-        raise DataError(f"synth formats must be a non-empty subset of {list(_FORMATS)}, got {list(formats)}")
-    if num_volumes < 1:
-        raise DataError(f"synth parameter num_volumes must be >= 1, got {num_volumes}")
-    if not 0 <= val_fraction < 1:
-        raise DataError(f"synth parameter val_fraction must be in [0, 1), got {val_fraction}")
+    volume_kwargs = {
+        "shape": shape,
+        "spacing": spacing,
+        "channels": channels,
+        "num_objects": num_objects,
+        "num_classes": num_classes,
+        "radius_range_um": radius_range_um,
+        "aspect_range": aspect_range,
+        "touching": touching,
+        "brightness_range": brightness_range,
+        "psf_sigma_um": psf_sigma_um,
+        "background": background,
+        "attenuation_um": attenuation_um,
+        "stripes": stripes,
+        "stripe_strength": stripe_strength,
+        "light_sheet_axis": light_sheet_axis,
+        "photons": photons,
+        "read_noise": read_noise,
+        "offset": offset,
+    }
+    # Every check runs before anything is created: bad input leaves no folder and no catalog.
+    _check_volume_params(**{k: v for k, v in volume_kwargs.items() if k in _CHECKED_VOLUME_PARAMS})
+    formats = _check_dataset_params(formats, num_volumes, val_fraction, levels)
+    url = _catalog_url(catalog_url, out_dir)
+    _check_out_dir(out_dir)
     num_val = round(val_fraction * num_volumes)
     if val_fraction > 0 and num_volumes >= 2:
         num_val = max(1, min(num_val, num_volumes - 1))
     val_ids = set(np.random.default_rng(seed).permutation(num_volumes)[:num_val].tolist())
+    names = [f"synth_{i:03d}" for i in range(num_volumes)]
 
+    created_out = not out_dir.exists()
+    _make_dir(out_dir)
     catalog = None
-    url = None
-    if catalog_url is not None:
-        from ls_data.catalog import Catalog
-
-        url = catalog_url.replace("{out}", str(out_dir))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog(url, roots=[out_dir])
+    if url is not None:
+        catalog_names = [f"{name}-{fmt}" for name in names for fmt in formats]
+        catalog = _open_catalog(url, out_dir, catalog_names, created_out=created_out)
     volumes: list[SynthesizedVolume] = []
     try:
-        for i in range(num_volumes):
-            name = f"synth_{i:03d}"
+        for i, name in enumerate(names):
             volume_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-            vol = synthesize_volume(
-                shape=shape,
-                spacing=spacing,
-                channels=channels,
-                num_objects=num_objects,
-                num_classes=num_classes,
-                radius_range_um=radius_range_um,
-                aspect_range=aspect_range,
-                touching=touching,
-                brightness_range=brightness_range,
-                psf_sigma_um=psf_sigma_um,
-                background=background,
-                attenuation_um=attenuation_um,
-                stripes=stripes,
-                stripe_strength=stripe_strength,
-                light_sheet_axis=light_sheet_axis,
-                photons=photons,
-                read_noise=read_noise,
-                offset=offset,
-                seed=volume_seed,
-            )
+            vol = synthesize_volume(**volume_kwargs, seed=volume_seed)
             files: dict[str, tuple[Path, Path]] = {}
             if "tiff" in formats:
                 files["tiff"] = write_tiff_pair(
@@ -553,6 +607,92 @@ def synthesize_dataset(
         if catalog is not None:
             catalog.close()
     return SynthesisReport(out=out_dir, volumes=volumes, catalog_url=url, seconds=time.perf_counter() - start)
+
+
+def _check_dataset_params(
+    formats: Sequence[str], num_volumes: int, val_fraction: float, levels: int
+) -> tuple[str, ...]:
+    """Check the dataset-level parameters of :func:`synthesize_dataset`; return the formats."""
+    formats = tuple(formats)
+    unknown = [f for f in formats if f not in _FORMATS]
+    if unknown or not formats:
+        raise DataError(f"synth formats must be a non-empty subset of {list(_FORMATS)}, got {list(formats)}")
+    if num_volumes < 1:
+        raise DataError(f"synth parameter num_volumes must be >= 1, got {num_volumes}")
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"synth parameter val_fraction must be in [0, 1), got {val_fraction}")
+    if "ome-zarr" in formats and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 1):
+        raise DataError(f"synth parameter levels must be an int >= 1, got {levels!r}")
+    return formats
+
+
+def _catalog_url(catalog_url: str | None, out_dir: Path) -> str | None:
+    """The catalog URL with ``{out}`` filled in, checked (parsed) before anything is written."""
+    if catalog_url is None:
+        return None
+    from ls_data.catalog.url import parse_url
+
+    url = catalog_url.replace("{out}", str(out_dir))
+    parse_url(url)
+    return url
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Raise DataError unless ``out_dir`` is a folder or can be created as one."""
+    for path in (out_dir, *out_dir.parents):
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_dir():
+            return
+        if path == out_dir:
+            raise DataError(
+                f"synth output folder {str(out_dir)!r} exists and is not a folder; choose another --out"
+            )
+        raise DataError(
+            f"synth output folder {str(out_dir)!r} cannot be created: {str(path)!r} is not a folder"
+        )
+
+
+def _make_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DataError(f"cannot create synth output folder {str(out_dir)!r}: {reason}") from None
+
+
+def _open_catalog(url: str, out_dir: Path, names: Sequence[str], *, created_out: bool) -> Catalog:
+    """Open (or create) the catalog, refusing one that already holds volumes of these names.
+
+    On failure the output folder is removed again when this run created it and it is empty.
+    """
+    from ls_data.catalog import Catalog, Selection
+
+    try:
+        catalog = Catalog(url, roots=[out_dir], create=True)
+    except BaseException:
+        _remove_new_empty_dir(out_dir, created_out)
+        raise
+    try:
+        taken = [r.name for r in catalog.volumes(Selection(names=list(names)))]
+        if taken:
+            shown = ", ".join(taken[:3]) + (", ..." if len(taken) > 3 else "")
+            raise DataError(
+                f"catalog {catalog.safe_url!r} already has {len(taken)} volume(s) of this synth run "
+                f"({shown}); nothing written. Choose another --out (or --db), or remove them with "
+                "'ls-data catalog remove'"
+            )
+    except BaseException:
+        catalog.close()
+        _remove_new_empty_dir(out_dir, created_out)
+        raise
+    return catalog
+
+
+def _remove_new_empty_dir(out_dir: Path, created: bool) -> None:
+    if created:
+        with contextlib.suppress(OSError):
+            out_dir.rmdir()  # only succeeds when empty
 
 
 def _uri(path: Path, root: Path | None) -> str:

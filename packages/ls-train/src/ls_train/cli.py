@@ -74,6 +74,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     from ls_train.config import ConfigError, evaluation_config
     from ls_train.evaluate import run_evaluation
     from ls_train.trainer import CheckpointError, TrainingStopped, train
+    from ls_train.trainer.faults import fault_point
 
     try:
         result = train(cfg)
@@ -92,6 +93,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             print("ls-train: error: no checkpoint to evaluate", file=sys.stderr)
             return 1
         print(f"evaluating {checkpoint} on the held-out crops ...")
+        fault_point("train.evaluation")
         try:
             run_evaluation(cfg, str(checkpoint))
         except (ConfigError, DataError, CheckpointError) as exc:

@@ -155,6 +155,8 @@ class TrainerConfig:
             )
         if not self.lr > 0:
             raise ConfigError(f"trainer.lr must be > 0, got {self.lr!r}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"trainer.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.warmup_iters < 0:
             raise ConfigError(f"trainer.warmup_iters must be >= 0, got {self.warmup_iters}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -545,6 +547,12 @@ def _component(
             raise ConfigError(f"{where}.name: {kind} {name!r} cannot be loaded: {exc}") from exc
     keys = [k for k in section if k not in ("name", "_target_", *reserved)]
     check_keywords(builder, keys, where, given=given)
+    check_arguments = getattr(builder, "check_arguments", None)
+    if callable(check_arguments):  # a component's own checks of values that need no file
+        try:
+            check_arguments(**{k: section[k] for k in keys})
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _metric_registry() -> tuple[Callable[[], list[str]], Callable[[str], Any]]:
@@ -566,7 +574,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     import ls_backbones
     import ls_detection
     from ls_data import registry as data_registry
-    from ls_data.loader import LOADER_KEYS
+    from ls_data.loader import LOADER_KEYS, loader_options
+    from ls_data.transforms import build_transforms
 
     _unknown_keys(list(cfg), SECTIONS, "config")
     for required in ("models", "datasets", "trainer", "cluster"):
@@ -607,6 +616,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if not isinstance(datasets, Mapping) or "database" not in datasets:
         raise ConfigError("datasets must be a mapping with a 'database' entry")
     _unknown_keys(list(datasets), ["database", *LOADER_KEYS], "datasets")
+    try:
+        loader_options(datasets)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     for where, database in (
         ("datasets.database", datasets["database"]),
         ("evaluation.database", evaluation.database),
@@ -635,6 +648,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
                 list_names=data_registry.list_transforms,
                 get_builder=data_registry.get_transform,
             )
+        try:  # transforms are cheap to build: their constructors check the values (p, ranges)
+            build_transforms(transforms.get(key), where=f"transforms.{key}")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
     metrics = cfg.get("metrics") or {}
     if not isinstance(metrics, Mapping):

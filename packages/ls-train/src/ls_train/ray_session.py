@@ -6,7 +6,22 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["ray_session"]
+from ls_train.config import ClusterConfig, cluster_config
+
+__all__ = ["ray_init_kwargs", "ray_session"]
+
+
+def ray_init_kwargs(cluster: ClusterConfig) -> dict[str, Any]:
+    """``ray.init`` arguments for ``cluster``: join ``cluster.address`` when one is given, else
+    start a new local instance with ``cluster.num_cpus`` CPUs.
+
+    ``address="local"`` rather than None: with None, Ray joins a cluster it finds recorded on the
+    machine (another user's ``ray start``) or named by ``RAY_ADDRESS``, so a run could land on
+    somebody else's cluster. Joining one is always explicit (``cluster.address=auto`` or HOST:PORT).
+    """
+    if cluster.address is not None:
+        return {"address": cluster.address, "include_dashboard": False}
+    return {"address": "local", "num_cpus": cluster.num_cpus, "include_dashboard": False}
 
 
 @contextmanager
@@ -19,17 +34,10 @@ def ray_session(cfg: Mapping[str, Any]) -> Iterator[None]:
     """
     import ray
 
-    from ls_train.config import cluster_config
-
     cluster = cluster_config(cfg)
     started = False
     if not ray.is_initialized():
-        ray.init(
-            address=cluster.address,
-            num_cpus=cluster.num_cpus if cluster.address is None else None,
-            include_dashboard=False,
-            log_to_driver=True,
-        )
+        ray.init(**ray_init_kwargs(cluster), log_to_driver=True)
         started = True
     try:
         yield

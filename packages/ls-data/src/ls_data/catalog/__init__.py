@@ -2,10 +2,13 @@
 
 A catalog lives in an SQLite file (default ``sqlite:///catalog.sqlite``) or a PostgreSQL
 database (``postgresql://user:password@host:port/dbname``; ``pip install 'ls-data[postgres]'``).
+Opening a catalog that does not exist is a :class:`CatalogNotFoundError`; only writers pass
+``create=True`` (``ls-data catalog register``, ``ls-data synth``).
 
 Example:
     >>> from ls_data.catalog import Catalog, Selection
-    >>> with Catalog("sqlite:///data/catalog.sqlite", roots=["data"]) as catalog:  # doctest: +SKIP
+    >>> url = "sqlite:///data/catalog.sqlite"
+    >>> with Catalog(url, roots=["data"], create=True) as catalog:  # doctest: +SKIP
     ...     catalog.register_folder("data/tiff", grade="gold", split="train")
     ...     train = catalog.volumes(Selection(splits=["train"], grades=["gold"]))
     ...     image_path, label_path = catalog.resolve(train[0])
@@ -16,6 +19,7 @@ from __future__ import annotations
 from ls_data.catalog.core import Catalog
 from ls_data.catalog.errors import (
     CatalogError,
+    CatalogNotFoundError,
     DuplicateVolumeError,
     MissingVolumeFileError,
     RegisterError,
@@ -31,6 +35,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Catalog",
     "CatalogError",
+    "CatalogNotFoundError",
     "DuplicateVolumeError",
     "MissingVolumeFileError",
     "RegisterError",

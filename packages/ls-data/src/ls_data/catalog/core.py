@@ -34,7 +34,9 @@ _UPDATE = f"UPDATE volumes SET {', '.join(f'{c} = ?' for c in COLUMNS[2:-1])} WH
 class Catalog:
     """A catalog of light-sheet volumes (image + instance labels + metadata).
 
-    The schema is created on first use. Paths are stored as given (URIs); relative ones resolve
+    A catalog is created (SQLite file and tables, or the tables in a PostgreSQL database) only
+    when opened with ``create=True``; readers leave it False, so a mistyped URL is an error
+    rather than a new empty catalog. Paths are stored as given (URIs); relative ones resolve
     against :attr:`root`. :meth:`resolve` turns a record into absolute paths and rejects any
     path that resolves (symlinks followed) outside ``roots``. A catalog holds one database
     connection: open one per thread or process. Every call is its own transaction.
@@ -44,13 +46,23 @@ class Catalog:
             or ``postgresql://user:password@host:port/dbname`` (``postgres://`` too; needs
             ``pip install 'ls-data[postgres]'``).
         roots: Folders that catalog paths may resolve into. Empty: any path is allowed.
+        create: Create the catalog when it does not exist (writers: ``register``, ``synth``).
+            An in-memory SQLite catalog is always created.
 
     Raises:
+        CatalogNotFoundError: The catalog does not exist (no SQLite file, or a database without
+            catalog tables) and ``create`` is False.
         CatalogError: The URL is malformed, the database is unreachable or not a catalog of
             this schema version. The message names the URL with the password masked.
     """
 
-    def __init__(self, url: str = "sqlite:///catalog.sqlite", *, roots: Sequence[str | Path] = ()) -> None:
+    def __init__(
+        self,
+        url: str = "sqlite:///catalog.sqlite",
+        *,
+        roots: Sequence[str | Path] = (),
+        create: bool = False,
+    ) -> None:
         if isinstance(roots, str | Path):
             roots = [roots]
         self._url = parse_url(url)
@@ -59,9 +71,10 @@ class Catalog:
             self._root: Path | None = self._url.sqlite_path.parent
         else:
             self._root = self._roots[0] if self._roots else None
-        self._backend = open_backend(self._url)
+        in_memory = self._url.backend == "sqlite" and self._url.sqlite_path is None
+        self._backend = open_backend(self._url, create=create)
         try:
-            ensure_schema(self._backend)
+            ensure_schema(self._backend, create=create or in_memory)
         except BaseException:
             self._backend.close()
             raise

@@ -6,6 +6,7 @@ from ls_data.errors import DataError
 
 __all__ = [
     "CatalogError",
+    "CatalogNotFoundError",
     "DuplicateVolumeError",
     "MissingVolumeFileError",
     "RegisterError",
@@ -18,6 +19,30 @@ class CatalogError(DataError):
 
     Messages name the database URL with any password masked.
     """
+
+
+class CatalogNotFoundError(CatalogError):
+    """The catalog to open does not exist: no SQLite file, or a database without catalog tables.
+
+    Raised instead of creating an empty catalog when the catalog is opened with ``create=False``
+    (every reader); the message says how to create one.
+
+    Args:
+        safe_url: The catalog URL, password masked.
+        reason: What is missing, in words (names the file or the database).
+    """
+
+    def __init__(self, safe_url: str, reason: str) -> None:
+        self.safe_url = safe_url
+        self.reason = reason
+        super().__init__(
+            f"catalog {safe_url!r} does not exist ({reason}); create it with "
+            f"'ls-data catalog register FOLDER --db {safe_url}' (or 'ls-data synth --out DIR' for "
+            "synthetic data; Catalog(url, create=True) in Python)"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.safe_url, self.reason))
 
 
 class VolumeNotFoundError(CatalogError):

@@ -8,7 +8,9 @@ A folder holds any mix of
   one it lists).
 
 Each volume's shape, channel count and spacing are read through :mod:`ls_data.io` (metadata
-only), and the image and label spatial shapes must agree. With ``recursive=True`` sub-folders
+only), and the image and label spatial shapes must agree. A label volume of a signed integer
+dtype must not hold negative ids: small ones (up to :data:`LABEL_CHECK_MAX_VOXELS` voxels) are
+read to check; larger ones are checked by the crop index build. With ``recursive=True`` sub-folders
 are searched too (not the inside of ``.ome.zarr`` groups) and a volume's name is prefixed with
 its sub-folder (``sub/dir/<name>``), so names stay unique.
 
@@ -27,6 +29,7 @@ volumes are left out with a warning each and listed with their reasons in the re
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -41,6 +44,11 @@ if TYPE_CHECKING:
     from ls_data.catalog.core import Catalog
 
 __all__ = ["RegisterReport", "SkippedVolume", "register_folder"]
+
+#: Signed label volumes of up to this many voxels are read whole at registration to reject
+#: negative ids (unsigned ones need no read); larger ones are left to the crop index build.
+LABEL_CHECK_MAX_VOXELS = 2**26
+_LABEL_SLAB_VOXELS = 2**23
 
 _TIFF_PATTERN = re.compile(r"^(?P<name>.+)_(?P<kind>image|labels)\.(?P<ext>(?:ome\.)?tiff?)$", re.IGNORECASE)
 _ZARR_SUFFIX = ".ome.zarr"
@@ -224,6 +232,31 @@ def _close(reader: Any) -> None:
         close()
 
 
+def _check_label_ids(labels: Any, path: Path, shape: tuple[int, ...]) -> None:
+    """Raise DataError when a signed label volume holds negative ids.
+
+    Unsigned dtypes cannot; signed volumes of up to :data:`LABEL_CHECK_MAX_VOXELS` voxels are
+    read in z-slabs of about :data:`_LABEL_SLAB_VOXELS` voxels. Larger signed volumes are not
+    read here (too slow for registration); the crop index build rejects their negative ids.
+    """
+    import numpy as np  # the catalog itself imports no numpy; reading a volume does anyway
+
+    dtype = np.dtype(labels.dtype)
+    if not np.issubdtype(dtype, np.signedinteger) or math.prod(shape) > LABEL_CHECK_MAX_VOXELS:
+        return
+    depth, height, width = shape
+    step = max(1, _LABEL_SLAB_VOXELS // max(1, height * width))
+    for z0 in range(0, depth, step):
+        z1 = min(depth, z0 + step)
+        slab = np.asarray(labels.read((slice(z0, z1), slice(0, height), slice(0, width))))
+        low = int(slab.min()) if slab.size else 0
+        if low < 0:
+            raise DataError(
+                f"label volume {str(path)!r} ({dtype}) holds negative ids (min {low} in z {z0}..{z1 - 1}); "
+                "instance ids must be >= 0 (0 = background)"
+            )
+
+
 def _read_metadata(cand: _Candidate) -> dict[str, Any]:
     """Shape, channel names and spacing of a candidate; DataError when unreadable or inconsistent."""
     from ls_data.io import open_image, open_labels
@@ -241,6 +274,7 @@ def _read_metadata(cand: _Candidate) -> dict[str, Any]:
                     f"{str(cand.labels)!r} have shape {label_shape}"
                 )
             spacing = tuple(float(v) for v in image.spacing)
+            _check_label_ids(labels, cand.labels, label_shape)
         finally:
             _close(labels)
     finally:

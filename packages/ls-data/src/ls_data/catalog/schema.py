@@ -20,13 +20,15 @@ created    ISO-8601 UTC timestamp of registration (text)
 ========== ===================================================================
 
 Table ``catalog_schema`` holds one row with the schema version; opening a catalog written by
-another schema version is an error rather than a silent misread.
+another schema version is an error rather than a silent misread. The tables are created only
+when the catalog is opened with ``create=True`` (by writers); a reader that finds no tables gets
+a :class:`~ls_data.catalog.errors.CatalogNotFoundError`.
 """
 
 from __future__ import annotations
 
 from ls_data.catalog.backend import Backend, UniqueViolation
-from ls_data.catalog.errors import CatalogError
+from ls_data.catalog.errors import CatalogError, CatalogNotFoundError
 
 __all__ = ["COLUMNS", "SCHEMA_VERSION", "ensure_schema"]
 
@@ -79,21 +81,33 @@ _INDEX_DDL = (
 )
 
 
-def ensure_schema(backend: Backend) -> None:
-    """Create the catalog tables if absent and check the schema version.
+def ensure_schema(backend: Backend, *, create: bool = False) -> None:
+    """Check the schema version, creating the catalog tables first if absent and ``create``.
 
     Two processes that create the schema of a new PostgreSQL database at the same moment can
     collide in the system catalog (a unique violation); the loser retries once and then finds
     the tables.
 
     Raises:
+        CatalogNotFoundError: The database has no catalog tables and ``create`` is False.
         CatalogError: The database holds a catalog of another schema version, or cannot be
-            written.
+            read or written.
     """
+    if not create:
+        _check_schema(backend)
+        return
     try:
         _create_schema(backend)
     except UniqueViolation:
         _create_schema(backend)
+
+
+def _check_schema(backend: Backend) -> None:
+    with backend.transaction() as tx:
+        if not tx.execute(backend.table_exists_sql, ("catalog_schema",)):
+            raise CatalogNotFoundError(backend.url.safe_url, "the database has no catalog tables")
+        rows = tx.execute("SELECT version FROM catalog_schema")
+    _check_version(backend, rows)
 
 
 def _create_schema(backend: Backend) -> None:
@@ -106,6 +120,10 @@ def _create_schema(backend: Backend) -> None:
         if not rows:
             tx.execute("INSERT INTO catalog_schema (version) VALUES (?)", (SCHEMA_VERSION,))
             return
+    _check_version(backend, rows)
+
+
+def _check_version(backend: Backend, rows: list[tuple]) -> None:
     versions = sorted({row[0] for row in rows})
     if versions != [SCHEMA_VERSION]:
         raise CatalogError(

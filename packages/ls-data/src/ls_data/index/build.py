@@ -3,16 +3,21 @@
 The build reads each label volume once in z-slabs for the whole-instance statistics, then
 reads the label window of every crop that can hold enough instances; the image is only probed
 (its first and last voxel) to catch unreadable or truncated files. Everything is written to
-``<index>.tmp-<pid>`` and moved over ``<index>`` with ``os.replace`` when complete, so an
+``<index>.tmp-<host>-<pid>`` and moved over ``<index>`` with ``os.replace`` when complete, so an
 interrupted build leaves no index (and removes its temporary file unless the process is
-killed outright).
+killed outright); the next build of the same index on that host removes the temporary files of
+processes that are gone. An empty selection is an error: an index is never replaced by an
+empty one.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
+import re
+import socket
 import sqlite3
 import time
 import warnings
@@ -144,36 +149,55 @@ class CropIndexConfig:
 
 
 def _sources_from_catalog(
-    catalog: Catalog | str, selection: Selection | None, roots: Sequence[Path]
+    catalog: Catalog | str, selection: Selection | None, roots: Sequence[Path], index_path: Path
 ) -> list[VolumeSource]:
     from ls_data.catalog import Catalog
 
     owned = not isinstance(catalog, Catalog)
-    cat = Catalog(catalog, roots=roots) if owned else catalog
+    cat = Catalog(catalog, roots=roots) if owned else catalog  # a reader: never creates a catalog
     try:
-        sources = []
-        for record in cat.volumes(selection):
-            try:
-                image_path, label_path = cat.resolve(record, must_exist=False)
-            except DataError as exc:  # outside the roots, or a relative URI without a root
-                error = VolumeSource(
-                    record.name, Path(record.image_uri), Path(record.label_uri), record.id, error=str(exc)
-                )
-                sources.append(error)
-                continue
-            sources.append(
-                VolumeSource(
-                    name=record.name,
-                    image_path=Path(image_path),
-                    label_path=Path(label_path),
-                    catalog_id=record.id,
-                    expected_shape=tuple(record.shape) if record.shape else None,
-                )
-            )
-        return sources
+        records = cat.volumes(selection)
+        if not records:
+            raise _no_volumes_error(cat, selection, index_path)
+        return [_source_of_record(cat, record) for record in records]
     finally:
         if owned:
             cat.close()
+
+
+def _source_of_record(cat: Catalog, record: VolumeRecord) -> VolumeSource:
+    try:
+        image_path, label_path = cat.resolve(record, must_exist=False)
+    except DataError as exc:  # outside the roots, or a relative URI without a root
+        return VolumeSource(
+            record.name, Path(record.image_uri), Path(record.label_uri), record.id, error=str(exc)
+        )
+    return VolumeSource(
+        name=record.name,
+        image_path=Path(image_path),
+        label_path=Path(label_path),
+        catalog_id=record.id,
+        expected_shape=tuple(record.shape) if record.shape else None,
+    )
+
+
+def _no_volumes_error(cat: Catalog, selection: Selection | None, index_path: Path) -> DataError:
+    """The error for a selection that matches no volume: names the catalog, the selection, and
+    the splits and grades the catalog does have."""
+    untouched = f"crop index {str(index_path)!r} not written"
+    everything = cat.volumes()
+    if not everything:
+        return DataError(
+            f"catalog {cat.safe_url!r} holds no volumes, nothing to index ({untouched}); register "
+            f"volumes with 'ls-data catalog register FOLDER --db {cat.safe_url}'"
+        )
+    wanted = {k: v for k, v in selection.to_dict().items() if v is not None} if selection else {}
+    splits = sorted({r.split for r in everything}, key=lambda v: (v is None, v or ""))
+    grades = sorted({r.grade for r in everything}, key=lambda v: (v is None, v or ""))
+    return DataError(
+        f"no volume of catalog {cat.safe_url!r} matches the selection {wanted} ({untouched}); the "
+        f"catalog's {len(everything)} volume(s) have splits {splits} and grades {grades}"
+    )
 
 
 def _as_source(volume: Any, roots: Sequence[Path]) -> VolumeSource:
@@ -336,6 +360,53 @@ def _index_volume(
     }
 
 
+def _host_tag() -> str:
+    """This machine's name as it appears in temporary index file names."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", socket.gethostname()) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (True when that cannot be told)."""
+    if os.name == "nt" or pid <= 0 or pid == os.getpid():
+        return True  # on Windows os.kill would terminate the process; never test it there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by another user
+        return True
+    return True
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Delete ``<index>.tmp-<host>-<pid>`` files (and the older ``<index>.tmp-<pid>``) that killed
+    builds on this machine left: those whose process is gone. Files of other machines (a shared
+    filesystem) and of live processes are left alone."""
+    host = _host_tag()
+    prefix = f"{path.name}.tmp-"
+    for tmp in path.parent.glob(glob.escape(prefix) + "*"):
+        owner, _, pid = tmp.name[len(prefix) :].rpartition("-")
+        if not pid.isdigit() or owner not in ("", host) or _pid_alive(int(pid)):
+            continue
+        log.info("removing %s, left by build process %s that no longer runs", tmp, pid)
+        tmp.unlink(missing_ok=True)
+
+
+def _check_indexed(
+    volumes: list[dict[str, Any]], skipped: list[dict[str, str]], config: CropIndexConfig, path: Path
+) -> None:
+    """Raise DataError when the indexed volumes cannot make an index: none left, or channel
+    counts that differ while every channel is read."""
+    if not volumes:
+        reasons = "; ".join(f"{s['name']!r}: {s['reason']}" for s in skipped)
+        raise DataError(f"every volume was skipped as bad, crop index {str(path)!r} not written: {reasons}")
+    if config.channels is None and len({v["channels"] for v in volumes}) > 1:
+        counts = ", ".join(f"{v['name']}: {v['channels']}" for v in volumes)
+        raise DataError(
+            f"volumes have different channel counts ({counts}); choose the channels to read with `channels`"
+        )
+
+
 def _write_index(
     path: Path,
     sources: list[VolumeSource],
@@ -345,7 +416,8 @@ def _write_index(
 ) -> None:
     """Build the index into a temporary file next to ``path`` and move it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    _remove_stale_temp_files(path)
+    tmp = path.with_name(f"{path.name}.tmp-{_host_tag()}-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     start = time.perf_counter()
     conn = sqlite3.connect(tmp, isolation_level=None)  # transactions are managed below
@@ -374,12 +446,7 @@ def _write_index(
                 warnings.warn(f"skipping {error}", SkippedVolumeWarning, stacklevel=3)
                 skipped.append({"name": source.name, "reason": str(error)})
             conn.execute("RELEASE volume")
-        if config.channels is None and len({v["channels"] for v in volumes}) > 1:
-            counts = ", ".join(f"{v['name']}: {v['channels']}" for v in volumes)
-            raise DataError(
-                f"volumes have different channel counts ({counts}); "
-                "choose the channels to read with `channels`"
-            )
+        _check_indexed(volumes, skipped, config, path)
         report = {
             "volumes": len(volumes),
             "crops": writer.next_crop,
@@ -467,7 +534,10 @@ def build_crop_index(
 
     Raises:
         DataError: Bad parameters; a bad volume (names it and its files) unless skipped; a crop
-            larger than a volume (names the volume and both shapes); timeout while waiting.
+            larger than a volume (names the volume and both shapes); timeout while waiting; no
+            volume to index (an empty selection, an empty catalog, or every volume skipped), in
+            which case an existing index is left as it was.
+        CatalogNotFoundError: ``catalog`` names a catalog that does not exist (none is created).
     """
     config = CropIndexConfig(
         crop_shape=crop_shape,  # type: ignore[arg-type]
@@ -484,10 +554,13 @@ def build_crop_index(
     if (catalog is None) == (volumes is None):
         raise DataError("build_crop_index needs exactly one of `catalog` (with `selection`) or `volumes`")
     root_paths = [Path(r) for r in roots]
+    path = Path(index_path)
     if catalog is not None:
-        sources = _sources_from_catalog(catalog, selection, root_paths)
+        sources = _sources_from_catalog(catalog, selection, root_paths, path)
     else:
         sources = [_as_source(v, root_paths) for v in volumes]  # type: ignore[union-attr]
+        if not sources:
+            raise DataError(f"build_crop_index: `volumes` is empty; crop index {str(path)!r} not written")
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise DataError(f"volume names must be unique within an index, got {names}")
@@ -495,7 +568,6 @@ def build_crop_index(
         config.params(),
         [s.state() for s in sources],
     )
-    path = Path(index_path)
     ranks = rank_info()
     if ranks.rank == 0:
         error: BaseException | None = None

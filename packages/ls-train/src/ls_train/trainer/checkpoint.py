@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,14 @@ from torch import nn
 from ls_train.atomic import atomic_write
 
 __all__ = [
+    "RANK_KEY",
     "STATE_FILE",
+    "UNRANKED",
     "CheckpointError",
     "LocalCheckpointManager",
+    "checkpoint_folders",
+    "checkpoint_rank",
+    "load_first_readable",
     "load_model_weights",
     "load_state",
     "model_state_dict",
@@ -39,6 +46,14 @@ __all__ = [
 ]
 
 STATE_FILE = "state.pt"
+
+RANK_KEY = "checkpoint_rank"
+"""Reported metric that ranks checkpoints (higher is better): see :func:`checkpoint_rank`."""
+
+UNRANKED = -sys.float_info.max
+"""The rank of a checkpoint that measured no score: below every scored one, and finite, so that it
+survives a JSON round trip (Ray's checkpoint bookkeeping stores NaN and inf as null, which its
+ranking then fails on when a run resumes)."""
 
 
 class CheckpointError(RuntimeError):
@@ -70,11 +85,21 @@ def save_state(directory: str | os.PathLike[str], state: Mapping[str, Any]) -> P
 
     Returns:
         The path of the written file.
+
+    Raises:
+        CheckpointError: the file cannot be written (full disk, permissions); nothing is left
+            behind and an existing ``state.pt`` stays as it was.
     """
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / STATE_FILE
-    return atomic_write(target, lambda f: torch.save(dict(state), f))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return atomic_write(target, lambda f: torch.save(dict(state), f))
+    except OSError as exc:  # a full disk, a quota, a folder that went read-only
+        raise CheckpointError(
+            f"checkpoint {target}: cannot be written ({exc.strerror or exc}); the checkpoints already "
+            f"on disk are kept: free space (or fix the folder) and re-run the same command to resume"
+        ) from exc
 
 
 def load_state(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -134,19 +159,32 @@ def load_model_weights(model: nn.Module, state: Mapping[str, Any], *, source: st
     target.load_state_dict(weights)
 
 
-def _score(metrics: Mapping[str, Any], attribute: str, order: str) -> float:
-    value = metrics.get(attribute)
-    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
-        return -math.inf
+def checkpoint_rank(value: Any, order: str) -> float:
+    """The rank of a checkpoint whose score is ``value`` (``order``: ``"max"`` or ``"min"``).
+
+    A finite number: the score itself (negated for ``"min"``), or :data:`UNRANKED` when the
+    checkpoint measured no score (an epoch without validation, a stop checkpoint) or a non-finite
+    one. So the checkpoints kept besides the latest are the best among the validated ones, and a
+    checkpoint without a score never breaks the ranking.
+    """
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return UNRANKED
     return float(value) if order == "max" else -float(value)
+
+
+def _rank(metrics: Mapping[str, Any], attribute: str, order: str) -> float:
+    if RANK_KEY in metrics:
+        return checkpoint_rank(metrics[RANK_KEY], "max")
+    return checkpoint_rank(metrics.get(attribute), order)  # an index written before RANK_KEY
 
 
 class LocalCheckpointManager:
     """Checkpoints of an in-process run under ``run_dir/checkpoints``, best ``num_to_keep`` kept.
 
-    Checkpoints are ranked by ``metrics[score_attribute]`` (missing or NaN ranks last); the
-    latest one is always kept, so a run can resume from it. The bookkeeping lives in
-    ``checkpoints/index.json`` (written atomically).
+    Checkpoints are ranked by ``metrics[RANK_KEY]`` (see :func:`checkpoint_rank`; entries of an
+    older index by ``metrics[score_attribute]``), unscored ones last; the latest one is always
+    kept, so a run can resume from it. The bookkeeping lives in ``checkpoints/index.json``
+    (written atomically).
 
     Args:
         run_dir: The run's folder.
@@ -172,12 +210,18 @@ class LocalCheckpointManager:
         """Folder of the most recent checkpoint, or None."""
         return self.folder / self.entries[-1]["name"] if self.entries else None
 
+    def newest_first(self) -> list[Path]:
+        """Every kept checkpoint folder, the most recent first."""
+        return [self.folder / e["name"] for e in reversed(self.entries)]
+
     def best(self) -> Path | None:
-        """Folder of the best-scored checkpoint, or None."""
-        if not self.entries:
-            return None
-        entry = max(self.entries, key=lambda e: _score(e["metrics"], self.score_attribute, self.score_order))
-        return self.folder / entry["name"]
+        """Folder of the best-ranked checkpoint, or None when none measured a score."""
+        ranked = [
+            (rank, -i, e["name"])
+            for i, e in enumerate(self.entries)
+            if (rank := _rank(e["metrics"], self.score_attribute, self.score_order)) > UNRANKED
+        ]
+        return self.folder / max(ranked)[2] if ranked else None
 
     def save(self, name: str, state: Mapping[str, Any], metrics: Mapping[str, Any]) -> Path:
         """Write checkpoint ``name`` and drop the worst ones beyond ``num_to_keep``."""
@@ -190,7 +234,7 @@ class LocalCheckpointManager:
         self.entries.append({"name": name, "metrics": plain})
         latest = self.entries[-1]
         ranked = sorted(
-            self.entries[:-1], key=lambda e: _score(e["metrics"], self.score_attribute, self.score_order)
+            self.entries[:-1], key=lambda e: _rank(e["metrics"], self.score_attribute, self.score_order)
         )
         while len(ranked) + 1 > self.num_to_keep and ranked:
             dropped = ranked.pop(0)
@@ -202,3 +246,34 @@ class LocalCheckpointManager:
             json.dump({"checkpoints": self.entries}, f, indent=1)
         os.replace(tmp, self._index_path)
         return folder
+
+
+_NAME = re.compile(r"^checkpoint_epoch(\d+)_iter(\d+)(_partial)?$")
+
+
+def checkpoint_folders(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoint folders (``checkpoint_epochEEEE_iterIIIIIIII[_partial]``) directly under
+    ``run_dir`` that hold a ``state.pt``, the furthest (by iteration, then epoch) first."""
+    found = []
+    for folder in Path(run_dir).glob("checkpoint_epoch*"):
+        match = _NAME.match(folder.name)
+        if match and (folder / STATE_FILE).is_file():
+            found.append(((int(match[2]), int(match[1])), folder))
+    return [folder for _, folder in sorted(found, key=lambda kf: kf[0], reverse=True)]
+
+
+def load_first_readable(
+    candidates: Sequence[Path], *, skipped: list[str] | None = None
+) -> tuple[Path, dict[str, Any]] | None:
+    """The first of ``candidates`` (checkpoint folders) that loads, with its state; None if none.
+
+    A checkpoint that cannot be read (truncated by a full disk or a kill during a copy) is
+    skipped, with a line naming it and the reason appended to ``skipped``.
+    """
+    for folder in candidates:
+        try:
+            return folder, load_state(folder)
+        except CheckpointError as exc:
+            if skipped is not None:
+                skipped.append(f"skipped an unreadable checkpoint: {exc}")
+    return None

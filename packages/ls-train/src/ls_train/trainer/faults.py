@@ -7,6 +7,8 @@
   Ray runs the driver catches it and writes a stop file in the run folder, which every worker
   polls (a worker's training function does not run in its process's main thread, where Python
   signal handlers live).
+- :func:`fault_point` marks the places where the fault-injection tests stop a run (a pause point,
+  free when the tests' environment variable is unset).
 """
 
 from __future__ import annotations
@@ -15,12 +17,29 @@ import math
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["STOP_FILE", "BadStepCounter", "NonFiniteLossError", "StopRequest", "request_stop"]
+__all__ = [
+    "FAULT_DIR_ENV",
+    "FAULT_ENV",
+    "STOP_FILE",
+    "BadStepCounter",
+    "NonFiniteLossError",
+    "StopRequest",
+    "fault_point",
+    "request_stop",
+]
 
 STOP_FILE = "STOP"
+
+FAULT_ENV = "LS_TRAIN_FAULT"
+"""``POINT`` or ``POINT:N``: pause at the ``N``-th time (1 by default) any process of the run reaches
+the fault point ``POINT`` (see :func:`fault_point`)."""
+FAULT_DIR_ENV = "LS_TRAIN_FAULT_DIR"
+"""Folder of the pause handshake of :data:`FAULT_ENV` (required with it)."""
+FAULT_PAUSE_S = 120.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -111,3 +130,35 @@ class StopRequest:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
+
+
+def fault_point(name: str) -> None:
+    """A place where the fault-injection tests stop a run: returns at once unless :data:`FAULT_ENV`
+    names ``name``.
+
+    When it does, the ``N``-th process call reaching the point (counted over all processes of the
+    run, in ``$LS_TRAIN_FAULT_DIR/count-<name>``) writes its pid to ``$LS_TRAIN_FAULT_DIR/paused``
+    and waits, up to two minutes, until that file is removed. The test meanwhile sends its signal
+    (to this process or another one) and then removes the file to let a survivor go on. Points:
+    ``train.step`` (after an iteration's optimizer step), ``train.validation`` (before a
+    validation), ``train.checkpoint`` (after an epoch's checkpoint was reported),
+    ``train.evaluation`` (before the evaluation at the end of ``ls-train``).
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec or spec.split(":")[0] != name:
+        return
+    folder = Path(os.environ[FAULT_DIR_ENV])
+    at = int(spec.split(":")[1]) if ":" in spec else 1
+    fd = os.open(folder / f"count-{name}", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, b"x")
+        count = os.lseek(fd, 0, os.SEEK_CUR)  # where this append ended: unique over processes
+    finally:
+        os.close(fd)
+    if count != at:
+        return
+    paused = folder / "paused"
+    paused.write_text(str(os.getpid()))
+    deadline = time.monotonic() + FAULT_PAUSE_S
+    while paused.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
@@ -27,13 +28,17 @@ from torch.utils.data import DataLoader, IterableDataset
 from ls_train.config import evaluation_config, trainer_config
 from ls_train.evaluate import sample_spacings, spacing_kwargs
 from ls_train.trainer.checkpoint import (
+    RANK_KEY,
+    UNRANKED,
     LocalCheckpointManager,
+    checkpoint_folders,
+    checkpoint_rank,
+    load_first_readable,
     load_model_weights,
-    load_state,
     model_state_dict,
     save_state,
 )
-from ls_train.trainer.faults import BadStepCounter, NonFiniteLossError, StopRequest
+from ls_train.trainer.faults import BadStepCounter, NonFiniteLossError, StopRequest, fault_point
 from ls_train.trainer.schedule import build_scheduler
 
 __all__ = ["STOP_REASON_KEY", "STOP_REQUESTED_KEY", "TrainingStopped", "train_loop_per_worker"]
@@ -93,17 +98,47 @@ class _Session:
 
         return ray.train.torch.get_device()
 
-    def resume_state(self) -> dict[str, Any] | None:
+    def set_threads(self) -> str | None:
+        """A Ray worker computes with as many threads as its CPU allocation (an inherited
+        ``OMP_NUM_THREADS``, or torch's default of every core, would oversubscribe the machine
+        when several workers share it). Returns the line for the log (None in-process)."""
         if self.local:
-            latest = self.manager.latest()
-            return None if latest is None else load_state(latest)
+            return None
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+        if not cpus:
+            return None
+        inherited = os.environ.get("OMP_NUM_THREADS")
+        threads = max(1, int(cpus))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # for processes this worker starts
+        note = f"; OMP_NUM_THREADS={inherited} from the environment overridden" if inherited else ""
+        return f"each worker computes with {threads} thread(s), its CPU allocation{note}"
+
+    def resume_state(self, skipped: list[str]) -> dict[str, Any] | None:
+        """The state of the furthest readable checkpoint of the run (None: start afresh).
+
+        In-process: the manager's checkpoints, the latest first. Ray: Ray's latest checkpoint and
+        the checkpoint folders in the run folder, the furthest first, so that a checkpoint
+        written just before the driver was killed, but never registered in Ray's bookkeeping,
+        is not lost. Unreadable ones (truncated) are skipped and named in ``skipped``.
+        """
+        if self.local:
+            found = load_first_readable(self.manager.newest_first(), skipped=skipped)
+            return None if found is None else found[1]
         import ray.train
 
+        on_disk = checkpoint_folders(self.run_dir)
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
-            return None
+            found = load_first_readable(on_disk, skipped=skipped)
+            return None if found is None else found[1]
         with checkpoint.as_directory() as folder:
-            return load_state(folder)
+            from_ray = load_first_readable([Path(folder)], skipped=skipped)
+        from_disk = load_first_readable(on_disk, skipped=skipped)
+        states = [found[1] for found in (from_ray, from_disk) if found is not None]
+        return max(states, key=lambda st: int(st["global_iter"])) if states else None
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None, name: str) -> None:
         if self.local:
@@ -157,6 +192,19 @@ def _validate(
     return evaluator.result().summary
 
 
+def _check_same_resume_point(global_iter: int, world: int) -> None:
+    """Every worker must resume from the same iteration (each reads the checkpoints itself)."""
+    if world == 1:
+        return
+    points: list[Any] = [None] * world
+    dist.all_gather_object(points, global_iter)
+    if len(set(points)) > 1:
+        raise TrainingStopped(
+            f"the workers found different checkpoints to resume from (iterations by rank: {points}; "
+            f"-1: none): is the run folder on a file system that every node sees?"
+        )
+
+
 def _zero_backward(model: nn.Module) -> None:
     """A backward pass adding zero to every gradient, so DDP's reducer sees the iteration on all workers."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -183,6 +231,7 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
     tr = trainer_config(cfg)
     use_gpu = bool(cfg["cluster"].get("use_gpu", False))
     session = _Session(local=local, run_dir=run_dir, cfg=cfg)
+    threads_note = session.set_threads()
     device = session.device(use_gpu)
     torch.manual_seed(tr.seed + session.rank)
 
@@ -215,7 +264,9 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
     bad = BadStepCounter(max_bad_steps=tr.max_bad_steps)
 
     start_epoch, start_epoch_step, global_iter, last_metrics = 0, 0, 0, {}
-    state = session.resume_state()
+    skipped: list[str] = []
+    state = session.resume_state(skipped)
+    _check_same_resume_point(-1 if state is None else int(state["global_iter"]), session.world)
     if state is not None:
         load_model_weights(model, state, source="the run's last checkpoint")
         optimizer.load_state_dict(state["optimizer"])
@@ -238,6 +289,8 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
             log_every_steps=tr.log_every_steps,
             start_iter=global_iter,
         )
+        for line in [*([threads_note] if threads_note else []), *skipped]:
+            logger.message(line)
         if state is not None:
             logger.message(
                 f"resuming {run_dir.name} at epoch {start_epoch + 1}, iteration {start_epoch_step} "
@@ -302,6 +355,7 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
+                    fault_point("train.step")
                 if logger is not None:
                     shown = {"loss": total, **values}
                     logger.progress(
@@ -314,11 +368,11 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
                     )
                 if stop_flag:
                     metrics = {
-                        **last_metrics,
+                        **{k: v for k, v in last_metrics.items() if k != score_key},
                         "epoch": epoch,
                         "iteration": global_iter,
-                        score_key: math.nan,
                         STOP_REQUESTED_KEY: 1.0,
+                        RANK_KEY: UNRANKED,
                     }
                     session.report(
                         metrics, snapshot(epoch, epoch_step, last_metrics), name(epoch, epoch_step)
@@ -343,6 +397,7 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
                 (epoch + 1) % tr.val_every_epochs == 0 or epoch + 1 == tr.epochs
             )
             if validate:
+                fault_point("train.validation")
                 summary = _validate(model, cfg, val_dataset, session, device, tr.amp)
                 row.update(summary)
                 if logger is not None:
@@ -352,18 +407,18 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
                         if k in (score_key, "ap@50", "ap@75", "f1@50", "coco_mask_ap")
                     )
                     logger.message(f"epoch {epoch + 1}/{tr.epochs} validation: {shown}")
-            metrics = {**row}
-            metrics.setdefault(score_key, math.nan)
+            metrics = {**row, RANK_KEY: checkpoint_rank(row.get(score_key), tr.checkpoint_score_order)}
             last_metrics = {k: v for k, v in row.items() if k not in ("epoch", "step")}
             if logger is not None:
                 logger.epoch_end(row)
             session.report(metrics, snapshot(epoch + 1, 0, metrics), name(epoch + 1, 0))
+            fault_point("train.checkpoint")
     except NonFiniteLossError as exc:
         if logger is not None:
             logger.message(str(exc))
         if local:
             raise
-        session.report({STOP_REASON_KEY: str(exc), score_key: math.nan}, None, "")
+        session.report({STOP_REASON_KEY: str(exc), RANK_KEY: UNRANKED}, None, "")
         return
     finally:
         stop.restore()

@@ -10,7 +10,6 @@ checkpoint and stop; the driver then exits normally.
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ls_train.config import ConfigError, check_score_attribute, cluster_config, data_config, trainer_config
+from ls_train.ray_session import ray_init_kwargs
+from ls_train.trainer.checkpoint import RANK_KEY, UNRANKED, checkpoint_rank
 from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, request_stop
 from ls_train.trainer.logging import CSV_FILE, CURVES_FILE, plot_curves
 from ls_train.trainer.loop import STOP_REASON_KEY, STOP_REQUESTED_KEY, TrainingStopped, train_loop_per_worker
@@ -89,9 +90,7 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
     cl = cluster_config(cfg)
     started = False
     if not ray.is_initialized():
-        ray.init(
-            address=cl.address, num_cpus=cl.num_cpus if cl.address is None else None, include_dashboard=False
-        )
+        ray.init(**ray_init_kwargs(cl))
         started = True
     resources = dict(cl.resources_per_worker) if cl.resources_per_worker else None
     trainer = TorchTrainer(
@@ -106,30 +105,44 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
             storage_path=str(run_dir.parent),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=tr.num_to_keep,
-                checkpoint_score_attribute=tr.checkpoint_score_attribute,
-                checkpoint_score_order=tr.checkpoint_score_order,
+                checkpoint_score_attribute=RANK_KEY,
+                checkpoint_score_order="max",
             ),
             failure_config=ray.train.FailureConfig(max_failures=tr.max_failures),
         ),
     )
+    stopper = _DriverStop(run_dir)  # after ray.init(), which installs a SIGTERM handler of its own
     try:
         result = trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        raise TrainingStopped(_failure_summary(exc, tr.max_failures)) from exc
     finally:
+        stopper.restore()
         if started:
             ray.shutdown()
     metrics = dict(result.metrics or {})
     latest = Path(result.checkpoint.path) if result.checkpoint is not None else None
-    best = None
-    scored = [
-        (ckpt, m)
+    ranked = [
+        (rank, Path(ckpt.path))
         for ckpt, m in (result.best_checkpoints or [])
-        if isinstance(m.get(tr.checkpoint_score_attribute), int | float)
-        and not math.isnan(m[tr.checkpoint_score_attribute])
+        if (rank := checkpoint_rank(m.get(RANK_KEY), "max")) > UNRANKED
     ]
-    if scored:
-        sign = 1.0 if tr.checkpoint_score_order == "max" else -1.0
-        best = Path(max(scored, key=lambda cm: sign * cm[1][tr.checkpoint_score_attribute])[0].path)
+    best = max(ranked, key=lambda rp: rp[0])[1] if ranked else None
     return TrainResult(run_dir=run_dir, best_checkpoint=best, latest_checkpoint=latest, metrics=metrics)
+
+
+def _failure_summary(exc: Exception, max_failures: int) -> str:
+    """One paragraph for a Ray Train failure: the last line of each worker's error."""
+    failures = getattr(exc, "worker_failures", None) or {}
+    causes = [
+        f"worker {rank}: {(str(err).strip().splitlines() or [type(err).__name__])[-1]}"
+        for rank, err in sorted(failures.items())
+    ] or [(str(exc).strip().splitlines() or [type(exc).__name__])[-1]]
+    return (
+        f"Ray Train failed (after trainer.max_failures={max_failures} restarts from the last "
+        f"checkpoint): {'; '.join(causes)}. The checkpoints on disk are kept: fix the cause and "
+        f"re-run the same command to resume (the full error is above, in Ray's log)"
+    )
 
 
 def _local_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
@@ -150,17 +163,16 @@ def _local_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
     metrics = dict(load_state(latest).get("metrics", {})) if latest is not None else {}
     if latest is not None and "_partial" in latest.name:
         metrics[STOP_REQUESTED_KEY] = 1.0
-    best_entry = manager.best()
-    best = None
-    if best_entry is not None:
-        entry = next(e for e in manager.entries if e["name"] == best_entry.name)
-        value = entry["metrics"].get(tr.checkpoint_score_attribute)
-        best = best_entry if isinstance(value, float) and not math.isnan(value) else None
-    return TrainResult(run_dir=run_dir, best_checkpoint=best, latest_checkpoint=latest, metrics=metrics)
+    return TrainResult(
+        run_dir=run_dir, best_checkpoint=manager.best(), latest_checkpoint=latest, metrics=metrics
+    )
 
 
 class _DriverStop:
-    """SIGTERM on the driver of a Ray run: write the stop file the workers poll."""
+    """SIGTERM on the driver of a Ray run: write the stop file the workers poll.
+
+    Installed after ``ray.init()``: a driver that starts Ray gets Ray's own SIGTERM handler, which
+    kills the local Ray processes and exits at once, with no stop checkpoint."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -210,11 +222,9 @@ def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) ->
     if cl.num_workers == 0:
         result = _local_fit(cfg, run_dir)
     else:
-        stopper = _DriverStop(run_dir)
         try:
             result = _ray_fit(cfg, run_dir)
         finally:
-            stopper.restore()
             (run_dir / STOP_FILE).unlink(missing_ok=True)
     result.stopped = bool(result.metrics.get(STOP_REQUESTED_KEY))
     result.curves = plot_curves(run_dir / CSV_FILE, run_dir / CURVES_FILE)

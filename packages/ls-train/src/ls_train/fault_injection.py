@@ -1,0 +1,201 @@
+"""Stop an ``ls-train`` run at a chosen point, run the same command again, and judge the outcome.
+
+The harness of the fault-injection tests (``tests/test_fault_injection.py``) and of the longer matrix in
+``benchmarks/faults.py``. A run is started as users start it (the ``ls-train`` command line, in a
+subprocess and its own session), paused at a fault point (:func:`ls_train.trainer.faults.fault_point`),
+sent a signal (to the driver, or to the process that reached the point: a Ray worker), let go, and
+then started again with the same arguments and no fault. The verdict compares where the resumed
+run ends with where an unstopped run ends:
+
+- ``resumed identically``: the second command exits 0 and the run's last checkpoint is at the
+  same epoch and iteration as the unstopped run's, with one ``metrics.csv`` row per epoch;
+- ``clear error, nothing lost``: the first command exits 2 with an ``error:`` line and the second
+  one resumes identically;
+- anything else is ``LOST WORK`` or ``FAILED`` with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ls_train.trainer.checkpoint import STATE_FILE, CheckpointError, load_state
+from ls_train.trainer.faults import FAULT_DIR_ENV, FAULT_ENV
+from ls_train.trainer.logging import CSV_FILE, read_csv_rows
+
+__all__ = ["Fault", "Outcome", "final_position", "format_table", "ls_train_argv", "run_fault_case"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Where and how a run is stopped.
+
+    Args:
+        point: Fault point name (``train.step``, ``train.validation``, ``train.checkpoint``,
+            ``train.evaluation``).
+        at: Stop at the ``at``-th time any process reaches the point.
+        signal: ``SIGTERM`` or ``SIGKILL``.
+        target: ``"driver"`` (the ``ls-train`` process) or ``"paused"`` (the process that reached
+            the point; a Ray worker in Ray mode).
+    """
+
+    point: str
+    at: int = 1
+    signal: signal.Signals = signal.SIGTERM
+    target: str = "driver"
+
+    def __str__(self) -> str:
+        return f"{self.signal.name} {self.target} at {self.point}:{self.at}"
+
+
+@dataclass
+class Outcome:
+    """What happened to one stopped run and its re-run."""
+
+    mode: str
+    fault: Fault
+    first_rc: int | None
+    resumed_rc: int | None
+    position: tuple[int, int] | None
+    expected: tuple[int, int]
+    verdict: str
+    seconds: float
+    first_tail: str = ""
+    resumed_tail: str = ""
+
+
+def final_position(run_dir: Path) -> tuple[int, int] | None:
+    """``(epoch, global_iter)`` of the furthest loadable checkpoint under ``run_dir`` (None: none)."""
+    best = None
+    for state_file in run_dir.rglob(STATE_FILE):
+        try:
+            state = load_state(state_file)
+        except CheckpointError:
+            continue
+        position = (int(state["epoch"]), int(state["global_iter"]))
+        best = position if best is None or position[1] > best[1] else best
+    return best
+
+
+def _command(argv: Sequence[str], env: dict[str, str], log: Path, timeout: float) -> tuple[int | None, str]:
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_session(proc.pid)
+            rc = None
+    _kill_session(proc.pid)
+    return rc, log.read_text()
+
+
+def _kill_session(pid: int) -> None:
+    """Kill what is left of the command's session (Ray's processes after a killed driver), as a
+    batch system does at the end of a job."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _stopped_command(
+    argv: Sequence[str], env: dict[str, str], fault: Fault, folder: Path, timeout: float
+) -> tuple[int | None, str]:
+    """Run ``argv`` with ``fault`` armed; signal the target when a process pauses at the point."""
+    env = {**env, FAULT_ENV: f"{fault.point}:{fault.at}", FAULT_DIR_ENV: str(folder)}
+    paused = folder / "paused"
+    log = folder / "first.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not paused.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if paused.exists():
+            time.sleep(0.1)  # the pid is written right after the file is created
+            pid = proc.pid if fault.target == "driver" else int(paused.read_text())
+            os.kill(pid, fault.signal)
+            time.sleep(0.5)
+            paused.unlink(missing_ok=True)  # let the survivors go on
+        try:
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            rc = None
+    _kill_session(proc.pid)
+    return rc, log.read_text()
+
+
+def _verdict(
+    first_rc: int | None,
+    first_log: str,
+    resumed_rc: int | None,
+    position: tuple[int, int] | None,
+    expected: tuple[int, int],
+    epochs_in_csv: list[float],
+) -> str:
+    if resumed_rc != 0:
+        return f"FAILED: the re-run exited {resumed_rc}"
+    if position != expected:
+        return f"LOST WORK: ended at (epoch, iteration) {position}, an unstopped run at {expected}"
+    if epochs_in_csv != [float(e) for e in range(1, expected[0] + 1)]:
+        return f"LOST WORK: metrics.csv holds epochs {epochs_in_csv}"
+    if first_rc == 2:
+        return "clear error, nothing lost" if "error:" in first_log else "FAILED: exit 2 without a message"
+    return "resumed identically"
+
+
+def run_fault_case(
+    argv: Sequence[str],
+    run_dir: Path,
+    fault: Fault,
+    *,
+    mode: str,
+    expected: tuple[int, int],
+    folder: Path,
+    timeout: float = 300.0,
+) -> Outcome:
+    """Run ``argv`` (an ``ls-train`` command whose run folder is ``run_dir``) stopped by ``fault``,
+    then again without it, and judge the result against ``expected`` ``(epoch, global_iter)``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, FAULT_DIR_ENV)}
+    start = time.monotonic()
+    first_rc, first_log = _stopped_command(argv, env, fault, folder, timeout)
+    resumed_rc, resumed_log = _command(argv, env, folder / "resumed.log", timeout)
+    position = final_position(run_dir)
+    csv = run_dir / CSV_FILE
+    epochs = [row["epoch"] for row in read_csv_rows(csv)] if csv.exists() else []
+    return Outcome(
+        mode=mode,
+        fault=fault,
+        first_rc=first_rc,
+        resumed_rc=resumed_rc,
+        position=position,
+        expected=expected,
+        verdict=_verdict(first_rc, first_log, resumed_rc, position, expected, epochs),
+        seconds=time.monotonic() - start,
+        first_tail=first_log[-3000:],
+        resumed_tail=resumed_log[-3000:],
+    )
+
+
+def format_table(outcomes: Sequence[Outcome]) -> str:
+    """A markdown table: mode, fault, exit statuses, where the run ended, verdict, time."""
+    lines = [
+        "| mode | fault | stopped run exit | re-run exit | ended at (epoch, iter) | verdict | s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for o in outcomes:
+        lines.append(
+            f"| {o.mode} | {o.fault} | {o.first_rc} | {o.resumed_rc} | {o.position} | {o.verdict} | "
+            f"{o.seconds:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def ls_train_argv(*overrides: str) -> list[str]:
+    """The ``ls-train`` command line (through this interpreter) with ``overrides``."""
+    return [sys.executable, "-m", "ls_train.cli", "train", "--config-name=quickstart", *overrides]

@@ -1,0 +1,62 @@
+"""Fault injection: ``ls-train`` runs stopped at chosen points (SIGTERM or SIGKILL, to the driver or
+to a Ray worker) and started again with the same command end where an unstopped run ends.
+
+A short selection for every test run; ``benchmarks/faults.py`` runs the whole matrix and prints
+the table."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ls_train.fault_injection import Fault, format_table, ls_train_argv, run_fault_case
+
+EPOCHS = 3
+
+CASES = [
+    # in-process: 2 iterations per epoch, validation every 2nd epoch (and after the last)
+    ("local", Fault("train.step", at=3, signal=signal.SIGTERM)),
+    ("local", Fault("train.validation", at=1, signal=signal.SIGKILL)),
+    # Ray, 2 workers, 1 iteration per epoch: the driver stopped between two validations, and
+    # killed right after a checkpoint
+    ("ray", Fault("train.step", at=3, signal=signal.SIGTERM)),
+    ("ray", Fault("train.checkpoint", at=1, signal=signal.SIGKILL)),
+]
+
+
+def recipe(root: Path, tiny_overrides: Callable[..., list[str]], mode: str, name: str) -> list[str]:
+    """The tiny quickstart of the tests, as ``ls-train`` overrides."""
+    cluster = (
+        ["cluster=local", "trainer.max_steps_per_epoch=2"]
+        if mode == "local"
+        else ["cluster=cpu", "cluster.num_workers=2", "cluster.num_cpus=2"]
+    )
+    return tiny_overrides(
+        root,
+        f"trainer.epochs={EPOCHS}",
+        "trainer.val_every_epochs=2",
+        "trainer.warmup_iters=2",
+        "evaluation.run_after_training=false",
+        f"trainer.run_name={name}",
+        *cluster,
+    )
+
+
+@pytest.mark.parametrize(("mode", "fault"), CASES, ids=[f"{m}-{f.signal.name}-{f.point}" for m, f in CASES])
+def test_a_stopped_run_resumes_to_where_an_unstopped_one_ends(
+    mode: str, fault: Fault, tmp_path: Path, tiny_overrides: Callable[..., list[str]], capsys
+) -> None:
+    steps = EPOCHS * (2 if mode == "local" else 1)
+    argv = ls_train_argv(*recipe(tmp_path, tiny_overrides, mode, "f"))
+    outcome = run_fault_case(
+        argv, tmp_path / "runs" / "f", fault, mode=mode, expected=(EPOCHS, steps), folder=tmp_path / "fault"
+    )
+    with capsys.disabled():
+        print("\n" + format_table([outcome]))
+    logs = f"--- stopped run ---\n{outcome.first_tail}\n--- re-run ---\n{outcome.resumed_tail}"
+    assert outcome.verdict == "resumed identically", f"{outcome.verdict}\n{logs}"
+    if fault.signal == signal.SIGTERM:
+        assert outcome.first_rc == 0 and "stopped on request" in outcome.first_tail
