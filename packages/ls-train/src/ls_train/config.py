@@ -114,6 +114,9 @@ class TrainerConfig:
         checkpoint_score_attribute: Validation metric ranking checkpoints (the seed's ``ap@50``).
         checkpoint_score_order: ``"max"`` or ``"min"``.
         max_failures: Restarts from the last checkpoint after a worker crash (Ray mode).
+        verbose: Ray mode: forward every worker's and Ray's own output to the console (default:
+            only the run's progress, validation and result lines; Ray's logs are copied into
+            ``<run folder>/logs/``).
     """
 
     run_name: str | None = None
@@ -136,6 +139,7 @@ class TrainerConfig:
     checkpoint_score_attribute: str = "ap@50"
     checkpoint_score_order: str = "max"
     max_failures: int = 2
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         positive = {

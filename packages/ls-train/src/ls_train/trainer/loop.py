@@ -113,7 +113,8 @@ class _Session:
         threads = max(1, int(cpus))
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for processes this worker starts
-        note = f"; OMP_NUM_THREADS={inherited} from the environment overridden" if inherited else ""
+        overridden = inherited is not None and inherited != str(threads)
+        note = f"; OMP_NUM_THREADS={inherited} from the environment overridden" if overridden else ""
         return f"each worker computes with {threads} thread(s), its CPU allocation{note}"
 
     def resume_state(self, skipped: list[str]) -> dict[str, Any] | None:
@@ -215,8 +216,10 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
     """Train one worker's share; the Ray Train ``train_loop_per_worker``.
 
     Args:
-        config: ``{"cfg": resolved experiment config, "run_dir": run folder, "local": bool}``;
-            ``local`` runs without Ray (checkpoints under ``run_dir/checkpoints``).
+        config: ``{"cfg": resolved experiment config, "run_dir": run folder, "local": bool,
+            "console": file or None}``; ``local`` runs without Ray (checkpoints under
+            ``run_dir/checkpoints``); rank 0 writes its console lines to ``console`` when given
+            (else to stdout).
 
     Raises:
         NonFiniteLossError: in-process runs, after ``trainer.max_bad_steps`` bad iterations in a row
@@ -281,13 +284,17 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
         )
 
     logger = None
+    console = None
     if session.rank == 0:
+        if config.get("console"):  # a quiet Ray run: the driver prints this file's lines
+            console = Path(config["console"]).open("a", buffering=1)  # noqa: SIM115 (closed at the end)
         logger = RunLogger(
             run_dir,
             epochs=tr.epochs,
             steps_per_epoch=steps_per_epoch,
             log_every_steps=tr.log_every_steps,
             start_iter=global_iter,
+            stream=console,
         )
         for line in [*([threads_note] if threads_note else []), *skipped]:
             logger.message(line)
@@ -424,6 +431,8 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
         stop.restore()
         if logger is not None:
             logger.close()
+        if console is not None:
+            console.close()
 
 
 def _rest_of_epoch(loader: Iterable[Any], skip: int) -> Iterable[Any]:

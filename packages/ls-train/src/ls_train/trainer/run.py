@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from ls_train.config import ConfigError, check_score_attribute, cluster_config, data_config, trainer_config
 from ls_train.ray_session import ray_init_kwargs
 from ls_train.trainer.checkpoint import RANK_KEY, UNRANKED, checkpoint_rank
+from ls_train.trainer.console import CONSOLE_FILE, ConsoleRelay, keep_ray_logs, quiet_ray_logging
 from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, request_stop
 from ls_train.trainer.logging import CSV_FILE, CURVES_FILE, plot_curves
 from ls_train.trainer.loop import STOP_REASON_KEY, STOP_REQUESTED_KEY, TrainingStopped, train_loop_per_worker
@@ -81,21 +83,31 @@ def prepare_data(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = pr
             raise ConfigError(f"{where}: the dataset has no crops; check its index / selection")
 
 
-def _ray_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
+def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], None]) -> TrainResult:
     import ray
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     tr = trainer_config(cfg)
     cl = cluster_config(cfg)
+    quiet = not tr.verbose
     started = False
     if not ray.is_initialized():
-        ray.init(**ray_init_kwargs(cl))
+        if quiet:
+            quiet_ray_logging()
+        quiet_kwargs = {"log_to_driver": False, "logging_level": "WARNING"} if quiet else {}
+        ray.init(**ray_init_kwargs(cl), **quiet_kwargs)
         started = True
+    console = run_dir / CONSOLE_FILE if quiet else None
     resources = dict(cl.resources_per_worker) if cl.resources_per_worker else None
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": dict(cfg), "run_dir": str(run_dir), "local": False},
+        train_loop_config={
+            "cfg": dict(cfg),
+            "run_dir": str(run_dir),
+            "local": False,
+            "console": None if console is None else str(console),
+        },
         torch_config=TorchConfig(backend="nccl" if cl.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cl.num_workers, use_gpu=cl.use_gpu, resources_per_worker=resources
@@ -113,13 +125,17 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
     )
     stopper = _DriverStop(run_dir)  # after ray.init(), which installs a SIGTERM handler of its own
     try:
-        result = trainer.fit()
+        with ConsoleRelay(console, print_fn=print_fn) if console is not None else nullcontext():
+            result = trainer.fit()
     except ray.train.TrainingFailedError as exc:
         raise TrainingStopped(_failure_summary(exc, tr.max_failures)) from exc
     finally:
         stopper.restore()
         if started:
+            logs = keep_ray_logs(run_dir) if quiet else None
             ray.shutdown()
+            if logs is not None:
+                print_fn(f"Ray's logs (every worker's output): {logs}")
     metrics = dict(result.metrics or {})
     latest = Path(result.checkpoint.path) if result.checkpoint is not None else None
     ranked = [
@@ -141,7 +157,7 @@ def _failure_summary(exc: Exception, max_failures: int) -> str:
     return (
         f"Ray Train failed (after trainer.max_failures={max_failures} restarts from the last "
         f"checkpoint): {'; '.join(causes)}. The checkpoints on disk are kept: fix the cause and "
-        f"re-run the same command to resume (the full error is above, in Ray's log)"
+        f"re-run the same command to resume. The whole error:\n{str(exc).strip()}"
     )
 
 
@@ -223,7 +239,7 @@ def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) ->
         result = _local_fit(cfg, run_dir)
     else:
         try:
-            result = _ray_fit(cfg, run_dir)
+            result = _ray_fit(cfg, run_dir, print_fn)
         finally:
             (run_dir / STOP_FILE).unlink(missing_ok=True)
     result.stopped = bool(result.metrics.get(STOP_REQUESTED_KEY))
