@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import zarr
 
-from ls_train.cli import evaluate_main, main, train_main
+from ls_train.cli import evaluate_main, main, predict_main, train_main
 
 
 def test_a_misspelled_key_exits_2_listing_the_valid_keys(capsys) -> None:
@@ -50,7 +52,9 @@ def test_evaluate_needs_a_checkpoint(capsys) -> None:
 TINY_RUN = ("trainer.epochs=1", "trainer.warmup_iters=1", "cluster=local")
 
 
-def test_train_then_evaluate_end_to_end(tmp_path: Path, tiny_overrides: Callable[..., list[str]]) -> None:
+def test_train_then_evaluate_end_to_end(
+    tmp_path: Path, tiny_overrides: Callable[..., list[str]], capsys
+) -> None:
     common = tiny_overrides(tmp_path, *TINY_RUN)
     run = subprocess.run(
         [sys.executable, "-m", "ls_train.cli", "train", "--config-name=quickstart", *common],
@@ -78,6 +82,27 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path, tiny_overrides: Callable
         == 0
     )
     assert (tmp_path / "eval" / "metrics_summary.csv").exists()
+
+    # the checkpoint carries its config: no --config-name, same metrics; a differing one is refused
+    assert evaluate_main([f"checkpoint={checkpoint}", f"evaluation.output_dir={tmp_path / 'eval2'}"]) == 0
+    first, second = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("eval", "eval2"))
+    assert first["summary"] == second["summary"]
+    wrong = ["--config-name=quickstart", *common, f"checkpoint={checkpoint}", "models.box_score_thresh=0.3"]
+    assert evaluate_main(wrong) == 2
+    err = capsys.readouterr().err
+    assert "differs from the one that trained" in err and "models.box_score_thresh: given 0.3" in err
+    accepted = [*wrong, "accept_config_mismatch=true", f"evaluation.output_dir={tmp_path / 'eval3'}"]
+    assert evaluate_main(accepted) == 0
+
+    # ls-predict from the checkpoint alone labels a volume as with the right --config-name
+    volume = next((tmp_path / "data" / "tiff").glob("*_image.tif"))
+    outputs = {}
+    for name, extra in (("with", ["--config-name=quickstart", *common]), ("without", [])):
+        out = tmp_path / f"{name}.ome.zarr"
+        args = [*extra, f"checkpoint={checkpoint}", f"input={volume}", f"output={out}"]
+        assert predict_main([*args, "predict.tile_shape=[8,32,32]", "predict.overlap=[2,8,8]"]) == 0
+        outputs[name] = zarr.open_group(str(out), mode="r")["labels/instances/0"][:]
+    assert (outputs["with"] == outputs["without"]).all()
 
 
 def test_weights_of_another_model_config_are_refused(

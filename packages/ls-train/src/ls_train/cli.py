@@ -7,8 +7,12 @@
     ls-evaluate --config-name=skittlez_evaluation_resnet checkpoint=runs/mrcnn_resnet/checkpoint_.../
     ls-predict --config-name=quickstart checkpoint=runs/quickstart/checkpoint_.../ \
         input=volume.ome.zarr output=volume_labels.ome.zarr predict.tile_shape=[32,256,256]
+    ls-predict checkpoint=runs/quickstart/checkpoint_.../ input=volume.tif output=labels.ome.zarr
 
-``--config-name`` picks the experiment, ``--config-dir`` (repeatable) adds a folder searched
+``--config-name`` picks the experiment; ``ls-evaluate`` and ``ls-predict`` may leave it out and take
+the config stored in the ``checkpoint=`` folder (see :mod:`ls_train.checkpoint_config`; with
+``--config-name`` too, a model that differs from the checkpoint's is refused unless
+``accept_config_mismatch=true``). ``--config-dir`` (repeatable) adds a folder searched
 before ``./configs`` and the packaged configs, and every other argument is a Hydra override
 (``key=value``, ``group=option``, ``+key=value``, ``~key``). ``--print-config`` prints the resolved
 config and exits. Nothing is written to Hydra's output folders; the run folder is
@@ -29,9 +33,15 @@ from typing import Any
 __all__ = ["evaluate_main", "main", "predict_main", "train_main"]
 
 
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+def _parser(prog: str, description: str, *, config_from_checkpoint: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config-name", "-cn", required=True, help="experiment config, e.g. quickstart")
+    parser.add_argument(
+        "--config-name",
+        "-cn",
+        required=not config_from_checkpoint,
+        help="experiment config, e.g. quickstart"
+        + (" (default: the config stored in the checkpoint=DIR given)" if config_from_checkpoint else ""),
+    )
     parser.add_argument(
         "--config-dir",
         "-cd",
@@ -46,14 +56,33 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _checkpoint_override(overrides: Sequence[str]) -> str | None:
+    values = [o.split("=", 1)[1] for o in overrides if o.startswith(("checkpoint=", "+checkpoint="))]
+    return values[-1] if values else None
+
+
 def _load(prog: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The config of ``--config-name`` (checked against the checkpoint's own config when a
+    checkpoint is given), or without it the config stored in ``checkpoint=``, with the overrides."""
     from omegaconf import OmegaConf
 
+    from ls_train.checkpoint_config import check_against_checkpoint, config_from_checkpoint
     from ls_train.config import ConfigError, load_config
+    from ls_train.trainer import CheckpointError
 
+    checkpoint = _checkpoint_override(args.overrides)
     try:
-        cfg = load_config(args.config_name, args.overrides, config_dirs=args.config_dir)
-    except (ConfigError, ValueError, LookupError) as exc:
+        if args.config_name is None:
+            if checkpoint in (None, "", "???"):
+                raise ConfigError(
+                    "give --config-name=NAME, or checkpoint=DIR to use the config stored in the checkpoint"
+                )
+            cfg = config_from_checkpoint(checkpoint, args.overrides)
+        else:
+            cfg = load_config(args.config_name, args.overrides, config_dirs=args.config_dir)
+            if checkpoint not in (None, "", "???"):
+                check_against_checkpoint(cfg, checkpoint)
+    except (ConfigError, CheckpointError, ValueError, LookupError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return None
     if args.print_config:
@@ -104,7 +133,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """``ls-evaluate --config-name=NAME checkpoint=PATH [overrides]``: metrics, tables and pictures."""
-    args = _parser("ls-evaluate", "Evaluate a trained model on held-out crops.").parse_args(argv)
+    args = _parser(
+        "ls-evaluate", "Evaluate a trained model on held-out crops.", config_from_checkpoint=True
+    ).parse_args(argv)
     cfg = _load("ls-evaluate", args)
     if cfg is None:
         return 2
@@ -137,7 +168,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 def predict_main(argv: Sequence[str] | None = None) -> int:
     """``ls-predict --config-name=NAME checkpoint=PATH input=PATH output=PATH.ome.zarr [overrides]``."""
     args = _parser(
-        "ls-predict", "Segment a whole volume tile by tile into a stitched OME-Zarr label image."
+        "ls-predict",
+        "Segment a whole volume tile by tile into a stitched OME-Zarr label image.",
+        config_from_checkpoint=True,
     ).parse_args(argv)
     cfg = _load("ls-predict", args)
     if cfg is None:

@@ -16,7 +16,8 @@ An experiment has these top-level sections (the seed's groups plus the runner's)
   ``evaluation`` (:class:`EvaluationConfig`), optional ``data`` (:class:`DataConfig`), and
   ``checkpoint`` (weights for ``ls-evaluate`` and ``ls-predict``);
 - ``predict`` (:class:`ls_train.predict.PredictConfig`) with the top-level ``input``, ``output``
-  and ``overwrite`` of ``ls-predict``.
+  and ``overwrite`` of ``ls-predict``, and ``accept_config_mismatch`` (see
+  :mod:`ls_train.checkpoint_config`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ SECTIONS = (
     "input",
     "output",
     "overwrite",
+    "accept_config_mismatch",
 )
 """Top-level keys an experiment config may have."""
 
@@ -585,6 +587,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     for required in ("models", "datasets", "trainer", "cluster"):
         if cfg.get(required) is None:
             raise ConfigError(f"config: the {required!r} section is missing")
+    accept = cfg.get("accept_config_mismatch", False)
+    if not isinstance(accept, bool):
+        raise ConfigError(f"accept_config_mismatch must be true or false, got {accept!r}")
     trainer_config(cfg)
     cluster_config(cfg)
     evaluation = evaluation_config(cfg)

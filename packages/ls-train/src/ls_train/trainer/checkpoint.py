@@ -30,6 +30,7 @@ from torch import nn
 from ls_train.atomic import atomic_write
 
 __all__ = [
+    "CONFIG_KEY",
     "RANK_KEY",
     "STATE_FILE",
     "UNRANKED",
@@ -46,6 +47,10 @@ __all__ = [
 ]
 
 STATE_FILE = "state.pt"
+
+CONFIG_KEY = "config"
+"""Key of the JSON text of the resolved experiment config that trained a checkpoint, in its state
+(see :mod:`ls_train.checkpoint_config`)."""
 
 RANK_KEY = "checkpoint_rank"
 """Reported metric that ranks checkpoints (higher is better): see :func:`checkpoint_rank`."""

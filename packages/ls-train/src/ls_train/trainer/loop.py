@@ -12,6 +12,7 @@ the workers, metric states merged), then a checkpoint reported with the metrics.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import tempfile
@@ -28,6 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from ls_train.config import evaluation_config, trainer_config
 from ls_train.evaluate import sample_spacings, spacing_kwargs
 from ls_train.trainer.checkpoint import (
+    CONFIG_KEY,
     RANK_KEY,
     UNRANKED,
     LocalCheckpointManager,
@@ -305,6 +307,8 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
             )
     stop = StopRequest(run_dir, install=local)
 
+    config_text = json.dumps(cfg)
+
     def snapshot(epoch: int, epoch_step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return {
             "model": model_state_dict(model),
@@ -315,6 +319,7 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
             "global_iter": global_iter,
             "bad_steps": bad.state_dict(),
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
+            CONFIG_KEY: config_text,  # the checkpoint carries the config that trained it
         }
 
     def name(epoch: int, epoch_step: int) -> str:

@@ -1,0 +1,147 @@
+"""The experiment config that a checkpoint carries, and the checks of a config against it.
+
+Every training checkpoint stores the resolved experiment config that trained it (``state.pt``,
+key ``config``, as JSON text, which ``torch.load(weights_only=True)`` reads). So a shared
+checkpoint folder is enough to predict or evaluate: ``ls-predict checkpoint=DIR input=...
+output=...`` rebuilds the model, its evaluation transforms, thresholds, target spacing and class
+names from it, with the command line's overrides on top. Given an explicit ``--config-name`` as
+well, the model and evaluation-transform sections must agree with the checkpoint's (the
+differing keys are listed), unless ``accept_config_mismatch=true``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ls_train.config import ConfigError, validate_config
+from ls_train.trainer.checkpoint import CONFIG_KEY, load_state
+
+__all__ = [
+    "COMPARED_SECTIONS",
+    "CONFIG_KEY",
+    "check_against_checkpoint",
+    "config_differences",
+    "config_from_checkpoint",
+    "saved_config",
+]
+
+COMPARED_SECTIONS = ("models", "transforms.eval_transforms_list")
+"""What must agree between an explicit config and the checkpoint's: the model (its architecture,
+detection thresholds, target spacing, classes) and the transforms the evaluation applies."""
+
+
+def saved_config(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The experiment config stored in ``checkpoint`` (a folder or its ``state.pt``), or None for a
+    checkpoint written before checkpoints carried one (or a bare weights file).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read.
+    """
+    text = load_state(checkpoint).get(CONFIG_KEY)
+    return None if text is None else json.loads(text)
+
+
+def _apply_overrides(cfg: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` / ``+key=value`` / ``~key`` overrides on a plain config (values parsed as YAML,
+    as Hydra does); config-group overrides (``group/option``) need ``--config-name``."""
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.create(cfg)
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if key.startswith("~"):
+            path, _, leaf = key[1:].rpartition(".")
+            parent = OmegaConf.select(conf, path) if path else conf
+            if parent is None or leaf not in parent:
+                raise ConfigError(f"override {text!r}: the checkpoint's config has no key {key[1:]!r}")
+            parent.pop(leaf)
+            continue
+        if not sep or "/" in key:
+            raise ConfigError(
+                f"override {text!r}: without --config-name only key=value overrides apply to the "
+                f"checkpoint's config; give --config-name to select config groups"
+            )
+        plain = key.removeprefix("+")
+        if not key.startswith("+") and OmegaConf.select(conf, plain, default="__missing__") == "__missing__":
+            raise ConfigError(
+                f"override {text!r}: the checkpoint's config has no key {plain!r} "
+                f"(use +{plain}=... to add one)"
+            )
+        conf = OmegaConf.merge(conf, OmegaConf.from_dotlist([f"{plain}={value}"]))
+    return OmegaConf.to_container(conf, resolve=True)
+
+
+def config_from_checkpoint(checkpoint: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """The checkpoint's experiment config with ``overrides`` applied, validated.
+
+    Raises:
+        ConfigError: the checkpoint carries no config (written before they did: pass
+            ``--config-name``), or a bad override or value.
+    """
+    if not Path(checkpoint).exists():
+        raise ConfigError(f"checkpoint={checkpoint}: no such file or folder")
+    cfg = saved_config(checkpoint)
+    if cfg is None:
+        raise ConfigError(
+            f"checkpoint={checkpoint} carries no experiment config (it was written before checkpoints "
+            f"did, or is a bare weights file): give the config that trained it, --config-name=NAME"
+        )
+    cfg = _apply_overrides(cfg, [o for o in overrides if not o.startswith("checkpoint=")])
+    cfg["checkpoint"] = checkpoint
+    validate_config(cfg)
+    return cfg
+
+
+def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix, value
+
+
+def _section(cfg: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def config_differences(cfg: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
+    """``key: given X, checkpoint Y`` for every leaf of :data:`COMPARED_SECTIONS` that differs."""
+    lines = []
+    for section in COMPARED_SECTIONS:
+        given = dict(_leaves(_section(cfg, section), section))
+        stored = dict(_leaves(_section(saved, section), section))
+        for key in sorted(set(given) | set(stored)):
+            mine, theirs = given.get(key, "<absent>"), stored.get(key, "<absent>")
+            if mine != theirs:
+                lines.append(f"{key}: given {mine!r}, checkpoint {theirs!r}")
+    return lines
+
+
+def check_against_checkpoint(cfg: Mapping[str, Any], checkpoint: str) -> None:
+    """Refuse an explicit config whose model or evaluation transforms differ from the checkpoint's.
+
+    Nothing is checked for a checkpoint without a config, or with ``accept_config_mismatch=true``.
+
+    Raises:
+        ConfigError: listing the differing keys.
+    """
+    if cfg.get("accept_config_mismatch") or not Path(checkpoint).exists():
+        return
+    saved = saved_config(checkpoint)
+    if saved is None:
+        return
+    differences = config_differences(cfg, saved)
+    if differences:
+        more = f"\n  ... ({len(differences)} in all)" if len(differences) > 20 else ""
+        shown = "\n  ".join(differences[:20]) + more
+        raise ConfigError(
+            f"the config differs from the one that trained checkpoint={checkpoint}:\n  {shown}\n"
+            f"Leave out --config-name to use the checkpoint's own config (with overrides on top), or "
+            f"add accept_config_mismatch=true to use this one anyway"
+        )
