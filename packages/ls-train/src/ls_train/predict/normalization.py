@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ls_train.predict.checks import is_floating, require_finite
 from ls_train.predict.segmenters import Normalization
 
 __all__ = ["sample_blocks", "volume_normalization"]
@@ -47,6 +48,16 @@ def sample_blocks(
     return windows
 
 
+def _read_finite(reader: Any, channels: Sequence[int], window: tuple[slice, ...]) -> np.ndarray:
+    """A sample block as float32; NaN or infinite values raise NonFiniteInputError (statistics
+    computed over them would be NaN, and so would every normalised tile)."""
+    data = np.asarray(reader.read(window, channels), dtype=np.float32)
+    if is_floating(reader.dtype):
+        box = [(s.start, s.stop) for s in window]
+        require_finite(data, reader.path, channels, box, "the intensity-statistics sample block")
+    return data
+
+
 def volume_normalization(
     reader: Any, channels: Sequence[int], entry: Mapping[str, Any], sample_voxels: int
 ) -> Normalization:
@@ -57,16 +68,20 @@ def volume_normalization(
         channels: The channels fed to the model.
         entry: The ``normalize_intensity`` entry of ``transforms.eval_transforms_list``.
         sample_voxels: Voxels to sample.
+
+    Raises:
+        NonFiniteInputError: a NaN or infinite value in the sample (the message names the file
+            and the block).
     """
     from ls_data.transforms.intensity import NormalizeIntensity
 
     kwargs = {k: v for k, v in entry.items() if k not in ("name", "_target_")}
     transform = NormalizeIntensity(**kwargs)
     parts = [
-        reader.read(window, channels).reshape(len(channels), -1)
+        _read_finite(reader, channels, window).reshape(len(channels), -1)
         for window in sample_blocks(reader.shape[1:], sample_voxels)
     ]
-    values = torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+    values = torch.from_numpy(np.concatenate(parts, axis=1))
     if not transform.per_channel:
         values = values.reshape(1, -1)
     shift, scale, low, high = transform.statistics(values)

@@ -9,6 +9,15 @@ Passes:
 3. **Write** (this process or Ray tasks): chunk-aligned output blocks are painted from the
    stored tiles and written; then the label pyramid, the metadata and the table.
 
+Before any of them, and before the work folder or the output is created, bad input is refused
+with a message naming the file and the key to change (:mod:`ls_train.predict.checks`): a 2-D
+image, a ``predict.channels`` index the input lacks, a channel count the model does not take, an
+output, work folder or table in a folder that is not writable, and NaN or infinite values in a
+floating-point volume (scanned up front when it is small, else found tile by tile in pass 1). A
+run that fails after creating the work folder leaves nothing that refuses the corrected rerun: a
+work folder without finished tiles is removed, and one stopped on NaN values is replaced by a run
+of another plan (:meth:`~ls_train.predict.tilestore.TileStore.replaceable`).
+
 Memory is bounded by a batch of tiles (pass 1) and a block (pass 3), never by the volume.
 A new output is assembled inside the work folder and moved into place at the end; labels
 written into the input image become listed in ``labels/`` only at the end. So an interrupted run
@@ -21,13 +30,20 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ls_train.config import ConfigError
+from ls_train.predict.checks import (
+    NonFiniteInputError,
+    check_model_channels,
+    check_writable,
+    model_in_channels,
+    scan_finite,
+)
 from ls_train.predict.config import PredictConfig, predict_config
 from ls_train.predict.progress import Progress
 from ls_train.predict.stitch import plan_stitch
@@ -87,20 +103,20 @@ def _unfinished_label_image(image_group: Path, name: str) -> bool:
     return name not in listed and "ls_data_stream" in own and "multiscales" not in own
 
 
-def _segmenter_spec(
-    cfg: Mapping[str, Any], pc: PredictConfig, volume: InputVolume, checkpoint: str | None
-) -> SegmenterSpec:
-    """Check the segmenter settings (and the checkpoint, by loading it once) and describe it."""
+def _threshold_spec(pc: PredictConfig, volume: InputVolume) -> SegmenterSpec:
+    channel = int(pc.threshold_segmenter.get("channel", 0))
+    if channel >= len(volume.channels):
+        raise ConfigError(
+            f"predict.threshold_segmenter.channel={channel}, but the predicted image has "
+            f"{len(volume.channels)} channel(s) (predict.channels={pc.channels})"
+        )
+    return SegmenterSpec("threshold", {}, None, dict(pc.threshold_segmenter))
+
+
+def _checkpoint_and_device(pc: PredictConfig, checkpoint: str | None) -> tuple[str, str]:
+    """The resolved checkpoint path and the device of a detector, checked."""
     import torch
 
-    if pc.segmenter == "threshold":
-        channel = int(pc.threshold_segmenter.get("channel", 0))
-        if channel >= len(volume.channels):
-            raise ConfigError(
-                f"predict.threshold_segmenter.channel={channel}, but the predicted image has "
-                f"{len(volume.channels)} channel(s) (predict.channels={pc.channels})"
-            )
-        return SegmenterSpec("threshold", {}, None, dict(pc.threshold_segmenter))
     if checkpoint in (None, "", "???"):
         raise ConfigError("give the trained weights: checkpoint=PATH (a checkpoint folder or its state.pt)")
     if not Path(str(checkpoint)).exists():
@@ -110,6 +126,11 @@ def _segmenter_spec(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("predict.device=cuda but torch sees no CUDA device")
+    return str(Path(str(checkpoint)).resolve()), device
+
+
+def _detector_kwargs(cfg: Mapping[str, Any], pc: PredictConfig, volume: InputVolume) -> dict[str, Any]:
+    """DetectorSegmenter's arguments: thresholds, spacing and the intensity normalisation."""
     kwargs: dict[str, Any] = {"mask_threshold": pc.mask_threshold, "score_threshold": pc.score_threshold}
     entries = list((cfg.get("transforms") or {}).get("eval_transforms_list") or [])
     if pc.normalization == "tile":
@@ -132,8 +153,28 @@ def _segmenter_spec(
                 volume.reader, volume.channels, norm[0], pc.normalization_sample_voxels
             )
     kwargs["spacing"] = volume.spacing
-    resolved = str(Path(str(checkpoint)).resolve())
-    return SegmenterSpec("detector", dict(cfg), resolved, kwargs, device=device)
+    return kwargs
+
+
+def _segmenter_spec(
+    cfg: Mapping[str, Any], pc: PredictConfig, volume: InputVolume, checkpoint: str | None
+) -> tuple[SegmenterSpec, Any]:
+    """Check the segmenter settings and describe the segmenter; for a detector, load the
+    checkpoint once (CheckpointError when it does not fit the config) and check that the input's
+    selected channels are as many as the model takes.
+
+    Returns:
+        The spec and the loaded detector (None for the threshold segmenter).
+    """
+    if pc.segmenter == "threshold":
+        return _threshold_spec(pc, volume), None
+    from ls_train.evaluate import _model_from_checkpoint
+
+    resolved, device = _checkpoint_and_device(pc, checkpoint)
+    model = _model_from_checkpoint(cfg, resolved)
+    check_model_channels(model_in_channels(model), volume, pc.channels, resolved)
+    kwargs = _detector_kwargs(cfg, pc, volume)
+    return SegmenterSpec("detector", dict(cfg), resolved, kwargs, device=device), model
 
 
 def _plan(
@@ -169,6 +210,94 @@ def _plan(
     }
 
 
+def _check_output(
+    volume: InputVolume, out: Path, output: str | Path, pc: PredictConfig, overwrite: bool
+) -> tuple[bool, bool]:
+    """Check where the labels go. Returns whether they go into the input, and whether an
+    unfinished label image of an interrupted run is there to be replaced."""
+    into_input = out == volume.path
+    if into_input and volume.format == "tiff":
+        raise ConfigError(
+            f"output={output}: labels cannot be written into a TIFF input; give a new *.ome.zarr"
+        )
+    if not into_input and out.suffix != ".zarr":
+        raise ConfigError(
+            f"output={output}: must be an OME-Zarr path ending in .zarr (e.g. result.ome.zarr), "
+            f"or the input OME-Zarr itself to add the labels to it"
+        )
+    label_dir = out / "labels" / pc.label_name
+    if into_input and volume.level != 0:
+        raise ConfigError(
+            f"output={output}: labels written into the input must have the grid of its level 0, but "
+            f"predict.level={volume.level}; write them to a new *.ome.zarr instead"
+        )
+    resume_labels = False
+    if into_input and label_dir.exists():
+        # an unfinished label image of an interrupted run (never listed in labels/) is replaced
+        resume_labels = _unfinished_label_image(out, pc.label_name)
+        if not (overwrite or resume_labels):
+            raise ConfigError(
+                f"output={output}: label image {label_dir} exists; pass overwrite=true to replace it"
+            )
+    elif not into_input and out.exists():
+        if not overwrite:
+            raise ConfigError(f"output={output} exists; pass overwrite=true to replace it")
+        if not _is_zarr_group(out):
+            raise ConfigError(f"output={output} exists and is not a Zarr group; refusing to replace it")
+    return into_input, resume_labels
+
+
+def _table_path(pc: PredictConfig, out: Path) -> Path:
+    if pc.table:
+        return Path(pc.table).expanduser().resolve()
+    return out.parent / f"{out.name.removesuffix('.zarr').removesuffix('.ome')}_{pc.label_name}.csv"
+
+
+def _check_locations(
+    pc: PredictConfig, out: Path, output: str | Path, into_input: bool, work: Path, table: Path
+) -> None:
+    """Refuse, before any work, an output, work folder or table in a folder that is not writable."""
+    check_writable(out / "labels" if into_input else out.parent, "output", output)
+    if pc.work_dir:
+        check_writable(work, "predict.work_dir", pc.work_dir)
+    else:
+        check_writable(work, "output", f"{output} (its work folder {work})")
+    if pc.table:
+        check_writable(table.parent, "predict.table", pc.table)
+    else:
+        check_writable(table.parent, "output", f"{output} (its table {table})")
+
+
+def _open_store(work: Path, plan: dict[str, Any], grid: TileGrid, overwrite: bool) -> tuple[TileStore, bool]:
+    """The work folder for ``plan``, and whether this run created it.
+
+    A work folder of another plan is replaced with ``overwrite``, and also without it when it is
+    replaceable (:meth:`TileStore.replaceable`: no finished tile, or left by a run that stopped on
+    bad input); otherwise :class:`PlanMismatchError`.
+    """
+    old = TileStore.read_plan(work)
+    if old is not None and old != json.loads(json.dumps(plan)) and (overwrite or TileStore.replaceable(work)):
+        TileStore.remove(work)
+    created = not work.exists()
+    return TileStore.open_or_create(work, plan, len(grid), grid.tile_shape), created
+
+
+@contextmanager
+def _no_block_on_failure(store: TileStore, created: bool) -> Iterator[None]:
+    """On an error, leave nothing that refuses the corrected rerun: remove the work folder this
+    run created when it holds no finished tile, and mark it replaceable when the input held NaN
+    or infinite values (its finished tiles stay for a rerun on the input corrected in place)."""
+    try:
+        yield
+    except BaseException as exc:
+        with suppress(OSError):
+            if created and not store.done():
+                TileStore.remove(store.root)
+            elif isinstance(exc, NonFiniteInputError):
+                store.mark_bad_input(str(exc))
+        raise
+
+
 def _blocks(
     shape: tuple[int, int, int], chunks: tuple[int, int, int], tile: tuple[int, int, int]
 ) -> list[Box]:
@@ -185,6 +314,21 @@ def _threads(pc: PredictConfig) -> int:
         return pc.threads_per_worker
     cpus = int(ray.available_resources().get("CPU", 1))
     return max(1, cpus // pc.num_workers)
+
+
+def _ray_get(ref: Any) -> Any:
+    """``ray.get``, raising a worker's input error (DataError: its message names the file and the
+    voxels) as itself rather than wrapped in the worker's traceback."""
+    import ray
+
+    from ls_data.errors import DataError
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, DataError):
+            raise exc.cause from exc
+        raise
 
 
 def _run_tiles(
@@ -225,7 +369,7 @@ def _run_tiles(
     while in_flight:
         done, _ = ray.wait(list(in_flight), num_returns=1)
         actor = in_flight.pop(done[0])
-        for report in ray.get(done[0]):
+        for report in _ray_get(done[0]):
             forward += report.seconds
             progress.update()
         if queue:
@@ -289,8 +433,10 @@ def run_prediction(
         progress_stream: Stream of the progress line ("stderr" or None for none).
 
     Raises:
-        ConfigError: bad settings, a missing checkpoint, an output that exists without overwrite.
-        DataError / VolumeReadError: an unreadable input, a missing level or channel.
+        ConfigError: bad settings, a missing checkpoint, an output that exists without overwrite,
+            a folder that is not writable, selected channels that the model does not take.
+        DataError / VolumeReadError: an unreadable input, a 2-D image, a missing level or channel.
+        NonFiniteInputError: NaN or infinite values in the input (a DataError).
         CheckpointError: weights that do not fit the model of the config.
         PlanMismatchError: the work folder holds tiles of a different run.
     """
@@ -304,55 +450,21 @@ def run_prediction(
     stream = stream if pc.progress else None
     volume = open_input(input, pc.level, pc.channels)
     out = Path(output).expanduser().resolve()
-    into_input = out == volume.path
-    if into_input and volume.format == "tiff":
-        raise ConfigError(
-            f"output={output}: labels cannot be written into a TIFF input; give a new *.ome.zarr"
-        )
-    if not into_input and out.suffix != ".zarr":
-        raise ConfigError(
-            f"output={output}: must be an OME-Zarr path ending in .zarr (e.g. result.ome.zarr), "
-            f"or the input OME-Zarr itself to add the labels to it"
-        )
-    label_dir = out / "labels" / pc.label_name
-    if into_input and volume.level != 0:
-        raise ConfigError(
-            f"output={output}: labels written into the input must have the grid of its level 0, but "
-            f"predict.level={volume.level}; write them to a new *.ome.zarr instead"
-        )
-    resume_labels = False
-    if into_input and label_dir.exists():
-        # an unfinished label image of an interrupted run (never listed in labels/) is replaced
-        resume_labels = _unfinished_label_image(out, pc.label_name)
-        if not (overwrite or resume_labels):
-            raise ConfigError(
-                f"output={output}: label image {label_dir} exists; pass overwrite=true to replace it"
-            )
-    elif not into_input and out.exists():
-        if not overwrite:
-            raise ConfigError(f"output={output} exists; pass overwrite=true to replace it")
-        if not _is_zarr_group(out):
-            raise ConfigError(f"output={output} exists and is not a Zarr group; refusing to replace it")
-
-    spec = _segmenter_spec(cfg, pc, volume, checkpoint)
-    # a checkpoint that does not fit the config fails here, before any work: a local run builds
-    # the segmenter it then uses; with Ray (whose workers build their own) the model is only
-    # loaded, on the CPU
-    use_ray = pc.executor == "ray"
-    segmenter = None
-    if not use_ray:
-        segmenter = spec.build()
-    elif spec.name == "detector":
-        from ls_train.evaluate import _model_from_checkpoint
-
-        _model_from_checkpoint(cfg, str(spec.checkpoint))
-    grid = TileGrid(volume.shape, pc.tile_shape, pc.overlap)
+    into_input, resume_labels = _check_output(volume, out, output, pc, overwrite)
     work = Path(pc.work_dir).expanduser().resolve() if pc.work_dir else out.parent / f"{out.name}.ls-predict"
+    table = _table_path(pc, out)
+    _check_locations(pc, out, output, into_input, work, table)
+    scan_finite(volume)
+    # a checkpoint that does not fit the config, or channels that do not fit the model, fail
+    # here, before any work; a local run uses the model loaded for that check, Ray workers load
+    # their own
+    spec, model = _segmenter_spec(cfg, pc, volume, checkpoint)
+    use_ray = pc.executor == "ray"
+    segmenter = None if use_ray else spec.build(model)
+    del model
+    grid = TileGrid(volume.shape, pc.tile_shape, pc.overlap)
     plan = _plan(cfg, pc, volume, grid, spec)
-    old = TileStore.read_plan(work)
-    if old is not None and overwrite and old != json.loads(json.dumps(plan)):
-        TileStore.remove(work)
-    store = TileStore.open_or_create(work, plan, len(grid), grid.tile_shape)
+    store, created = _open_store(work, plan, grid, overwrite)
     done = store.done()
     pending = [i for i in range(len(grid)) if i not in done]
     voxels = math.prod(volume.shape)
@@ -362,7 +474,7 @@ def run_prediction(
         + (f"; {len(done)} already done in {work}" if done else "")
     )
     seconds: dict[str, float] = {}
-    with ray_session(cfg) if use_ray else nullcontext():
+    with _no_block_on_failure(store, created), ray_session(cfg) if use_ray else nullcontext():
         worker = TileWorker(
             volume,
             grid,
@@ -437,11 +549,6 @@ def run_prediction(
         properties = None
         if len(rows) <= MAX_LABEL_PROPERTIES:
             properties = [{"label-value": r["id"], "class": r["class"], "score": r["score"]} for r in rows]
-        table = (
-            Path(pc.table).expanduser().resolve()
-            if pc.table
-            else out.parent / (f"{out.name.removesuffix('.zarr').removesuffix('.ome')}_{pc.label_name}.csv")
-        )
         write_table(table, rows)
         # the last steps make the result visible: listing the labels, then moving a new output in place
         label_writer.finalize(properties=properties)

@@ -7,10 +7,14 @@ Layout of ``<work_dir>``::
                        reading a tile's overlap with a neighbour touches only that part
     tiles/000042.npz   scores, classes, boxes and voxel counts of tile 42's instances; written
                        (atomically) after its labels, so its presence marks the tile as done
+    bad_input.txt      present when the last run stopped on bad input (NaN in a tile): the message
 
 A run that stops (killed, crashed, a node lost) leaves the finished tiles behind; the next run
-with the same plan skips them. Several processes may write different tiles at once: every tile
-owns whole chunks of ``tiles.zarr``.
+with the same plan skips them. A work folder is *replaceable* (:meth:`TileStore.replaceable`)
+when it holds no finished tile or its last run stopped on bad input: a run with another plan
+then replaces it instead of refusing it, so that a run that failed on bad input never blocks
+the corrected one. Several processes may write different tiles at once: every tile owns whole
+chunks of ``tiles.zarr``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ls_train.predict.segmenters import TileLabels
 __all__ = ["PlanMismatchError", "TileMeta", "TileStore"]
 
 PLAN_FILE = "plan.json"
+BAD_INPUT_FILE = "bad_input.txt"
 _CHUNK = (32, 64, 64)
 
 
@@ -116,6 +121,7 @@ class TileStore:
                     f"work folder {root} holds tiles of another run (differing: {', '.join(keys)}); "
                     f"pass overwrite=true to discard them, or choose another predict.work_dir"
                 )
+            (root / BAD_INPUT_FILE).unlink(missing_ok=True)  # resumed: no longer abandoned
             return cls(root, num_tiles, tile_shape)
         if root.exists() and any(root.iterdir()):
             raise FileExistsError(
@@ -139,6 +145,20 @@ class TileStore:
                     f"{root} is not a prediction work folder (no {PLAN_FILE}); not deleting it"
                 )
             shutil.rmtree(root)
+
+    @staticmethod
+    def replaceable(root: str | Path) -> bool:
+        """Whether the work folder ``root`` (one with a plan) may be replaced by a run of another
+        plan without ``overwrite``: it holds no finished tile, or its last run stopped on bad input."""
+        root = Path(root)
+        if (root / BAD_INPUT_FILE).is_file():
+            return True
+        return not any(p.stem.isdigit() for p in (root / "tiles").glob("*.npz"))
+
+    def mark_bad_input(self, message: str) -> None:
+        """Record that this run stopped on bad input (see :meth:`replaceable`)."""
+        text = message.encode()
+        atomic_write(self.root / BAD_INPUT_FILE, lambda f: f.write(text))
 
     # -- tile labels ---------------------------------------------------------------------------
 

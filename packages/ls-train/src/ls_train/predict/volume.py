@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ls_data.errors import DataError
+
 __all__ = ["InputVolume", "level_translation", "open_input"]
 
 
@@ -64,14 +66,41 @@ class InputVolume:
         return self.reader.read(window, self.channels)
 
 
+def _check_depth(shape: tuple[int, ...], uri: str | Path, path: Path) -> None:
+    """Refuse a 2-D image (one z-plane): the model segments 3-D volumes (there is no 2-D mode)."""
+    if shape[1] != 1:
+        return
+    c, _, y, x = shape
+    seen = f"(Y, X)=({y}, {x})" if c == 1 else f"(C, Y, X)=({c}, {y}, {x})"
+    raise DataError(
+        f"input={uri}: {path} is a 2-D image of shape {seen}, read as (C, Z, Y, X)={shape} with one "
+        f"z-plane; the model segments 3-D volumes (Z, Y, X): give a z-stack (a TIFF whose planes "
+        f"are z-slices needs axes ZYX, e.g. tifffile.imwrite(path, data, imagej=True, "
+        f"metadata={{'axes': 'ZYX'}}))"
+    )
+
+
+def _check_selected(channels: list[int] | None, count: int, path: Path) -> None:
+    """Name ``predict.channels`` when it selects a channel the input does not have."""
+    for c in channels or []:
+        if isinstance(c, int) and not 0 <= c < count:
+            raise DataError(
+                f"predict.channels={list(channels or [])}: channel index {c} does not exist in input "
+                f"{path}, which has {count} channel(s) (indices 0 to {count - 1})"
+            )
+
+
 def open_input(uri: str | Path, level: int, channels: list[int] | None) -> InputVolume:
     """Open and check the input volume.
 
+    A 2-D image (a single z-plane) is refused: the models segment 3-D volumes, and a plane run
+    as a one-voxel-deep volume would give results no one asked for.
+
     Raises:
-        DataError / VolumeReadError: not a readable TIFF or OME-Zarr image, a missing level, or a
-            channel that does not exist (the message names the file and the channel count).
+        DataError / VolumeReadError: not a readable TIFF or OME-Zarr image, a missing level, a 2-D
+            image (the message names the file and its shape), or a ``predict.channels`` index
+            that does not exist (the message names the file and its channel count).
     """
-    from ls_data.errors import DataError
     from ls_data.io import open_image
     from ls_data.io.base import check_channels
 
@@ -82,6 +111,8 @@ def open_input(uri: str | Path, level: int, channels: list[int] | None) -> Input
     shape = tuple(int(s) for s in reader.shape)
     if len(shape) != 4:
         raise DataError(f"input={uri}: expected a (C, Z, Y, X) volume, got shape {shape}")
+    _check_depth(shape, uri, path)
+    _check_selected(channels, shape[0], path)
     chans = check_channels(channels, shape[0], path=path)
     return InputVolume(
         path=path,

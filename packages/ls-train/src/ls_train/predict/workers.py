@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ls_train.predict.checks import is_floating, require_finite
 from ls_train.predict.stitch import StitchPlan, paint_block
 from ls_train.predict.table import BlockStats, block_stats
 from ls_train.predict.tilestore import TileStore
@@ -101,7 +102,9 @@ class SegmenterSpec:
     kwargs: dict[str, Any]
     device: str = "cpu"
 
-    def build(self) -> Callable[[Sequence[np.ndarray]], list[Any]]:
+    def build(self, model: Any = None) -> Callable[[Sequence[np.ndarray]], list[Any]]:
+        """The segmenter; a detector over ``model`` when given (already loaded from the
+        checkpoint), else over the checkpoint's weights loaded now."""
         from ls_train.predict.segmenters import DetectorSegmenter, ThresholdSegmenter
 
         if self.name == "threshold":
@@ -109,7 +112,8 @@ class SegmenterSpec:
         from ls_train.evaluate import _model_from_checkpoint
         from ls_train.factory import build_transforms
 
-        model = _model_from_checkpoint(self.cfg, str(self.checkpoint))
+        if model is None:
+            model = _model_from_checkpoint(self.cfg, str(self.checkpoint))
         kwargs = dict(self.kwargs)
         if kwargs.pop("per_tile_transforms", False):
             kwargs["tile_transform"] = build_transforms(self.cfg, train=False)
@@ -161,14 +165,24 @@ class TileWorker:
         self.threads = threads
         self._segmenter: Any = segmenter_instance
         self._memory = MemoryKeeper() if trim_memory else None
+        self._check_finite = is_floating(volume.dtype)
 
     def _read(self, indices: Sequence[int]) -> list[np.ndarray]:
-        return [
-            np.asarray(
-                self.volume.read(tuple(slice(lo, hi) for lo, hi in self.grid.box(i))), dtype=np.float32
+        return [self._read_tile(i) for i in indices]
+
+    def _read_tile(self, index: int) -> np.ndarray:
+        """Tile ``index`` as float32; NaN or infinite values in it raise NonFiniteInputError (a
+        floating-point volume too large for :func:`~ls_train.predict.checks.scan_finite` is
+        checked here, tile by tile, as it is read)."""
+        box = self.grid.box(index)
+        tile = np.asarray(self.volume.read(tuple(slice(lo, hi) for lo, hi in box)), dtype=np.float32)
+        if self._check_finite:
+            note = (
+                f"; the tiles finished so far stay in {self.store.root}: a run on the input corrected "
+                f"in place resumes from them, a run with other settings or another input replaces them"
             )
-            for i in indices
-        ]
+            require_finite(tile, self.volume.path, self.volume.channels, box, f"tile {index}", note)
+        return tile
 
     def run(
         self, indices: Sequence[int], on_tile: Callable[[TileReport], None] | None = None
