@@ -21,18 +21,25 @@ SUBCOMMAND_MODULES = ("ls_data.catalog_cli", "ls_data.index_cli")
 
 
 def _add_synth(subparsers: argparse._SubParsersAction) -> None:
+    from ls_data.synth_styles import STYLES
+
     p = subparsers.add_parser(
         "synth",
         help="write a synthetic light-sheet dataset (TIFF + OME-Zarr) and its catalog",
         description=(
-            "Write a deterministic synthetic light-sheet dataset: ellipsoidal objects of several "
-            "classes, anisotropic PSF, depth attenuation, stripes, Poisson and read noise, with exact "
-            "instance labels; registered in a catalog (default OUT/catalog.sqlite)."
+            "Write a deterministic synthetic light-sheet dataset of one style (ellipsoids: "
+            "ellipsoidal objects of several classes, stripes, attenuation; blobs: touching unions "
+            "of spheres, PSF with a wide z tail; dense: many small nuclei of widely varying "
+            "brightness), with Poisson and read noise and exact instance labels; registered in a "
+            "catalog (default OUT/catalog.sqlite). Options left out take the style's values."
         ),
     )
     p.add_argument("--out", type=Path, required=True, help="dataset folder")
+    p.add_argument(
+        "--style", default="ellipsoids", help=f"generator style: {', '.join(STYLES)} (default ellipsoids)"
+    )
     p.add_argument("--num-volumes", type=int, default=8, help="number of volumes (default 8)")
-    p.add_argument("--shape", type=int, nargs=3, default=(32, 128, 128), metavar=("Z", "Y", "X"))
+    p.add_argument("--shape", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"))
     p.add_argument(
         "--spacing",
         type=float,
@@ -41,18 +48,16 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
         metavar=("SZ", "SY", "SX"),
         help="micrometres",
     )
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=3)
-    p.add_argument("--objects", type=int, default=150, help="objects per volume (default 150)")
-    p.add_argument(
-        "--radius-range", type=float, nargs=2, default=(3.5, 7.0), metavar=("MIN", "MAX"), help="um"
-    )
-    p.add_argument("--touching", type=float, default=0.8, help="min centre distance / sum of mean radii")
-    p.add_argument("--psf-sigma", type=float, nargs=3, default=(1.5, 0.35, 0.35), metavar=("Z", "Y", "X"))
-    p.add_argument("--photons", type=float, default=300.0, help="photons per voxel of a brightness-1 object")
-    p.add_argument("--read-noise", type=float, default=2.0)
-    p.add_argument("--background", type=float, default=20.0)
-    p.add_argument("--stripes", type=int, default=10, help="number of illumination streaks (0: none)")
+    p.add_argument("--channels", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--objects", type=int, default=None, help="objects per volume")
+    p.add_argument("--radius-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"), help="um")
+    p.add_argument("--touching", type=float, default=None, help="min centre distance / sum of radii")
+    p.add_argument("--psf-sigma", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"))
+    p.add_argument("--photons", type=float, default=None, help="photons per voxel of a brightness-1 object")
+    p.add_argument("--read-noise", type=float, default=None)
+    p.add_argument("--background", type=float, default=None)
+    p.add_argument("--stripes", type=int, default=None, help="number of illumination streaks (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--formats", nargs="+", choices=("tiff", "ome-zarr"), default=["tiff", "ome-zarr"])
     p.add_argument("--levels", type=int, default=1, help="OME-Zarr multiscale levels")
@@ -62,25 +67,37 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_synth)
 
 
+#: ``ls-data synth`` options that default to the style's value -> keyword of synthesize_dataset.
+_SYNTH_STYLE_OPTIONS = {
+    "shape": "shape",
+    "channels": "channels",
+    "objects": "num_objects",
+    "num_classes": "num_classes",
+    "radius_range": "radius_range_um",
+    "touching": "touching",
+    "psf_sigma": "psf_sigma_um",
+    "photons": "photons",
+    "read_noise": "read_noise",
+    "background": "background",
+    "stripes": "stripes",
+}
+
+
 def _run_synth(args: argparse.Namespace) -> int:
     from ls_data.synth import DEFAULT_CATALOG_URL, synthesize_dataset
 
     catalog_url = None if args.no_catalog else (args.db or DEFAULT_CATALOG_URL)
+    given = {
+        keyword: tuple(value) if isinstance(value, list) else value
+        for option, keyword in _SYNTH_STYLE_OPTIONS.items()
+        if (value := getattr(args, option)) is not None
+    }
     report = synthesize_dataset(
         args.out,
         num_volumes=args.num_volumes,
-        shape=tuple(args.shape),
+        style=args.style,
         spacing=tuple(args.spacing),
-        channels=args.channels,
-        num_objects=args.objects,
-        num_classes=args.num_classes,
-        radius_range_um=tuple(args.radius_range),
-        touching=args.touching,
-        psf_sigma_um=tuple(args.psf_sigma),
-        photons=args.photons,
-        read_noise=args.read_noise,
-        background=args.background,
-        stripes=args.stripes,
+        **given,
         formats=tuple(args.formats),
         val_fraction=args.val_fraction,
         levels=args.levels,
