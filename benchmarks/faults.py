@@ -21,7 +21,7 @@ from pathlib import Path
 from ls_train.fault_injection import Fault, Outcome, format_table, ls_train_argv, run_fault_case
 
 EPOCHS = 3
-POINTS = ("train.step", "train.validation", "train.checkpoint", "train.evaluation")
+POINTS = ("train.prepare", "train.step", "train.validation", "train.checkpoint", "train.evaluation")
 
 
 def _tiny_overrides():
@@ -57,11 +57,11 @@ def faults(mode: str) -> list[Fault]:
         targets.append((signal.SIGKILL, "paused"))  # a worker killed (out of memory, a lost node)
     cases = []
     for point in POINTS:
-        ats = (1, 3) if point == "train.step" else (1,)
+        ats = {"train.step": (1, 3), "train.prepare": (2,)}.get(point, (1,))  # prepare 2: the eval index
         for at in ats:
             for sig, target in targets:
-                if point == "train.evaluation" and target == "paused":
-                    continue  # the evaluation runs in the driver
+                if point in ("train.prepare", "train.evaluation") and target == "paused":
+                    continue  # these run in the driver
                 cases.append(Fault(point, at=at, signal=sig, target=target))
     return cases
 

@@ -10,9 +10,14 @@ import torch
 from torch import nn
 
 from ls_train.trainer.checkpoint import (
+    RANK_KEY,
     STATE_FILE,
+    UNRANKED,
     CheckpointError,
     LocalCheckpointManager,
+    checkpoint_folders,
+    checkpoint_rank,
+    load_first_readable,
     load_model_weights,
     load_state,
     save_state,
@@ -44,7 +49,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"state\.pt: cannot be written \(disk full\); the checkpoints"):
         save_state(tmp_path, _state(model, 2))
     monkeypatch.undo()
     assert load_state(tmp_path)["epoch"] == 1
@@ -80,3 +85,43 @@ def test_local_manager_keeps_the_best_and_the_latest(tmp_path: Path) -> None:
     assert manager.latest().name == "e4" and manager.best().name == "e2"
     again = LocalCheckpointManager(tmp_path, num_to_keep=2, score_attribute="ap@50", score_order="max")
     assert again.latest().name == "e4"
+
+
+def test_the_rank_is_finite_and_puts_unscored_checkpoints_last() -> None:
+    assert checkpoint_rank(0.7, "max") == 0.7 and checkpoint_rank(0.7, "min") == -0.7
+    for missing in (None, math.nan, math.inf, -math.inf, True, "0.7"):
+        assert checkpoint_rank(missing, "max") == UNRANKED
+    assert math.isfinite(UNRANKED) and checkpoint_rank(-1e300, "max") > UNRANKED
+
+
+def test_the_best_checkpoint_is_a_ranked_one_and_the_latest_is_kept(tmp_path: Path) -> None:
+    model = nn.Linear(3, 2)
+    manager = LocalCheckpointManager(tmp_path, num_to_keep=2, score_attribute="ap@50", score_order="max")
+    manager.save("e1", _state(model, 1), {RANK_KEY: UNRANKED})
+    assert manager.best() is None  # nothing validated yet
+    manager.save("e2", _state(model, 2), {"ap@50": 0.4, RANK_KEY: 0.4})
+    manager.save("e3", _state(model, 3), {RANK_KEY: UNRANKED})  # a stop checkpoint
+    assert manager.best().name == "e2" and manager.latest().name == "e3"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()) == ["e2", "e3"]
+
+
+def test_the_furthest_readable_checkpoint_folder_is_found(tmp_path: Path) -> None:
+    model = nn.Linear(3, 2)
+    for name, epoch in [("checkpoint_epoch0001_iter00000008", 1), ("checkpoint_epoch0002_iter00000016", 2),
+                        ("checkpoint_epoch0002_iter00000019_partial", 2)]:
+        save_state(tmp_path / name, _state(model, epoch))
+    (tmp_path / "checkpoint_epoch0003_iter00000024").mkdir()  # no state.pt: not a checkpoint
+    (tmp_path / "notes").mkdir()
+    folders = checkpoint_folders(tmp_path)
+    assert [f.name for f in folders] == [
+        "checkpoint_epoch0002_iter00000019_partial",
+        "checkpoint_epoch0002_iter00000016",
+        "checkpoint_epoch0001_iter00000008",
+    ]
+    truncated = folders[0] / STATE_FILE
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    skipped: list[str] = []
+    folder, state = load_first_readable(folders, skipped=skipped)
+    assert folder == folders[1] and state["epoch"] == 2
+    assert len(skipped) == 1 and str(truncated) in skipped[0]
+    assert load_first_readable([], skipped=skipped) is None

@@ -44,8 +44,10 @@ def test_every_packaged_experiment_composes_and_validates(name: str) -> None:
         "input",
         "output",
         "overwrite",
+        "accept_config_mismatch",
     }
     assert cfg["predict"]["segmenter"] == "detector" and cfg["input"] is None
+    assert cfg["accept_config_mismatch"] is False
 
 
 def test_the_seed_defaults_list_picks_the_backbone_group() -> None:

@@ -83,17 +83,15 @@ class SkittlezDataset(Dataset):
         rebuild: bool = False,
         wait_timeout: float = 3600.0,
     ) -> None:
-        self.check_arguments(
-            mask_dtype=mask_dtype,
-            catalog=catalog,
-            crop_shape=crop_shape,
-            stride=stride,
-            channels=channels,
-            min_instance_volume=min_instance_volume,
-            min_visible_fraction=min_visible_fraction,
-            min_visible_voxels=min_visible_voxels,
-            min_instances_per_crop=min_instances_per_crop,
-        )
+        grid_and_criteria = {
+            "crop_shape": crop_shape,
+            "stride": stride,
+            "min_instance_volume": min_instance_volume,
+            "min_visible_fraction": min_visible_fraction,
+            "min_visible_voxels": min_visible_voxels,
+            "min_instances_per_crop": min_instances_per_crop,
+        }
+        self.check_arguments(mask_dtype=mask_dtype, catalog=catalog, channels=channels, **grid_and_criteria)
         if transforms is not None and not callable(transforms):
             raise DataError(
                 f"transforms must be callable (image, target, meta), got {type(transforms).__name__}"
@@ -106,13 +104,8 @@ class SkittlezDataset(Dataset):
                 catalog=str(catalog),
                 selection=_selection(selection),
                 index_path=index_path,
-                crop_shape=crop_shape,
-                stride=stride,
                 channels=self.channels,
-                min_instance_volume=min_instance_volume,
-                min_visible_fraction=min_visible_fraction,
-                min_visible_voxels=min_visible_voxels,
-                min_instances_per_crop=min_instances_per_crop,
+                **grid_and_criteria,
                 skip_bad_volumes=skip_bad_volumes,
                 allow_missing_chunks=allow_missing_chunks,
                 roots=roots,

@@ -15,7 +15,7 @@ from torch import nn
 from ls_backbones import create_backbone
 from ls_detection.anchors import AnchorGenerator3D
 from ls_detection.box_head import FastRCNNPredictor3D, TwoMLPHead3D
-from ls_detection.mask_head import MaskRCNNHeads3D, MaskRCNNPredictor3D
+from ls_detection.mask_head import ImageGuidedMaskPredictor3D, MaskRCNNHeads3D, MaskRCNNPredictor3D
 from ls_detection.maskrcnn import MaskRCNN3D
 from ls_detection.poolers import MultiScaleRoIAlign3D
 from ls_detection.roi_heads import RoIHeads3D
@@ -57,6 +57,15 @@ def _per_level(value: Sequence[Any] | None, levels: int, default: Sequence[Any],
             f"one flat list used on every level"
         )
     return [tuple(float(x) for x in v) for v in value]
+
+
+def _mask_predictor(in_channels: int, dim_reduced: int, num_classes: int, image_channels: int,
+                    image_layers: Sequence[int] | None) -> nn.Module:
+    if image_layers is None:
+        return MaskRCNNPredictor3D(in_channels=in_channels, dim_reduced=dim_reduced, num_classes=num_classes)
+    return ImageGuidedMaskPredictor3D(in_channels=in_channels, dim_reduced=dim_reduced,
+                                      image_channels=image_channels, layers=list(image_layers),
+                                      num_classes=num_classes)
 
 
 def maskrcnn3d(
@@ -102,6 +111,7 @@ def maskrcnn3d(
     mask_layers: Sequence[int] = (256, 256, 256, 256),
     mask_dilation: int = 1,
     mask_dim_reduced: int = 256,
+    mask_image_layers: Sequence[int] | None = None,
 ) -> MaskRCNN3D:
     """3-D Mask R-CNN over the registered backbone ``backbone``.
 
@@ -123,6 +133,9 @@ def maskrcnn3d(
         box_*, bbox_reg_weights: box head settings (torchvision's meanings).
         mask_*: mask branch settings: pooler output size and sampling ratio, the channels of each
             3x3x3 conv layer, their dilation, and the channels of the upsampling layer.
+        mask_image_layers: refine the mask logits with the image sampled on the mask grid of each
+            box, through 3x3x3 convolutions of these widths (:class:`ImageGuidedMaskPredictor3D`);
+            None: torchvision's predictor.
 
     The backbone's outputs must all have the same number of channels (an FPN or a feature
     pyramid); a plain multi-stage body needs ``fpn``.
@@ -230,8 +243,8 @@ def maskrcnn3d(
             feature_strides=roi_strides,
         ),
         mask_head=MaskRCNNHeads3D(in_channels=out_channels, layers=mask_layers, dilation=mask_dilation),
-        mask_predictor=MaskRCNNPredictor3D(
-            in_channels=mask_layers[-1], dim_reduced=mask_dim_reduced, num_classes=num_classes
+        mask_predictor=_mask_predictor(
+            mask_layers[-1], mask_dim_reduced, num_classes, in_channels, mask_image_layers
         ),
     )
     return MaskRCNN3D(

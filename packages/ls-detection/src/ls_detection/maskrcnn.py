@@ -119,7 +119,9 @@ class MaskRCNN3D(nn.Module):
         if isinstance(features, Tensor):
             raise TypeError("backbone returned a tensor; a detector needs an OrderedDict of feature maps")
         proposals, rpn_losses = self.rpn(image_list, features, targets)
-        detections, roi_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
+        detections, roi_losses = self.roi_heads(
+            features, proposals, image_list.image_sizes, targets, images=image_list.tensors
+        )
         if self.training:
             return {**rpn_losses, **roi_losses}
         return self.transform.postprocess(

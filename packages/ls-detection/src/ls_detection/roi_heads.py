@@ -311,6 +311,7 @@ class RoIHeads3D(nn.Module):
         proposals: Sequence[Tensor],
         image_shapes: Sequence[Sequence[int]],
         targets: Sequence[Mapping[str, Tensor]] | None = None,
+        images: Tensor | None = None,
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
         """Losses (training) or detections (eval).
 
@@ -320,6 +321,8 @@ class RoIHeads3D(nn.Module):
             image_shapes: per image ``(Z, Y, X)`` before padding (boxes are clipped to it).
             targets: per image ``{"boxes" (N, 6), "labels" (N,) int64, "masks" (N, Z, Y, X)}``;
                 required in training.
+            images: the padded batch ``(B, C, Z, Y, X)`` the features were computed from; required
+                by a mask predictor that uses the image (``uses_image``).
 
         Returns:
             ``(detections, losses)``. Training: ``([], {"loss_classifier", "loss_box_reg",
@@ -370,7 +373,12 @@ class RoIHeads3D(nn.Module):
             else:
                 mask_proposals = [r["boxes"] for r in result]
             mask_features = self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes))
-            mask_logits = self.mask_predictor(mask_features)
+            if getattr(self.mask_predictor, "uses_image", False):
+                if images is None:
+                    raise ValueError("RoIHeads3D: the mask predictor refines with the image; pass images=")
+                mask_logits = self.mask_predictor(mask_features, images, mask_proposals)
+            else:
+                mask_logits = self.mask_predictor(mask_features)
             if mask_logits.shape[1] != num_classes:
                 raise ValueError(f"RoIHeads3D: mask_predictor returned {mask_logits.shape[1]} channels, but "
                                  f"the box predictor has num_classes={num_classes}")

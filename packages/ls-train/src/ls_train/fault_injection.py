@@ -38,8 +38,8 @@ class Fault:
     """Where and how a run is stopped.
 
     Args:
-        point: Fault point name (``train.step``, ``train.validation``, ``train.checkpoint``,
-            ``train.evaluation``).
+        point: Fault point name (``train.prepare``, ``train.step``, ``train.validation``,
+            ``train.checkpoint``, ``train.evaluation``).
         at: Stop at the ``at``-th time any process reaches the point.
         signal: ``SIGTERM`` or ``SIGKILL``.
         target: ``"driver"`` (the ``ls-train`` process) or ``"paused"`` (the process that reached

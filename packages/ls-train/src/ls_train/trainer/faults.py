@@ -140,9 +140,10 @@ def fault_point(name: str) -> None:
     run, in ``$LS_TRAIN_FAULT_DIR/count-<name>``) writes its pid to ``$LS_TRAIN_FAULT_DIR/paused``
     and waits, up to two minutes, until that file is removed. The test meanwhile sends its signal
     (to this process or another one) and then removes the file to let a survivor go on. Points:
-    ``train.step`` (after an iteration's optimizer step), ``train.validation`` (before a
-    validation), ``train.checkpoint`` (after an epoch's checkpoint was reported),
-    ``train.evaluation`` (before the evaluation at the end of ``ls-train``).
+    ``train.prepare`` (before each crop index is built or reused, in the driver), ``train.step``
+    (after an iteration's optimizer step), ``train.validation`` (before a validation),
+    ``train.checkpoint`` (after an epoch's checkpoint was reported), ``train.evaluation``
+    (before the evaluation at the end of ``ls-train``).
     """
     spec = os.environ.get(FAULT_ENV)
     if not spec or spec.split(":")[0] != name:

@@ -133,14 +133,13 @@ class _Session:
         import ray.train
 
         on_disk = checkpoint_folders(self.run_dir)
+        found = load_first_readable(on_disk, skipped=skipped)
+        states = [] if found is None else [found[1]]
         checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            found = load_first_readable(on_disk, skipped=skipped)
-            return None if found is None else found[1]
-        with checkpoint.as_directory() as folder:
-            from_ray = load_first_readable([Path(folder)], skipped=skipped)
-        from_disk = load_first_readable(on_disk, skipped=skipped)
-        states = [found[1] for found in (from_ray, from_disk) if found is not None]
+        if checkpoint is not None and Path(checkpoint.path).resolve() not in {f.resolve() for f in on_disk}:
+            with checkpoint.as_directory() as folder:  # a run folder on remote storage
+                from_ray = load_first_readable([Path(folder)], skipped=skipped)
+            states += [] if from_ray is None else [from_ray[1]]
         return max(states, key=lambda st: int(st["global_iter"])) if states else None
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None, name: str) -> None:

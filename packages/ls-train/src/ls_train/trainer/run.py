@@ -22,7 +22,7 @@ from ls_train.config import ConfigError, check_score_attribute, cluster_config, 
 from ls_train.ray_session import ray_init_kwargs
 from ls_train.trainer.checkpoint import RANK_KEY, UNRANKED, checkpoint_rank
 from ls_train.trainer.console import CONSOLE_FILE, ConsoleRelay, keep_ray_logs, quiet_ray_logging
-from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, request_stop
+from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, fault_point, request_stop
 from ls_train.trainer.logging import CSV_FILE, CURVES_FILE, plot_curves
 from ls_train.trainer.loop import STOP_REASON_KEY, STOP_REQUESTED_KEY, TrainingStopped, train_loop_per_worker
 
@@ -77,6 +77,7 @@ def prepare_data(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = pr
     if evaluation.get("database") is not None:
         sections.append(("evaluation.database", evaluation["database"]))
     for where, section in sections:
+        fault_point("train.prepare")  # before each crop index is built (or reused)
         dataset = instantiate(section, kind="dataset", where=where)
         print_fn(f"{where}: {len(dataset)} crops ({dataset!r})")
         if len(dataset) == 0:

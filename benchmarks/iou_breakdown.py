@@ -1,0 +1,160 @@
+"""Where the mask IoU of a trained Mask R-CNN is lost: box placement vs mask shape, per axis.
+
+For every held-out crop of an experiment, the detections above ``evaluation.score_threshold`` are
+matched one-to-one to the ground-truth objects (Hungarian on mask IoU, pairs with IoU >= 0.1).
+For each matched pair it measures:
+
+- ``actual``: IoU of the predicted mask (pasted, > ``evaluation.mask_threshold``) with the truth;
+- ``box only``: IoU with the truth of the *true* mask carried through the predicted box (the true
+  mask resampled to the mask head's grid inside the predicted box, then pasted back): the loss a
+  perfect mask head would still have, from the box alone;
+- ``mask only``: IoU of the mask head's prediction on the *true* box: the loss a perfect box would
+  still have, from the mask head alone;
+- ``ceiling``: the true mask through the mask grid in the true box (the representation's limit);
+- the box error per face, in voxels (z1, y1, x1, z2, y2, x2), and IoU at other mask thresholds.
+
+    hatch run python benchmarks/iou_breakdown.py \\
+        --checkpoint runs/quickstart/checkpoint_epoch0020_iter00000160 [--config-name NAME] [overrides]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from ls_detection.postprocess import paste_masks_in_volume
+from ls_detection.roi_heads import project_masks_on_boxes
+from ls_train.checkpoint_config import config_from_checkpoint
+from ls_train.config import evaluation_config, load_config
+from ls_train.factory import build_eval_dataset, build_model
+from ls_train.trainer.checkpoint import load_model_weights, load_state
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of every pair of ``(N, Z, Y, X)`` and ``(M, Z, Y, X)`` boolean masks."""
+    fa, fb = a.flatten(1).float(), b.flatten(1).float()
+    inter = fa @ fb.T
+    union = fa.sum(1)[:, None] + fb.sum(1)[None] - inter
+    return inter / union.clamp(min=1)
+
+
+def paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    inter = (a & b).flatten(1).sum(1).float()
+    return inter / (a | b).flatten(1).sum(1).clamp(min=1).float()
+
+
+@torch.no_grad()
+def mask_head_on(model: torch.nn.Module, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor):
+    """The mask head's probabilities (in box coordinates) for ``boxes`` of ``image``."""
+    image_list, _ = model.transform([image])
+    if tuple(image_list.image_sizes[0]) != tuple(image.shape[-3:]):
+        raise SystemExit("the model resizes its input (target_spacing): not supported by this script")
+    features = model.backbone(image_list.tensors)
+    heads = model.roi_heads
+    pooled = heads.mask_roi_pool(features, [boxes], image_list.image_sizes)
+    mask_features = heads.mask_head(pooled)
+    if getattr(heads.mask_predictor, "uses_image", False):
+        logits = heads.mask_predictor(mask_features, image_list.tensors, [boxes])
+    else:
+        logits = heads.mask_predictor(mask_features)
+    return logits[torch.arange(len(labels)), labels].sigmoid()[:, None]
+
+
+def crop_breakdown(model, image, target, score_threshold: float, mask_threshold: float) -> dict[str, list]:
+    out: dict[str, list] = defaultdict(list)
+    shape = tuple(image.shape[-3:])
+    gt_masks = target["masks"].bool()
+    gt_boxes = target["boxes"].float()
+    pred = model.predict([image], paste_masks=False)[0]
+    keep = pred["scores"] >= score_threshold
+    boxes, masks, labels = pred["boxes"][keep], pred["masks"][keep], pred["labels"][keep]
+    out["n_gt"].append(len(gt_masks))
+    out["n_pred"].append(len(boxes))
+    if len(boxes) == 0 or len(gt_masks) == 0:
+        return out
+    probs = paste_masks_in_volume(masks, boxes, shape)[:, 0]
+    ious = iou_matrix(probs > mask_threshold, gt_masks)
+    rows, cols = linear_sum_assignment(-ious.numpy())
+    pairs = [(r, c) for r, c in zip(rows, cols, strict=True) if ious[r, c] >= 0.1]
+    if not pairs:
+        return out
+    p_idx = torch.tensor([r for r, _ in pairs])
+    g_idx = torch.tensor([c for _, c in pairs])
+    truth = gt_masks[g_idx]
+    size = tuple(masks.shape[-3:])
+    for t in THRESHOLDS:
+        out[f"actual@{t}"] += paired_iou(probs[p_idx] > t, truth).tolist()
+    true_in_pred_box = project_masks_on_boxes(gt_masks, boxes[p_idx], g_idx, size)
+    box_only = paste_masks_in_volume(true_in_pred_box[:, None], boxes[p_idx], shape)[:, 0] > 0.5
+    out["box only"] += paired_iou(box_only, truth).tolist()
+    head = mask_head_on(model, image, gt_boxes[g_idx], labels[p_idx])
+    mask_only = paste_masks_in_volume(head, gt_boxes[g_idx], shape)[:, 0] > mask_threshold
+    out["mask only"] += paired_iou(mask_only, truth).tolist()
+    true_in_true_box = project_masks_on_boxes(gt_masks, gt_boxes[g_idx], g_idx, size)
+    ceiling = paste_masks_in_volume(true_in_true_box[:, None], gt_boxes[g_idx], shape)[:, 0] > 0.5
+    out["ceiling"] += paired_iou(ceiling, truth).tolist()
+    out["box error"] += (boxes[p_idx] - gt_boxes[g_idx]).tolist()
+    out["gt extent"] += (gt_boxes[g_idx, 3:] - gt_boxes[g_idx, :3]).tolist()
+    return out
+
+
+def summarise(name: str, values: list[float]) -> str:
+    v = np.asarray(values)
+    shares = " | ".join(f"{(v >= t).mean():.2f}" for t in (0.5, 0.75, 0.9))
+    return f"| {name} | {v.mean():.3f} | {np.median(v):.3f} | {shares} |"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-name", help="default: the config stored in the checkpoint")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    if args.config_name is None:
+        cfg = config_from_checkpoint(args.checkpoint, args.overrides)
+    else:
+        cfg = load_config(args.config_name, args.overrides)
+    ev = evaluation_config(cfg)
+    model = build_model(cfg)
+    load_model_weights(model, load_state(args.checkpoint), source=args.checkpoint)
+    model.eval()
+    dataset = build_eval_dataset(cfg)
+    totals: dict[str, list] = defaultdict(list)
+    for i in range(len(dataset)):
+        image, target, _ = dataset[i]
+        for k, v in crop_breakdown(model, image, target, ev.score_threshold, ev.mask_threshold).items():
+            totals[k] += v
+    matched = len(totals["ceiling"])
+    print(f"{len(dataset)} crops, {sum(totals['n_gt'])} true objects, {sum(totals['n_pred'])} detections "
+          f">= score {ev.score_threshold}, {matched} matched pairs (IoU >= 0.1)\n")
+    print("| IoU of matched pairs | mean | median | >= 0.5 | >= 0.75 | >= 0.9 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(summarise(f"actual (mask > {ev.mask_threshold})", totals[f"actual@{ev.mask_threshold}"]))
+    print(summarise("box only (true mask in the predicted box)", totals["box only"]))
+    print(summarise("mask only (mask head on the true box)", totals["mask only"]))
+    print(summarise("ceiling (true mask through the mask grid)", totals["ceiling"]))
+    for t in THRESHOLDS:
+        if t != ev.mask_threshold:
+            print(summarise(f"actual (mask > {t})", totals[f"actual@{t}"]))
+    err = np.asarray(totals["box error"])
+    ext = np.asarray(totals["gt extent"])
+    print("\n| box face | mean signed error (voxels) | mean abs error | abs error / true extent |")
+    print("| --- | --- | --- | --- |")
+    for j, face in enumerate(("z1", "y1", "x1", "z2", "y2", "x2")):
+        rel = np.abs(err[:, j]) / ext[:, j % 3]
+        print(f"| {face} | {err[:, j].mean():+.2f} | {np.abs(err[:, j]).mean():.2f} | {rel.mean():.3f} |")
+    print(f"\nmedian true extent (z, y, x) in voxels: {np.median(ext, axis=0).tolist()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
