@@ -47,7 +47,7 @@ def test_every_packaged_experiment_composes_and_validates(name: str) -> None:
         "accept_config_mismatch",
     }
     assert cfg["predict"]["segmenter"] == "detector" and cfg["input"] is None
-    assert cfg["accept_config_mismatch"] is False
+    assert cfg["accept_config_mismatch"] is False and cfg["trainer"]["verbose"] is False
 
 
 def test_the_seed_defaults_list_picks_the_backbone_group() -> None:
