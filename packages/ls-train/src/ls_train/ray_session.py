@@ -34,10 +34,13 @@ def ray_session(cfg: Mapping[str, Any]) -> Iterator[None]:
     """
     import ray
 
+    from ls_train.trainer.console import quiet_ray_logging
+
     cluster = cluster_config(cfg)
     started = False
     if not ray.is_initialized():
-        ray.init(**ray_init_kwargs(cluster), log_to_driver=True)
+        quiet_ray_logging()  # the workers' output still reaches the console; Ray's notices do not
+        ray.init(**ray_init_kwargs(cluster), log_to_driver=True, logging_level="WARNING")
         started = True
     try:
         yield
