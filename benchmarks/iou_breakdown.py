@@ -57,13 +57,7 @@ def mask_head_on(model: torch.nn.Module, image: torch.Tensor, boxes: torch.Tenso
     if tuple(image_list.image_sizes[0]) != tuple(image.shape[-3:]):
         raise SystemExit("the model resizes its input (target_spacing): not supported by this script")
     features = model.backbone(image_list.tensors)
-    heads = model.roi_heads
-    pooled = heads.mask_roi_pool(features, [boxes], image_list.image_sizes)
-    mask_features = heads.mask_head(pooled)
-    if getattr(heads.mask_predictor, "uses_image", False):
-        logits = heads.mask_predictor(mask_features, image_list.tensors, [boxes])
-    else:
-        logits = heads.mask_predictor(mask_features)
+    logits = model.roi_heads.mask_logits(features, [boxes], image_list.image_sizes, image_list.tensors)
     return logits[torch.arange(len(labels)), labels].sigmoid()[:, None]
 
 

@@ -305,6 +305,21 @@ class RoIHeads3D(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
+    def mask_logits(self, features: Mapping[str, Tensor], boxes: Sequence[Tensor],
+                    image_shapes: Sequence[Sequence[int]], images: Tensor | None = None) -> Tensor:
+        """Mask logits ``(K, num_classes, ...)`` of the mask branch for ``boxes`` (per image ``(K_i, 6)``).
+
+        ``images`` (the padded batch) is required by a predictor that uses the image (``uses_image``).
+        """
+        assert self.mask_roi_pool is not None and self.mask_head is not None
+        assert self.mask_predictor is not None
+        mask_features = self.mask_head(self.mask_roi_pool(features, list(boxes), image_shapes))
+        if not getattr(self.mask_predictor, "uses_image", False):
+            return self.mask_predictor(mask_features)
+        if images is None:
+            raise ValueError("RoIHeads3D: the mask predictor refines with the image; pass images=")
+        return self.mask_predictor(mask_features, images, boxes)
+
     def forward(
         self,
         features: Mapping[str, Tensor],
@@ -372,13 +387,7 @@ class RoIHeads3D(nn.Module):
                 pos_matched_idxs = [m[pos] for m, pos in zip(matched_idxs, positive, strict=True)]
             else:
                 mask_proposals = [r["boxes"] for r in result]
-            mask_features = self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes))
-            if getattr(self.mask_predictor, "uses_image", False):
-                if images is None:
-                    raise ValueError("RoIHeads3D: the mask predictor refines with the image; pass images=")
-                mask_logits = self.mask_predictor(mask_features, images, mask_proposals)
-            else:
-                mask_logits = self.mask_predictor(mask_features)
+            mask_logits = self.mask_logits(features, mask_proposals, image_shapes, images)
             if mask_logits.shape[1] != num_classes:
                 raise ValueError(f"RoIHeads3D: mask_predictor returned {mask_logits.shape[1]} channels, but "
                                  f"the box predictor has num_classes={num_classes}")

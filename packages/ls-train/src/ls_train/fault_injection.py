@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,13 +84,23 @@ def final_position(run_dir: Path) -> tuple[int, int] | None:
     return best
 
 
-def _command(argv: Sequence[str], env: dict[str, str], log: Path, timeout: float) -> tuple[int | None, str]:
+def _run(
+    argv: Sequence[str],
+    env: dict[str, str],
+    log: Path,
+    timeout: float,
+    while_running: Callable[[subprocess.Popen, float], None] | None = None,
+) -> tuple[int | None, str]:
+    """Run ``argv`` in its own session with its output in ``log``; ``while_running(proc, deadline)``
+    acts on it meanwhile. Returns the exit status (None: timed out) and the output."""
     with log.open("w") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        if while_running is not None:
+            while_running(proc, deadline)
         try:
-            rc = proc.wait(timeout=timeout)
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            _kill_session(proc.pid)
             rc = None
     _kill_session(proc.pid)
     return rc, log.read_text()
@@ -109,10 +119,8 @@ def _stopped_command(
     """Run ``argv`` with ``fault`` armed; signal the target when a process pauses at the point."""
     env = {**env, FAULT_ENV: f"{fault.point}:{fault.at}", FAULT_DIR_ENV: str(folder)}
     paused = folder / "paused"
-    log = folder / "first.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
+
+    def inject(proc: subprocess.Popen, deadline: float) -> None:
         while not paused.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         if paused.exists():
@@ -121,12 +129,8 @@ def _stopped_command(
             os.kill(pid, fault.signal)
             time.sleep(0.5)
             paused.unlink(missing_ok=True)  # let the survivors go on
-        try:
-            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            rc = None
-    _kill_session(proc.pid)
-    return rc, log.read_text()
+
+    return _run(argv, env, folder / "first.log", timeout, inject)
 
 
 def _verdict(
@@ -164,7 +168,7 @@ def run_fault_case(
     env = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, FAULT_DIR_ENV)}
     start = time.monotonic()
     first_rc, first_log = _stopped_command(argv, env, fault, folder, timeout)
-    resumed_rc, resumed_log = _command(argv, env, folder / "resumed.log", timeout)
+    resumed_rc, resumed_log = _run(argv, env, folder / "resumed.log", timeout)
     position = final_position(run_dir)
     csv = run_dir / CSV_FILE
     epochs = [row["epoch"] for row in read_csv_rows(csv)] if csv.exists() else []
