@@ -46,6 +46,7 @@ __all__ = [
     "config_search_path",
     "data_config",
     "evaluation_config",
+    "finish_config",
     "load_config",
     "load_target",
     "trainer_config",
@@ -454,15 +455,27 @@ def load_config(
     Raises:
         ConfigError: see :func:`compose_config` and :func:`validate_config`.
     """
+    _register_resolvers()
+    composed = compose_config(config_name, overrides, config_dirs=config_dirs)
+    return finish_config(composed, config_name)
+
+
+def finish_config(composed: DictConfig, config_name: str) -> dict[str, Any]:
+    """A composed experiment (:func:`compose_config`, or Hydra's own command line) resolved into a
+    plain dict, with ``trainer.run_name`` defaulting to ``config_name``, and validated.
+
+    Raises:
+        ConfigError: an interpolation that does not resolve, or see :func:`validate_config`.
+    """
     from omegaconf.errors import OmegaConfBaseException
 
     _register_resolvers()
-    composed = compose_config(config_name, overrides, config_dirs=config_dirs)
+    name = config_name.removesuffix(".yaml")
     try:
         cfg = OmegaConf.to_container(composed, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"config {config_name!r}: {exc}") from exc
-    name = config_name.removesuffix(".yaml")
+        raise ConfigError(f"config {name!r}: {exc}") from exc
+    cfg.pop("hydra", None)
     trainer = cfg.get("trainer")
     if isinstance(trainer, dict):
         # a name that looks like a number (run1 is fine, 2024 or nan are not) is still a name
