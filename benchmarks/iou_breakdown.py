@@ -11,7 +11,12 @@ For each matched pair it measures:
 - ``mask only``: IoU of the mask head's prediction on the *true* box: the loss a perfect box would
   still have, from the mask head alone;
 - ``ceiling``: the true mask through the mask grid in the true box (the representation's limit);
-- the box error per face, in voxels (z1, y1, x1, z2, y2, x2), and IoU at other mask thresholds.
+- the box error per face, in voxels (z1, y1, x1, z2, y2, x2), and IoU at other mask thresholds;
+- why each true object without a detection of mask IoU >= 0.5 above the score threshold was missed:
+  a detection below the score threshold had the mask, a detection's box fits (box IoU >= 0.5) but
+  its mask does not, a box overlaps it only partly (0.1 <= box IoU < 0.5: merged or split), or no
+  detection is near it at any score (the RPN or NMS lost it); with its size and whether it touches
+  the crop border.
 
     hatch run python benchmarks/iou_breakdown.py \\
         --checkpoint runs/quickstart/checkpoint_epoch0020_iter00000160 [--config-name NAME] [overrides]
@@ -29,6 +34,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ls_detection.postprocess import paste_masks_in_volume
 from ls_detection.roi_heads import project_masks_on_boxes
+from ls_ops import box_iou3d
 from ls_train.checkpoint_config import config_from_checkpoint
 from ls_train.config import evaluation_config, load_config
 from ls_train.factory import build_eval_dataset, build_model
@@ -99,6 +105,47 @@ def crop_breakdown(model, image, target, score_threshold: float, mask_threshold:
     return out
 
 
+MISS_CAUSES = (
+    "below score threshold",
+    "box fits, mask does not",
+    "partial box (merge/split)",
+    "no detection",
+)
+
+
+def missed_breakdown(model, image, target, score_threshold: float, mask_threshold: float) -> list[tuple]:
+    """``(cause, voxels, touches border)`` of each true object that no detection above
+    ``score_threshold`` covers at mask IoU >= 0.5 (all detections the model returns are looked at)."""
+    shape = tuple(image.shape[-3:])
+    gt_masks, gt_boxes = target["masks"].bool(), target["boxes"].float()
+    pred = model.predict([image], paste_masks=False)[0]
+    if len(gt_masks) == 0:
+        return []
+    if len(pred["boxes"]):
+        probs = paste_masks_in_volume(pred["masks"], pred["boxes"], shape)[:, 0]
+        mask_iou = iou_matrix(probs > mask_threshold, gt_masks)
+        box_iou = box_iou3d(pred["boxes"].float(), gt_boxes)
+    else:
+        mask_iou = box_iou = torch.zeros((0, len(gt_masks)))
+    above = pred["scores"] >= score_threshold
+    limits = torch.tensor(shape, dtype=torch.float32)
+    missed = []
+    for g in range(len(gt_masks)):
+        if bool((mask_iou[above, g] >= 0.5).any()):
+            continue
+        if bool((mask_iou[:, g] >= 0.5).any()):
+            cause = MISS_CAUSES[0]
+        elif bool((box_iou[above, g] >= 0.5).any()):
+            cause = MISS_CAUSES[1]
+        elif bool((box_iou[:, g] >= 0.1).any()):
+            cause = MISS_CAUSES[2]
+        else:
+            cause = MISS_CAUSES[3]
+        border = bool((gt_boxes[g, :3] <= 0).any() or (gt_boxes[g, 3:] >= limits).any())
+        missed.append((cause, int(gt_masks[g].sum()), border))
+    return missed
+
+
 def summarise(name: str, values: list[float]) -> str:
     v = np.asarray(values)
     shares = " | ".join(f"{(v >= t).mean():.2f}" for t in (0.5, 0.75, 0.9))
@@ -127,9 +174,13 @@ def main() -> int:
         image, target, _ = dataset[i]
         for k, v in crop_breakdown(model, image, target, ev.score_threshold, ev.mask_threshold).items():
             totals[k] += v
+        totals["missed"] += missed_breakdown(model, image, target, ev.score_threshold, ev.mask_threshold)
+        totals["gt voxels"] += target["masks"].flatten(1).sum(1).tolist()
     matched = len(totals["ceiling"])
-    print(f"{len(dataset)} crops, {sum(totals['n_gt'])} true objects, {sum(totals['n_pred'])} detections "
-          f">= score {ev.score_threshold}, {matched} matched pairs (IoU >= 0.1)\n")
+    print(
+        f"{len(dataset)} crops, {sum(totals['n_gt'])} true objects, {sum(totals['n_pred'])} detections "
+        f">= score {ev.score_threshold}, {matched} matched pairs (IoU >= 0.1)\n"
+    )
     print("| IoU of matched pairs | mean | median | >= 0.5 | >= 0.75 | >= 0.9 |")
     print("| --- | --- | --- | --- | --- | --- |")
     print(summarise(f"actual (mask > {ev.mask_threshold})", totals[f"actual@{ev.mask_threshold}"]))
@@ -147,7 +198,22 @@ def main() -> int:
         rel = np.abs(err[:, j]) / ext[:, j % 3]
         print(f"| {face} | {err[:, j].mean():+.2f} | {np.abs(err[:, j]).mean():.2f} | {rel.mean():.3f} |")
     print(f"\nmedian true extent (z, y, x) in voxels: {np.median(ext, axis=0).tolist()}")
+    print_missed(totals["missed"], totals["gt voxels"])
     return 0
+
+
+def print_missed(missed: list[tuple], gt_voxels: list[int]) -> None:
+    print(
+        f"\n{len(missed)} of {len(gt_voxels)} true objects missed at mask IoU 0.5 "
+        f"(median size of all: {np.median(gt_voxels):.0f} voxels)\n"
+    )
+    print("| cause | objects | median voxels | touching the crop border |")
+    print("| --- | --- | --- | --- |")
+    for cause in MISS_CAUSES:
+        rows = [m for m in missed if m[0] == cause]
+        if rows:
+            size = np.median([m[1] for m in rows])
+            print(f"| {cause} | {len(rows)} | {size:.0f} | {sum(m[2] for m in rows)} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""ls-train / ls-evaluate command lines: errors, --print-config, train-then-evaluate, mismatched weights."""
+"""ls-train / ls-evaluate command lines: errors, --cfg, train-then-evaluate, mismatched weights."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def test_an_unknown_backbone_exits_2_listing_the_known_ones(capsys) -> None:
     assert "unknown backbone 'resnet3d_51'" in capsys.readouterr().err
 
 
-def test_print_config_prints_the_resolved_yaml(capsys) -> None:
-    assert train_main(["-cn", "config_mrcnn_vitDet", "--print-config", "trainer.epochs=4"]) == 0
+def test_cfg_job_prints_the_resolved_yaml(capsys) -> None:
+    assert train_main(["-cn", "config_mrcnn_vitDet", "--cfg", "job", "--resolve", "trainer.epochs=4"]) == 0
     out = capsys.readouterr().out
     assert "name: vitdet3d_s_sfp" in out and "epochs: 4" in out and "run_name: mrcnn_vitDet" in out
 
@@ -68,6 +68,11 @@ def test_train_then_evaluate_end_to_end(
     assert "evaluating" in out and "ap " in out and "results in" in out
     evaluation = tmp_path / "runs" / "quickstart" / "evaluation"
     assert (evaluation / "metrics.json").exists() and (evaluation / "metrics_vs_iou.png").exists()
+    hydra_dir = tmp_path / "runs" / "quickstart" / ".hydra"  # Hydra's record of the run
+    assert "trainer.epochs=1" in (hydra_dir / "overrides.yaml").read_text()
+    assert "epochs: 1" in (hydra_dir / "config.yaml").read_text()
+    result = json.loads((tmp_path / "runs" / "quickstart" / "result.json").read_text())
+    assert result["status"] == 0 and "ap@50" in result["metrics"]
     checkpoint = next((tmp_path / "runs" / "quickstart" / "checkpoints").glob("checkpoint_*"))
 
     assert (

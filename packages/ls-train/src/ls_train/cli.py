@@ -1,22 +1,20 @@
-"""``ls-train``, ``ls-evaluate`` and ``ls-predict``: Hydra-style command lines.
+"""``ls-train``, ``ls-evaluate`` and ``ls-predict``: Hydra applications (see :mod:`ls_train.hydra_app`).
 
 ::
 
     ls-train --config-name=quickstart
-    ls-train --config-name=config_mrcnn_resnet cluster=cpu trainer.epochs=5 trainer.run_name=try1
-    ls-evaluate --config-name=skittlez_evaluation_resnet checkpoint=runs/mrcnn_resnet/checkpoint_.../
-    ls-predict --config-name=quickstart checkpoint=runs/quickstart/checkpoint_.../ \
-        input=volume.ome.zarr output=volume_labels.ome.zarr predict.tile_shape=[32,256,256]
-    ls-predict checkpoint=runs/quickstart/checkpoint_.../ input=volume.tif output=labels.ome.zarr
+    ls-train -cn config_mrcnn_resnet cluster=cpu trainer.epochs=5 trainer.run_name=try1
+    ls-train -cn quickstart --cfg job --resolve
+    ls-train -cn quickstart -m trainer.lr=1e-3,3e-4
+    ls-evaluate checkpoint=runs/quickstart/checkpoint_epoch0020_iter00000160/
+    ls-predict checkpoint=runs/quickstart/checkpoint_.../ input=volume.tif output=labels.ome.zarr \
+        predict.tile_shape=[32,256,256]
 
 ``--config-name`` picks the experiment; ``ls-evaluate`` and ``ls-predict`` may leave it out and take
 the config stored in the ``checkpoint=`` folder (see :mod:`ls_train.checkpoint_config`; with
 ``--config-name`` too, a model that differs from the checkpoint's is refused unless
-``accept_config_mismatch=true``). ``--config-dir`` (repeatable) adds a folder searched
-before ``./configs`` and the packaged configs, and every other argument is a Hydra override
-(``key=value``, ``group=option``, ``+key=value``, ``~key``). ``--print-config`` prints the resolved
-config and exits. Nothing is written to Hydra's output folders; the run folder is
-``<trainer.runs_root>/<trainer.run_name>``.
+``accept_config_mismatch=true``). Every other argument is a Hydra flag or override (``key=value``,
+``group=option``, ``+key=value``, ``~key``).
 
 Exit status: 0 done (or stopped on request and resumable), 1 training stopped on an error,
 2 bad config, arguments, input or checkpoint.
@@ -24,81 +22,24 @@ Exit status: 0 done (or stopped on request and resumable), 1 training stopped on
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ls_train.hydra_app import App, metrics_of, run_app, write_result
+
 __all__ = ["evaluate_main", "main", "predict_main", "train_main"]
 
-
-def _parser(prog: str, description: str, *, config_from_checkpoint: bool = False) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument(
-        "--config-name",
-        "-cn",
-        required=not config_from_checkpoint,
-        help="experiment config, e.g. quickstart"
-        + (" (default: the config stored in the checkpoint=DIR given)" if config_from_checkpoint else ""),
-    )
-    parser.add_argument(
-        "--config-dir",
-        "-cd",
-        action="append",
-        default=[],
-        help="extra config folder searched first (repeatable); ./configs and the packaged configs follow",
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument(
-        "overrides", nargs="*", help="Hydra overrides: key=value, group=option, +key=value, ~key"
-    )
-    return parser
+_TRAIN_RUN_DIR = (
+    "${ls.run_dir:${oc.select:trainer.runs_root,runs},${oc.select:trainer.run_name,null},"
+    "${hydra.job.config_name}}"
+)
+_TRAIN_SWEEP_DIR = "${oc.select:trainer.runs_root,runs}/multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}"
 
 
-def _checkpoint_override(overrides: Sequence[str]) -> str | None:
-    values = [o.split("=", 1)[1] for o in overrides if o.startswith(("checkpoint=", "+checkpoint="))]
-    return values[-1] if values else None
-
-
-def _load(prog: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    """The config of ``--config-name`` (checked against the checkpoint's own config when a
-    checkpoint is given), or without it the config stored in ``checkpoint=``, with the overrides."""
-    from omegaconf import OmegaConf
-
-    from ls_train.checkpoint_config import check_against_checkpoint, config_from_checkpoint
-    from ls_train.config import ConfigError, load_config
-    from ls_train.trainer import CheckpointError
-
-    checkpoint = _checkpoint_override(args.overrides)
-    try:
-        if args.config_name is None:
-            if checkpoint in (None, "", "???"):
-                raise ConfigError(
-                    "give --config-name=NAME, or checkpoint=DIR to use the config stored in the checkpoint"
-                )
-            cfg = config_from_checkpoint(checkpoint, args.overrides)
-        else:
-            cfg = load_config(args.config_name, args.overrides, config_dirs=args.config_dir)
-            if checkpoint not in (None, "", "???"):
-                check_against_checkpoint(cfg, checkpoint)
-    except (ConfigError, CheckpointError, ValueError, LookupError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return None
-    if args.print_config:
-        print(OmegaConf.to_yaml(OmegaConf.create(cfg)))
-    return cfg
-
-
-def train_main(argv: Sequence[str] | None = None) -> int:
-    """``ls-train --config-name=NAME [--config-dir DIR] [overrides]``: train (and evaluate when
-    ``evaluation.run_after_training``)."""
-    args = _parser("ls-train", "Train a 3-D instance segmentation model with Ray Train.").parse_args(argv)
-    cfg = _load("ls-train", args)
-    if cfg is None:
-        return 2
-    if args.print_config:
-        return 0
+def _train(cfg: dict[str, Any], composed: Any = None) -> int:
+    """Train (and evaluate when ``evaluation.run_after_training``); ``result.json`` in the run folder."""
     from ls_data.errors import DataError
     from ls_train.config import ConfigError, evaluation_config
     from ls_train.evaluate import run_evaluation
@@ -116,31 +57,25 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     if result.stopped:
         print(f"ls-train: stopped on request; re-run with trainer.run_name={result.run_dir.name} to resume")
         return 0
+    checkpoint = result.best_checkpoint or result.latest_checkpoint
+    summary = None
     if evaluation_config(cfg).run_after_training:
-        checkpoint = result.best_checkpoint or result.latest_checkpoint
         if checkpoint is None:
             print("ls-train: error: no checkpoint to evaluate", file=sys.stderr)
             return 1
         print(f"evaluating {checkpoint} on the held-out crops ...")
         fault_point("train.evaluation")
         try:
-            run_evaluation(cfg, str(checkpoint))
+            summary, _ = run_evaluation(cfg, str(checkpoint))
         except (ConfigError, DataError, CheckpointError) as exc:
             print(f"ls-train: error: {exc}", file=sys.stderr)
             return 2
+    metrics = metrics_of(summary) if summary is not None else metrics_of(result.metrics)
+    write_result(result.run_dir, 0, checkpoint=checkpoint, metrics=metrics)
     return 0
 
 
-def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    """``ls-evaluate --config-name=NAME checkpoint=PATH [overrides]``: metrics, tables and pictures."""
-    args = _parser(
-        "ls-evaluate", "Evaluate a trained model on held-out crops.", config_from_checkpoint=True
-    ).parse_args(argv)
-    cfg = _load("ls-evaluate", args)
-    if cfg is None:
-        return 2
-    if args.print_config:
-        return 0
+def _evaluate(cfg: dict[str, Any], composed: Any = None) -> int:
     from ls_data.errors import DataError
     from ls_train.config import ConfigError
     from ls_train.evaluate import run_evaluation
@@ -165,18 +100,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def predict_main(argv: Sequence[str] | None = None) -> int:
-    """``ls-predict --config-name=NAME checkpoint=PATH input=PATH output=PATH.ome.zarr [overrides]``."""
-    args = _parser(
-        "ls-predict",
-        "Segment a whole volume tile by tile into a stitched OME-Zarr label image.",
-        config_from_checkpoint=True,
-    ).parse_args(argv)
-    cfg = _load("ls-predict", args)
-    if cfg is None:
-        return 2
-    if args.print_config:
-        return 0
+def _predict(cfg: dict[str, Any], composed: Any = None) -> int:
     from ls_data.errors import DataError
     from ls_train.config import ConfigError
     from ls_train.predict import run_prediction
@@ -199,6 +123,26 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         print(f"ls-predict: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+TRAIN = App("ls-train", _train, run_dir=_TRAIN_RUN_DIR, sweep_dir=_TRAIN_SWEEP_DIR, summary=True)
+EVALUATE = App("ls-evaluate", _evaluate, from_checkpoint=True)
+PREDICT = App("ls-predict", _predict, from_checkpoint=True)
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``ls-train --config-name=NAME [Hydra flags] [overrides]``: train (and evaluate)."""
+    return run_app(TRAIN, argv)
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """``ls-evaluate [--config-name=NAME] checkpoint=PATH [overrides]``: metrics, tables, pictures."""
+    return run_app(EVALUATE, argv)
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    """``ls-predict [--config-name=NAME] checkpoint=PATH input=PATH output=PATH.ome.zarr [overrides]``."""
+    return run_app(PREDICT, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

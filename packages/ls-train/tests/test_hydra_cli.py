@@ -1,0 +1,170 @@
+"""Hydra's own command line on ls-train, ls-evaluate and ls-predict (see ls_train.hydra_app):
+--help, --hydra-help, --cfg/--resolve/--package, --info, -cp/-cn/-cd, --shell-completion through the
+installed console scripts, and a two-job multirun of a tiny in-process training."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ls_train.cli import evaluate_main, train_main
+from ls_train.hydra_app import summary_table
+
+BIN = Path(sys.executable).parent
+
+
+def run(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    exe = BIN / script
+    if not exe.exists():
+        pytest.fail(f"{script} is not installed next to {sys.executable}")
+    return subprocess.run(
+        [str(exe), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def user_configs(tmp_path: Path) -> Path:
+    """A working directory whose ./configs adds a trainer option and an experiment."""
+    (tmp_path / "configs" / "trainer").mkdir(parents=True)
+    (tmp_path / "configs" / "trainer" / "fast.yaml").write_text("max_steps_per_epoch: 3\n")
+    (tmp_path / "configs" / "my_experiment.yaml").write_text(
+        "defaults:\n  - quickstart\n  - override trainer: fast\n  - _self_\ntrainer:\n  run_name: mine\n"
+    )
+    return tmp_path
+
+
+def test_help_lists_experiments_and_config_groups_of_the_package_and_of_configs(user_configs: Path) -> None:
+    for script in ("ls-train", "ls-evaluate", "ls-predict"):
+        out = run(script, "--help", cwd=user_configs)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith(f"{script}: ") and "--config-name" in out.stdout
+        assert "quickstart" in out.stdout and "my_experiment" in out.stdout
+        assert "== Configuration groups ==" in out.stdout
+        assert "models/backbones: hiera_fpn, resnet18_fpn_small, resnet_fpn, vitdet" in out.stdout
+        assert "trainer: default, fast" in out.stdout  # ./configs/trainer/fast.yaml
+    hydra_help = run("ls-train", "--hydra-help", cwd=user_configs)
+    assert (
+        hydra_help.returncode == 0
+        and "--multirun" in hydra_help.stdout
+        and "hydra/launcher" in hydra_help.stdout
+    )
+
+
+def test_cfg_resolve_and_package(user_configs: Path) -> None:
+    job = run(
+        "ls-train", "-cn", "my_experiment", "trainer.epochs=4", "--cfg", "job", "--resolve", cwd=user_configs
+    )
+    assert job.returncode == 0, job.stderr
+    assert (
+        "epochs: 4" in job.stdout
+        and "max_steps_per_epoch: 3" in job.stdout
+        and "run_name: mine" in job.stdout
+    )
+    assert "${" not in job.stdout  # resolved
+    package = run("ls-train", "-cn", "quickstart", "--cfg", "job", "--package", "trainer", cwd=user_configs)
+    assert package.stdout.startswith("# @package trainer") and "models:" not in package.stdout
+    hydra = run("ls-train", "-cn", "quickstart", "--cfg", "hydra", cwd=user_configs)
+    assert hydra.stdout.startswith("hydra:") and "\nmodels:" not in hydra.stdout
+    everything = run("ls-train", "-cn", "my_experiment", "--cfg", "all", "--resolve", cwd=user_configs)
+    assert everything.returncode == 0 and "trainer:" in everything.stdout
+    assert f"dir: runs{os.sep}mine" in everything.stdout  # the run folder: runs_root/run_name
+
+
+def test_info_config_path_and_config_dir(
+    user_configs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    info = run("ls-train", "--info", "searchpath", cwd=user_configs)
+    assert info.returncode == 0
+    assert f"file://{user_configs / 'configs'}" in info.stdout and "pkg://ls_train.configs" in info.stdout
+    other = tmp_path_factory.mktemp("other")
+    (other / "elsewhere.yaml").write_text("defaults:\n  - quickstart\n  - _self_\ntrainer:\n  epochs: 7\n")
+    for flag in ("--config-path", "--config-dir"):
+        out = run(
+            "ls-train",
+            flag,
+            str(other),
+            "-cn",
+            "elsewhere",
+            "--cfg",
+            "job",
+            "--package",
+            "trainer",
+            cwd=user_configs,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "epochs: 7" in out.stdout
+    defaults = run("ls-train", "-cn", "my_experiment", "--info", "defaults", cwd=user_configs)
+    assert "trainer/fast" in defaults.stdout
+
+
+def test_shell_completion(user_configs: Path) -> None:
+    install = run("ls-train", "--shell-completion", "install=bash", cwd=user_configs)
+    assert install.returncode == 0 and "complete" in install.stdout and "ls-train" in install.stdout
+    query = run(
+        "ls-train",
+        "-sc",
+        "query=bash",
+        cwd=user_configs,
+        env={"COMP_LINE": "ls-train trainer=", "COMP_POINT": "17"},
+    )
+    assert "trainer=default" in query.stdout and "trainer=fast" in query.stdout
+
+
+def test_hydra_refusals_exit_2(
+    user_configs: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(user_configs)
+    assert train_main(["-cn", "no_such_experiment"]) == 2
+    assert "Cannot find primary config 'no_such_experiment'" in capsys.readouterr().err
+    assert train_main(["-cn", "quickstart", "trainer=no_such_option"]) == 2
+    assert "no_such_option" in capsys.readouterr().err
+    assert train_main(["trainer.epochs=2"]) == 2
+    assert "give --config-name=NAME" in capsys.readouterr().err
+    assert evaluate_main(["trainer.epochs=2"]) == 2
+    assert "checkpoint=DIR" in capsys.readouterr().err
+    assert not (user_configs / "runs").exists() and not (user_configs / "outputs").exists()
+
+
+def test_a_checkpoint_without_its_config_is_refused_naming_config_name(tmp_path: Path, capsys) -> None:
+    from ls_train.trainer.checkpoint import save_state
+
+    path = save_state(tmp_path / "old", {"model": {}})
+    assert evaluate_main([f"checkpoint={path}"]) == 2
+    err = capsys.readouterr().err
+    assert "carries no config" in err and "--config-name" in err
+
+
+def test_a_multirun_trains_each_job_in_its_own_run_folder_and_ends_with_a_summary(
+    tmp_path: Path,
+    tiny_overrides: Callable[..., list[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    common = tiny_overrides(tmp_path, "trainer.epochs=1", "trainer.warmup_iters=1", "cluster=local")
+    assert train_main(["-cn", "quickstart", *common, "-m", "trainer.lr=1e-3,3e-4"]) == 0
+    out = capsys.readouterr().out
+    sweeps = list((tmp_path / "runs" / "multirun").glob("*/*"))
+    assert len(sweeps) == 1
+    jobs = sorted(p.name for p in sweeps[0].iterdir() if p.is_dir())
+    assert jobs == ["0", "1"]
+    for job, lr in (("0", "0.001"), ("1", "0.0003")):
+        folder = sweeps[0] / job
+        assert f"trainer.lr={lr}" in (folder / ".hydra" / "overrides.yaml").read_text()
+        assert list((folder / "checkpoints").glob("checkpoint_*")) and (folder / "result.json").exists()
+    table = summary_table(sweeps[0]).splitlines()
+    assert table[0].split()[:4] == ["job", "overrides", "status", "ap@50"]
+    assert table[1].split()[:3] == ["0", "trainer.lr=0.001", "0"]
+    assert table[2].split()[:3] == ["1", "trainer.lr=0.0003", "0"]
+    assert f"multirun of {sweeps[0]}" in out and "\n".join(table) in out
+    assert "Launching 2 jobs locally" in out
