@@ -25,7 +25,8 @@ from ls_data.transforms import RandomFlip, build_transforms
 
 BUILTIN_TRANSFORMS = {
     "random_crop", "random_flip", "random_rot90_yx", "normalize_intensity", "random_gamma",
-    "gaussian_noise", "rescale_to_spacing",
+    "gaussian_noise", "rescale_to_spacing", "random_zoom", "random_blur", "random_stripes",
+    "random_intensity_scale",
 }  # fmt: skip
 
 

@@ -10,9 +10,13 @@ name                   class
 random_crop            :class:`RandomCrop3D`
 random_flip            :class:`RandomFlip`
 random_rot90_yx        :class:`RandomRot90YX`
+random_zoom            :class:`RandomZoom3D`
 normalize_intensity    :class:`NormalizeIntensity`
 random_gamma           :class:`RandomGamma`
 gaussian_noise         :class:`GaussianNoise`
+random_blur            :class:`RandomBlur`
+random_stripes         :class:`RandomStripes`
+random_intensity_scale :class:`RandomIntensityScale`
 rescale_to_spacing     :class:`RescaleToSpacing`
 =====================  ==========================
 """
@@ -20,9 +24,16 @@ rescale_to_spacing     :class:`RescaleToSpacing`
 from __future__ import annotations
 
 from ls_data.transforms.base import Compose, RandomTransform, Transform, build_transforms
-from ls_data.transforms.intensity import GaussianNoise, NormalizeIntensity, RandomGamma
+from ls_data.transforms.intensity import (
+    GaussianNoise,
+    NormalizeIntensity,
+    RandomBlur,
+    RandomGamma,
+    RandomIntensityScale,
+    RandomStripes,
+)
 from ls_data.transforms.resample import RescaleToSpacing
-from ls_data.transforms.spatial import RandomCrop3D, RandomFlip, RandomRot90YX
+from ls_data.transforms.spatial import RandomCrop3D, RandomFlip, RandomRot90YX, RandomZoom3D
 from ls_data.transforms.targets import (
     PER_INSTANCE_META_KEYS,
     boxes_from_masks,
@@ -35,11 +46,15 @@ __all__ = [
     "Compose",
     "GaussianNoise",
     "NormalizeIntensity",
+    "RandomBlur",
     "RandomCrop3D",
     "RandomFlip",
     "RandomGamma",
+    "RandomIntensityScale",
     "RandomRot90YX",
+    "RandomStripes",
     "RandomTransform",
+    "RandomZoom3D",
     "RescaleToSpacing",
     "Transform",
     "boxes_from_masks",

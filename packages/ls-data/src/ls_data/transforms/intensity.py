@@ -1,4 +1,4 @@
-"""Intensity transforms: normalisation, gamma, additive Gaussian noise.
+"""Intensity transforms: normalisation, gamma, noise, and light-sheet variation (blur, stripes, scale).
 
 They change the image values only: the image keeps its shape and dtype, ``target`` and
 ``meta`` are returned unchanged. The image must have a floating dtype.
@@ -11,13 +11,24 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ls_data.errors import DataError
 from ls_data.transforms.base import RandomTransform, Transform
-from ls_data.transforms.targets import Sample
+from ls_data.transforms.targets import Sample, range_pair
 
-__all__ = ["GaussianNoise", "NormalizeIntensity", "RandomGamma", "apply_statistics", "percentile"]
+__all__ = [
+    "GaussianNoise",
+    "NormalizeIntensity",
+    "RandomBlur",
+    "RandomGamma",
+    "RandomIntensityScale",
+    "RandomStripes",
+    "apply_statistics",
+    "gaussian_smooth",
+    "percentile",
+]
 
 
 def _require_float(image: Tensor, where: str) -> None:
@@ -137,15 +148,6 @@ def apply_statistics(
     return (values - shift[:, None]) * inv[:, None]
 
 
-def _range_pair(value: Any, name: str) -> tuple[float, float]:
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
-        raise DataError(f"{name} must be a (low, high) pair, got {value!r}")
-    low, high = (float(v) for v in value)
-    if not 0.0 < low <= high:
-        raise DataError(f"{name} must satisfy 0 < low <= high, got {value!r}")
-    return low, high
-
-
 class RandomGamma(RandomTransform):
     """With probability ``p``, apply a gamma curve ``x -> x ** gamma`` within each channel's range.
 
@@ -165,7 +167,7 @@ class RandomGamma(RandomTransform):
         self, *, gamma_range: Sequence[float] = (0.7, 1.5), p: float = 0.5, per_channel: bool = False
     ) -> None:
         super().__init__(p=p)
-        self.gamma_range = _range_pair(gamma_range, "RandomGamma gamma_range")
+        self.gamma_range = range_pair(gamma_range, name="RandomGamma gamma_range", positive=True)
         self.per_channel = bool(per_channel)
 
     def apply(self, image: Tensor, target: dict[str, Any], meta: dict[str, Any]) -> Sample:
@@ -215,3 +217,162 @@ class GaussianNoise(RandomTransform):
         else:
             noise = noise * self.std
         return image + noise.to(device=image.device, dtype=image.dtype), dict(target), dict(meta)
+
+
+def gaussian_smooth(values: Tensor, dim: int, sigma: float, truncate: float = 3.0) -> Tensor:
+    """Smooth ``values`` with a 1-D Gaussian along ``dim`` (float32 result, same shape).
+
+    The kernel has radius ``int(truncate * sigma + 0.5)`` and sums to 1; edges are replicated.
+    This is :func:`scipy.ndimage.gaussian_filter1d` with ``mode="nearest"``; ``sigma`` 0 (or a
+    radius of 0) returns the values unchanged.
+
+    Args:
+        values: Any shape.
+        dim: The axis to smooth along.
+        sigma: Standard deviation in voxels (>= 0).
+        truncate: Kernel radius in units of ``sigma``.
+    """
+    radius = int(truncate * sigma + 0.5)
+    if sigma <= 0 or radius == 0:
+        return values.to(torch.float32)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(device=values.device, dtype=torch.float32)
+    moved = values.to(torch.float32).movedim(dim, -1)
+    rows = F.pad(moved.reshape(-1, 1, moved.shape[-1]), (radius, radius), mode="replicate")
+    return F.conv1d(rows, kernel.view(1, 1, -1)).reshape(moved.shape).movedim(-1, dim)
+
+
+class RandomBlur(RandomTransform):
+    """With probability ``p``, blur with a Gaussian of random width (imitates another PSF).
+
+    The sigma of each axis is drawn uniformly, in voxels: z from ``sigma_z``, y and x each
+    (independently) from ``sigma_yx``. The blur is separable, one :func:`gaussian_smooth` per axis
+    (kernel truncated at 3 sigma, edges replicated); an axis whose sigma is 0 is not blurred.
+    Every channel gets the same blur.
+
+    Effect on each key: image values only (same shape and dtype); target and meta unchanged.
+
+    Args:
+        sigma_yx: ``(low, high)`` range of the y and x sigmas in voxels, ``0 <= low <= high``.
+        sigma_z: ``(low, high)`` range of the z sigma in voxels, ``0 <= low <= high``.
+        p: Probability of applying.
+    """
+
+    def __init__(
+        self, *, sigma_yx: Sequence[float] = (0.5, 1.5), sigma_z: Sequence[float] = (0.0, 1.0), p: float = 0.5
+    ) -> None:
+        super().__init__(p=p)
+        self.sigma_yx = range_pair(sigma_yx, name="RandomBlur sigma_yx", minimum=0.0)
+        self.sigma_z = range_pair(sigma_z, name="RandomBlur sigma_z", minimum=0.0)
+
+    def apply(self, image: Tensor, target: dict[str, Any], meta: dict[str, Any]) -> Sample:
+        _require_float(image, "RandomBlur")
+        if not self._coin() or image.numel() == 0:
+            return image, dict(target), dict(meta)
+        sigmas = (self._uniform(*self.sigma_z), self._uniform(*self.sigma_yx), self._uniform(*self.sigma_yx))
+        out = image
+        for dim, sigma in enumerate(sigmas, start=1):
+            out = gaussian_smooth(out, dim, sigma)
+        return out.to(image.dtype), dict(target), dict(meta)
+
+
+class RandomStripes(RandomTransform):
+    """With probability ``p``, multiply the image by a stripe pattern (light-sheet shadowing).
+
+    What absorbs or scatters the light sheet casts a shadow along the direction the sheet
+    travels: darker streaks that run across the whole field. ``direction`` is that direction in
+    the yx plane; the gain is one value per line across it (``direction="x"``: one gain per row
+    y, constant along x), ``gain = 1 - a * |n| / max|n|``, where ``n`` is white Gaussian noise
+    along the lines smoothed by :func:`gaussian_smooth` with sigma ``smoothness`` (the stripes'
+    width scale) and ``a`` is drawn uniformly from ``strength``. The gains lie in ``[1 - a, 1]``,
+    the darkest line at exactly ``1 - a``; the same pattern darkens every z plane and every
+    channel. Values are multiplied, so apply it where 0 means no light (background-subtracted
+    raw data, or after percentile normalisation).
+
+    Effect on each key: image values only (same shape and dtype); target and meta unchanged.
+
+    Args:
+        strength: ``(low, high)`` range of the largest attenuation ``a``, ``0 <= low <= high <= 1``.
+        direction: ``"x"``, ``"y"``, or ``"random"`` (one of the two drawn each time).
+        smoothness: Sigma in voxels of the smoothing across the lines (>= 0; 0 = independent lines).
+        p: Probability of applying.
+    """
+
+    def __init__(
+        self,
+        *,
+        strength: Sequence[float] = (0.1, 0.5),
+        direction: Literal["x", "y", "random"] = "random",
+        smoothness: float = 2.0,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p=p)
+        self.strength = range_pair(strength, name="RandomStripes strength", minimum=0.0, maximum=1.0)
+        if direction not in ("x", "y", "random"):
+            raise DataError(f"RandomStripes: direction must be 'x', 'y' or 'random', got {direction!r}")
+        bad = isinstance(smoothness, bool) or not isinstance(smoothness, int | float)
+        if bad or not 0.0 <= float(smoothness) < math.inf:
+            raise DataError(f"RandomStripes: smoothness must be a number >= 0, got {smoothness!r}")
+        self.direction = direction
+        self.smoothness = float(smoothness)
+
+    def apply(self, image: Tensor, target: dict[str, Any], meta: dict[str, Any]) -> Sample:
+        _require_float(image, "RandomStripes")
+        if not self._coin() or image.numel() == 0:
+            return image, dict(target), dict(meta)
+        a = self._uniform(*self.strength)
+        direction = self.direction if self.direction != "random" else ("y", "x")[self._randint(2)]
+        dim = 2 if direction == "x" else 3  # the axis the gain varies along: across the stripes
+        noise = torch.randn(image.shape[dim], generator=self.generator, dtype=torch.float32)
+        shade = gaussian_smooth(noise, 0, self.smoothness).abs()
+        gain = 1.0 - a * shade / shade.max().clamp_min(torch.finfo(torch.float32).tiny)
+        shape = [1, 1, 1, 1]
+        shape[dim] = -1
+        gain = gain.view(shape).to(device=image.device, dtype=image.dtype)
+        return image * gain, dict(target), dict(meta)
+
+
+class RandomIntensityScale(RandomTransform):
+    """With probability ``p``, ``x -> x * s + o``: another laser power, detector gain or background.
+
+    ``s`` is drawn log-uniformly from ``scale`` (so 0.5 and 2 are equally likely with the
+    default range), ``o`` uniformly from ``offset``, in image units. A per-crop normalisation
+    undoes any such change of the whole crop, so place this after ``normalize_intensity``; there
+    (percentile mode: background near 0, bright objects near 1) the defaults make the crop half
+    to twice as bright and move the background by up to 0.1 of the normalised range.
+
+    Effect on each key: image values only (same shape and dtype); target and meta unchanged.
+
+    Args:
+        scale: ``(low, high)`` range of the factor, ``0 < low <= high``.
+        offset: ``(low, high)`` range of the added offset, ``low <= high`` (either sign).
+        p: Probability of applying.
+        per_channel: Draw a separate factor and offset for every channel.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: Sequence[float] = (0.5, 2.0),
+        offset: Sequence[float] = (-0.1, 0.1),
+        p: float = 0.5,
+        per_channel: bool = False,
+    ) -> None:
+        super().__init__(p=p)
+        self.scale = range_pair(scale, name="RandomIntensityScale scale", positive=True)
+        self.offset = range_pair(offset, name="RandomIntensityScale offset")
+        self.per_channel = bool(per_channel)
+
+    def apply(self, image: Tensor, target: dict[str, Any], meta: dict[str, Any]) -> Sample:
+        _require_float(image, "RandomIntensityScale")
+        if not self._coin() or image.numel() == 0:
+            return image, dict(target), dict(meta)
+        log_low, log_high = math.log(self.scale[0]), math.log(self.scale[1])
+        draws = [
+            (math.exp(self._uniform(log_low, log_high)), self._uniform(*self.offset))
+            for _ in range(image.shape[0] if self.per_channel else 1)
+        ]
+        factors = torch.tensor(draws, dtype=image.dtype).to(image.device)  # (C or 1, 2)
+        scale, offset = factors[:, 0].view(-1, 1, 1, 1), factors[:, 1].view(-1, 1, 1, 1)
+        return image * scale + offset, dict(target), dict(meta)

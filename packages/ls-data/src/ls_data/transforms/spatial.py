@@ -1,4 +1,4 @@
-"""Geometric transforms that move image and masks together: crop, flips, 90° rotations in yx.
+"""Geometric transforms that move image and masks together: crop, flips, 90° rotations in yx, zoom.
 
 After each of them ``target["boxes"]`` is recomputed from the moved masks
 (:func:`~ls_data.transforms.targets.boxes_from_masks`), so boxes and masks always agree.
@@ -6,17 +6,27 @@ After each of them ``target["boxes"]`` is recomputed from the moved masks
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ls_data.errors import DataError
 from ls_data.transforms.base import RandomTransform
-from ls_data.transforms.targets import Sample, boxes_from_masks, drop_empty_instances, triple
+from ls_data.transforms.resample import _nearest_indices
+from ls_data.transforms.targets import (
+    Sample,
+    boxes_from_masks,
+    drop_empty_instances,
+    range_pair,
+    select_instances,
+    triple,
+)
 
-__all__ = ["RandomCrop3D", "RandomFlip", "RandomRot90YX"]
+__all__ = ["RandomCrop3D", "RandomFlip", "RandomRot90YX", "RandomZoom3D"]
 
 _AXES = ("z", "y", "x")
 
@@ -183,3 +193,119 @@ class RandomRot90YX(RandomTransform):
             sz, sy, sx = meta["spacing"]
             new_meta["spacing"] = (sz, sx, sy)
         return image, _with_masks(target, masks), new_meta
+
+
+def _placement(size: int, zoomed: int, shift: int) -> tuple[slice, slice]:
+    """The ``(destination, source)`` slices that put an axis of ``zoomed`` voxels into one of
+    ``size`` voxels, moved by ``shift`` (> 0: padded before; < 0: cut at the start)."""
+    start, stop = max(0, shift), min(size, shift + zoomed)
+    return slice(start, stop), slice(start - shift, stop - shift)
+
+
+class RandomZoom3D(RandomTransform):
+    """With probability ``p``, zoom the sample by a random factor and keep its shape.
+
+    One factor ``f`` for y and x is drawn log-uniformly from ``scale`` (``f > 1`` makes objects
+    larger); the z factor is ``f`` too or, with ``scale_z``, a separate log-uniform draw from that
+    range (which changes the anisotropy). Each axis of ``n`` voxels is resampled to
+    ``m = max(1, round(n * f))`` voxels as in :class:`~ls_data.transforms.resample.RescaleToSpacing`
+    (image trilinear, voxel-centre aligned, so it must be floating-point; masks nearest neighbour
+    on the same grid) and cut back to ``n``: zooming in keeps a window of the zoomed sample,
+    zooming out pads it, the image with each channel's minimum (the background level;
+    light-sheet background is rarely 0 before normalisation) and the masks with 0.
+
+    Effect on each key:
+        image: same shape and dtype.
+        target: masks resampled (same dtype, still binary); boxes recomputed from them;
+            instances left with fewer than ``min_voxels`` voxels (shrunk, or cut off by the
+            window) are dropped from every target entry and from the per-instance meta entries.
+        meta: ``"spacing"`` becomes the zoomed voxel size ``spacing * n / m``; ``"origin"`` is
+            converted to the new grid, ``origin * m / n - shift`` (floats; ``shift`` is the
+            padding before index 0, or minus the cut start), so ``origin * spacing`` is still the
+            position in micrometres of the voxel at index 0.
+
+    Args:
+        scale: ``(low, high)`` range of the yx factor, ``0 < low <= high``.
+        scale_z: ``(low, high)`` range of the z factor; ``None`` uses the yx factor.
+        p: Probability of zooming.
+        min_voxels: Smallest number of voxels an instance keeps to stay in the target (>= 1).
+        random_window: Place the window (zoom in) or the padding (zoom out) at random along each
+            axis instead of in the centre.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: Sequence[float] = (0.7, 1.4),
+        scale_z: Sequence[float] | None = None,
+        p: float = 0.5,
+        min_voxels: int = 4,
+        random_window: bool = False,
+    ) -> None:
+        super().__init__(p=p)
+        self.scale = range_pair(scale, name="RandomZoom3D scale", positive=True)
+        if scale_z is not None:
+            scale_z = range_pair(scale_z, name="RandomZoom3D scale_z", positive=True)
+        self.scale_z = scale_z
+        if isinstance(min_voxels, bool) or not isinstance(min_voxels, int) or min_voxels < 1:
+            raise DataError(f"RandomZoom3D: min_voxels must be an int >= 1, got {min_voxels!r}")
+        self.min_voxels = min_voxels
+        self.random_window = bool(random_window)
+
+    def _factor(self, low: float, high: float) -> float:
+        return math.exp(self._uniform(math.log(low), math.log(high)))
+
+    def _shift(self, size: int, zoomed: int) -> int:
+        spare = size - zoomed
+        if self.random_window:
+            return min(spare, 0) + self._randint(abs(spare) + 1)
+        return spare // 2 if spare >= 0 else -(-spare // 2)
+
+    def apply(self, image: Tensor, target: dict[str, Any], meta: dict[str, Any]) -> Sample:
+        if not image.is_floating_point():
+            raise DataError(f"RandomZoom3D: image must be a floating-point tensor, got dtype {image.dtype}")
+        if not self._coin() or image.numel() == 0:
+            return image, dict(target), dict(meta)
+        f = self._factor(*self.scale)
+        factors = (f if self.scale_z is None else self._factor(*self.scale_z), f, f)
+        size_in = tuple(int(n) for n in image.shape[1:])
+        size_out = tuple(max(1, round(n * k)) for n, k in zip(size_in, factors, strict=True))
+        shifts = tuple(self._shift(n, m) for n, m in zip(size_in, size_out, strict=True))
+        dst, src = zip(*map(_placement, size_in, size_out, shifts), strict=True)
+        zoomed = F.interpolate(image[None], size=size_out, mode="trilinear", align_corners=False)[0]
+        out = image.amin(dim=(1, 2, 3), keepdim=True).expand(image.shape).clone()
+        out[(slice(None), *dst)] = zoomed[(slice(None), *src)]
+        masks = _zoom_masks(target["masks"], size_out, dst, src)
+        keep = masks.flatten(1).sum(dim=1) >= self.min_voxels
+        new_meta = _zoomed_meta(meta, size_in, size_out, shifts)
+        new_target = _with_masks(target, masks)
+        new_target, new_meta = select_instances(new_target, new_meta, keep, where="RandomZoom3D")
+        return out, new_target, new_meta
+
+
+def _zoom_masks(masks: Tensor, size_out: Sequence[int], dst: Sequence[slice], src: Sequence[slice]) -> Tensor:
+    """Masks resampled (nearest neighbour) to ``size_out``, whose ``src`` window is put at ``dst``
+    in zeros of the input's shape; only the kept window is resampled."""
+    window = masks
+    for axis, (m, part) in enumerate(zip(size_out, src, strict=True)):
+        indices = _nearest_indices(masks.shape[axis + 1], m, masks.device)[part]
+        window = window.index_select(axis + 1, indices)
+    out = masks.new_zeros(masks.shape)
+    out[(slice(None), *dst)] = window
+    return out
+
+
+def _zoomed_meta(
+    meta: dict[str, Any], size_in: Sequence[int], size_out: Sequence[int], shifts: Sequence[int]
+) -> dict[str, Any]:
+    """``meta`` with ``"spacing"`` and ``"origin"`` converted to the zoomed grid (see RandomZoom3D)."""
+    new_meta = dict(meta)
+    if meta.get("spacing") is not None:
+        new_meta["spacing"] = tuple(
+            float(s) * n / m for s, n, m in zip(meta["spacing"], size_in, size_out, strict=True)
+        )
+    if meta.get("origin") is not None:
+        new_meta["origin"] = tuple(
+            float(o) * m / n - d for o, n, m, d in zip(meta["origin"], size_in, size_out, shifts, strict=True)
+        )
+    return new_meta

@@ -19,6 +19,7 @@ unrotated source volume, not the voxel now at index 0).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "boxes_from_masks",
     "check_sample",
     "drop_empty_instances",
+    "range_pair",
     "select_instances",
     "triple",
 ]
@@ -194,3 +196,38 @@ def triple(value: Any, *, name: str, kind: type = int, positive: bool = True) ->
             raise DataError(f"{name} must be positive on every axis, got {value!r}")
         out.append(kind(item))
     return out[0], out[1], out[2]
+
+
+def range_pair(
+    value: Any,
+    *,
+    name: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+) -> tuple[float, float]:
+    """A ``(low, high)`` range of finite numbers with ``low <= high`` (config value).
+
+    Args:
+        value: A length-2 sequence of numbers.
+        name: Name used in error messages (e.g. ``"RandomBlur sigma_yx"``).
+        minimum: Smallest allowed ``low`` (inclusive), if any.
+        maximum: Largest allowed ``high`` (inclusive), if any.
+        positive: Require ``0 < low``.
+
+    Raises:
+        DataError: naming ``name`` and the value.
+    """
+    numbers = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
+    if not numbers or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
+        raise DataError(f"{name} must be a (low, high) pair of numbers, got {value!r}")
+    low, high = float(value[0]), float(value[1])
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise DataError(f"{name} must be finite with low <= high, got {value!r}")
+    if positive and low <= 0.0:
+        raise DataError(f"{name} must satisfy 0 < low <= high, got {value!r}")
+    if minimum is not None and low < minimum:
+        raise DataError(f"{name} must satisfy {minimum:g} <= low <= high, got {value!r}")
+    if maximum is not None and high > maximum:
+        raise DataError(f"{name} must satisfy low <= high <= {maximum:g}, got {value!r}")
+    return low, high
