@@ -62,7 +62,7 @@ def mask_head_on(model: torch.nn.Module, image: torch.Tensor, boxes: torch.Tenso
     image_list, _ = model.transform([image])
     if tuple(image_list.image_sizes[0]) != tuple(image.shape[-3:]):
         raise SystemExit("the model resizes its input (target_spacing): not supported by this script")
-    features = model.backbone(image_list.tensors)
+    features = model.backbone_features(image_list.tensors)
     logits = model.roi_heads.mask_logits(features, [boxes], image_list.image_sizes, image_list.tensors)
     return logits[torch.arange(len(labels)), labels].sigmoid()[:, None]
 

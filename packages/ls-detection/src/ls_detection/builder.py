@@ -12,8 +12,9 @@ from typing import Any
 
 from torch import nn
 
-from ls_backbones import create_backbone
+from ls_backbones import BackboneWithFPN3D, create_backbone
 from ls_detection.anchors import AnchorGenerator3D
+from ls_detection.backbone_levels import backbone_label, backbone_levels
 from ls_detection.box_head import FastRCNNPredictor3D, TwoMLPHead3D
 from ls_detection.mask_head import ImageGuidedMaskPredictor3D, MaskRCNNHeads3D, MaskRCNNPredictor3D
 from ls_detection.maskrcnn import MaskRCNN3D
@@ -28,20 +29,46 @@ _DEFAULT_ANCHOR_SIZES = (8.0, 16.0, 32.0, 64.0, 128.0)
 
 
 def build_backbone(
-    backbone: str, backbone_kwargs: Mapping[str, Any] | None = None, fpn: Mapping[str, Any] | None = None
+    backbone: str | nn.Module,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    fpn: Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """The registered backbone ``backbone``, wrapped in FPN3D (``fpn3d`` preset) when ``fpn`` is given.
+    """The backbone ``backbone``, wrapped in FPN3D when ``fpn`` is given.
 
     Args:
-        backbone: an ``ls.backbones`` name, built-in or from a plugin.
-        backbone_kwargs: keyword arguments of that backbone.
+        backbone: an ``ls.backbones`` name, built-in or from a plugin, or a module already built
+            (for example by a config's ``_target_``).
+        backbone_kwargs: keyword arguments of the named backbone (none for a module).
         fpn: keyword arguments of ``ls_backbones.presets.fpn3d`` other than ``body``/``body_kwargs``
-            (``out_channels``, ``in_features``, ``extra_pool``, ...); None builds no FPN.
+            (``out_channels``, ``in_features``, ``extra_pool``, ...); None builds no FPN. A module
+            is wrapped by :class:`ls_backbones.BackboneWithFPN3D` with them, which needs the
+            backbone contract (``output_shape()``, ``size_divisibility``, ``in_channels``).
     """
     kwargs = dict(backbone_kwargs or {})
+    if isinstance(backbone, nn.Module):
+        return _module_backbone(backbone, kwargs, fpn)
     if fpn is None:
         return create_backbone(backbone, **kwargs)
     return create_backbone("fpn3d", body=backbone, body_kwargs=kwargs, **dict(fpn))
+
+
+def _module_backbone(
+    backbone: nn.Module, kwargs: Mapping[str, Any], fpn: Mapping[str, Any] | None
+) -> nn.Module:
+    if kwargs:
+        raise ValueError(
+            f"backbone_kwargs {sorted(kwargs)} are for a backbone given by name; "
+            f"{backbone_label(backbone)} is built already"
+        )
+    if fpn is None:
+        return backbone
+    if not hasattr(backbone, "output_shape"):
+        raise ValueError(
+            f"fpn: {backbone_label(backbone)} declares no output_shape() (the backbone contract), "
+            f"so FPN3D cannot be built over it; give fpn=None for a backbone that returns its "
+            f"final features"
+        )
+    return BackboneWithFPN3D(backbone, **dict(fpn))
 
 
 def _per_level(value: Sequence[Any] | None, levels: int, default: Sequence[Any], key: str) -> list[tuple]:
@@ -70,10 +97,11 @@ def _mask_predictor(in_channels: int, dim_reduced: int, num_classes: int, image_
 
 def maskrcnn3d(
     *,
-    backbone: str,
+    backbone: str | nn.Module,
     num_classes: int,
     backbone_kwargs: Mapping[str, Any] | None = None,
     fpn: Mapping[str, Any] | None = None,
+    backbone_out_channels: int | None = None,
     # transform
     image_mean: Sequence[float] | None = None,
     image_std: Sequence[float] | None = None,
@@ -113,14 +141,17 @@ def maskrcnn3d(
     mask_dim_reduced: int = 256,
     mask_image_layers: Sequence[int] | None = None,
 ) -> MaskRCNN3D:
-    """3-D Mask R-CNN over the registered backbone ``backbone``.
+    """3-D Mask R-CNN over the backbone ``backbone``.
 
     Args:
         backbone: ``ls.backbones`` name, e.g. ``"resnet3d_18_fpn"``, ``"vitdet3d_s_sfp"``,
-            ``"hiera3d_t_fpn"``, or a body such as ``"resnet3d_50"`` together with ``fpn``.
+            ``"hiera3d_t_fpn"``, or a body such as ``"resnet3d_50"`` together with ``fpn``; or a
+            backbone module (see :mod:`ls_detection.backbone_levels` for what it must provide).
         num_classes: classes including the background.
         backbone_kwargs: keyword arguments of the backbone (``in_channels``, ...).
         fpn: wrap the backbone in FPN3D with these keyword arguments (see :func:`build_backbone`).
+        backbone_out_channels: channels of a backbone module that declares none (no
+            ``output_shape()`` and no ``out_channels`` attribute); checked against declared ones.
         image_mean, image_std: per-channel normalisation (default 0 and 1: data already
             normalised by the dataset's transforms).
         min_size, max_size: torchvision-style resize of every axis by one factor (None: no resize).
@@ -141,25 +172,19 @@ def maskrcnn3d(
     pyramid); a plain multi-stage body needs ``fpn``.
     """
     body = build_backbone(backbone, backbone_kwargs, fpn)
-    shapes = body.output_shape()
-    names = list(shapes)
-    channels = {spec.channels for spec in shapes.values()}
-    if len(channels) != 1:
-        raise ValueError(
-            f"backbone {backbone!r}: outputs {names} have different channel counts "
-            f"{[spec.channels for spec in shapes.values()]}; the RPN and RoI heads need one "
-            f"(wrap the backbone in FPN3D with fpn={{...}} or use a *_fpn / *_sfp preset)"
-        )
-    out_channels = channels.pop()
-    levels = len(names)
+    label = backbone if isinstance(backbone, str) else backbone_label(body)
+    levels = backbone_levels(body, name=label, out_channels=backbone_out_channels)
+    names = list(levels.names)
+    out_channels = levels.channels
+    num_levels = len(names)
 
-    in_channels = int((backbone_kwargs or {}).get("in_channels", 1))
+    in_channels = int((backbone_kwargs or {}).get("in_channels", getattr(body, "in_channels", 1)))
     image_mean = list(image_mean) if image_mean is not None else [0.0] * in_channels
     image_std = list(image_std) if image_std is not None else [1.0] * in_channels
     transform = DetectionTransform3D(
         image_mean=image_mean,
         image_std=image_std,
-        size_divisibility=tuple(body.size_divisibility),
+        size_divisibility=levels.size_divisibility,
         min_size=min_size,
         max_size=max_size,
         target_spacing=tuple(target_spacing) if target_spacing is not None else None,
@@ -174,15 +199,15 @@ def maskrcnn3d(
         )
     sizes = anchor_cfg.get("sizes")
     if sizes is None:
-        sizes = [(s,) for s in _DEFAULT_ANCHOR_SIZES[:levels]]
-        sizes += [(_DEFAULT_ANCHOR_SIZES[-1] * 2 ** (i + 1),) for i in range(levels - len(sizes))]
+        sizes = [(s,) for s in _DEFAULT_ANCHOR_SIZES[:num_levels]]
+        sizes += [(_DEFAULT_ANCHOR_SIZES[-1] * 2 ** (i + 1),) for i in range(num_levels - len(sizes))]
     anchor_generator = AnchorGenerator3D(
-        sizes=_per_level(sizes, levels, (), "rpn_anchor_generator.sizes"),
+        sizes=_per_level(sizes, num_levels, (), "rpn_anchor_generator.sizes"),
         aspect_ratios=_per_level(
-            anchor_cfg.get("aspect_ratios"), levels, (0.5, 1.0, 2.0), "rpn_anchor_generator.aspect_ratios"
+            anchor_cfg.get("aspect_ratios"), num_levels, (0.5, 1.0, 2.0), "rpn_anchor_generator.aspect_ratios"
         ),
         aspect_ratios_z=_per_level(
-            anchor_cfg.get("aspect_ratios_z"), levels, (1.0,), "rpn_anchor_generator.aspect_ratios_z"
+            anchor_cfg.get("aspect_ratios_z"), num_levels, (1.0,), "rpn_anchor_generator.aspect_ratios_z"
         ),
     )
     num_anchors = anchor_generator.num_anchors_per_location()
@@ -205,11 +230,12 @@ def maskrcnn3d(
     )
 
     roi_names = list(roi_featmap_names) if roi_featmap_names is not None else names[:4]
-    missing = [n for n in roi_names if n not in shapes]
+    missing = [n for n in roi_names if n not in names]
     if missing:
-        raise ValueError(f"roi_featmap_names: {missing} are not outputs of backbone {backbone!r} ({names})")
-    # the backbone declares its strides: exact scales even where padding makes shapes ambiguous
-    roi_strides = [shapes[n].stride for n in roi_names]
+        raise ValueError(f"roi_featmap_names: {missing} are not outputs of backbone {label!r} ({names})")
+    # a backbone that declares its strides gives exact scales even where padding makes shapes
+    # ambiguous; without them (one undeclared level) the poolers infer them from the shapes
+    roi_strides = None if levels.strides is None else [levels.strides[names.index(n)] for n in roi_names]
     box_pool = MultiScaleRoIAlign3D(
         featmap_names=roi_names,
         output_size=box_roi_output_size,

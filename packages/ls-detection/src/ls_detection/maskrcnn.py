@@ -15,11 +15,13 @@ volume using memory for one int32 volume plus the largest box, and
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from ls_detection.backbone_levels import SINGLE_LEVEL, backbone_label, feature_levels
 from ls_detection.roi_heads import RoIHeads3D
 from ls_detection.rpn import RegionProposalNetwork3D
 from ls_detection.transform import DetectionTransform3D
@@ -32,7 +34,9 @@ class MaskRCNN3D(nn.Module):
 
     Args:
         backbone: a backbone honouring the ls-backbones contract (``forward(x) ->
-            OrderedDict`` of feature maps, ``output_shape()``, ``size_divisibility``).
+            OrderedDict`` of feature maps, ``output_shape()``, ``size_divisibility``), or any
+            module returning one ``(B, C, D, H, W)`` tensor: one feature level named ``"0"``
+            (see :mod:`ls_detection.backbone_levels`).
         transform: normalises, resizes, pads and batches the inputs, and maps predictions back.
         rpn: the region proposal network over all backbone outputs.
         roi_heads: box and mask heads.
@@ -52,6 +56,9 @@ class MaskRCNN3D(nn.Module):
         if num_classes < 2:
             raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
         self.backbone = backbone
+        self.feature_names = (
+            tuple(backbone.output_shape()) if hasattr(backbone, "output_shape") else (SINGLE_LEVEL,)
+        )
         self.transform = transform
         self.rpn = rpn
         self.roi_heads = roi_heads
@@ -115,9 +122,7 @@ class MaskRCNN3D(nn.Module):
         images = [im.to(dtype) if im.is_floating_point() and im.dtype != dtype else im for im in images]
 
         image_list, targets = self.transform(images, targets, spacings)
-        features = self.backbone(image_list.tensors)
-        if isinstance(features, Tensor):
-            raise TypeError("backbone returned a tensor; a detector needs an OrderedDict of feature maps")
+        features = self.backbone_features(image_list.tensors)
         proposals, rpn_losses = self.rpn(image_list, features, targets)
         detections, roi_losses = self.roi_heads(
             features, proposals, image_list.image_sizes, targets, images=image_list.tensors
@@ -127,6 +132,11 @@ class MaskRCNN3D(nn.Module):
         return self.transform.postprocess(
             detections, image_list.image_sizes, original_sizes, paste_masks=paste_masks
         )
+
+    def backbone_features(self, batch: Tensor) -> OrderedDict[str, Tensor]:
+        """The backbone's feature levels of a padded ``(B, C, Z, Y, X)`` batch, by name (a bare
+        tensor from a backbone of one level becomes that level)."""
+        return feature_levels(self.backbone(batch), self.feature_names, backbone_label(self.backbone))
 
     @torch.no_grad()
     def predict(

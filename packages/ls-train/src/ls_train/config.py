@@ -1,14 +1,22 @@
 """Compose an experiment config with Hydra and check it before any work starts.
 
-Configs are looked up, first match wins, in: every ``--config-dir`` given, the repository's
-top-level ``configs/`` (the ``configs`` folder of the working directory, when present), and the
-tree packaged with ls-train (``pkg://ls_train.configs``). So a user's folder adds experiments or
-overrides a group option, and the packaged experiments work from anywhere after ``pip install``.
+:func:`load_config` looks configs up, first match wins, in: every ``config_dirs`` folder given, the
+repository's top-level ``configs/`` (the ``configs`` folder of the working directory, when
+present), and the tree packaged with ls-train (``pkg://ls_train.configs``). So a user's folder adds
+experiments or overrides a group option, and the packaged experiments work from anywhere after
+``pip install``. The command lines search the same places in Hydra's order (see
+:mod:`ls_train.hydra_app`).
 
 An experiment has these top-level sections (the seed's groups plus the runner's):
 
 - ``models``: the detector (``name`` in ``ls.detectors`` or ``_target_``) and its arguments, with
-  ``models.backbones`` (``name`` in ``ls.backbones``, ``fpn`` and the body's arguments);
+  ``models.backbones``: ``name`` in ``ls.backbones`` or ``_target_`` (any importable class or
+  function, called with the other keys as keyword arguments), ``fpn`` and the body's arguments.
+  ``fpn`` wraps the body in FPN3D in both cases (a ``_target_`` body must then honour the
+  ls-backbones contract); with ``fpn: null`` a ``_target_`` returns the complete backbone: an
+  ls-backbones contract backbone, or a module returning one ``(B, C, D, H, W)`` tensor (one
+  feature level, its channels from its ``out_channels`` attribute or ``models.backbone_out_channels``;
+  see :mod:`ls_detection.backbone_levels`);
 - ``datasets``: ``database`` (``name`` in ``ls.datasets`` or ``_target_``) and loader keys;
 - ``transforms``: ``transforms_list`` (training) and ``eval_transforms_list``;
 - ``metrics``: ``metrics_list`` (``ls.metrics`` names or ``_target_``);
@@ -18,6 +26,20 @@ An experiment has these top-level sections (the seed's groups plus the runner's)
 - ``predict`` (:class:`ls_train.predict.PredictConfig`) with the top-level ``input``, ``output``
   and ``overwrite`` of ``ls-predict``, and ``accept_config_mismatch`` (see
   :mod:`ls_train.checkpoint_config`).
+
+The last group are this project's own. A config written as the original system's README shows
+one selects only ``models``, ``models/backbones``, ``datasets``, ``transforms`` and ``metrics``;
+:func:`finish_config` (the one step every command goes through) then gives it, silently, the
+packaged option of each missing section (:data:`DEFAULT_SECTIONS`): ``trainer/default``,
+``evaluation/default``, ``predict/default`` and ``cluster/local``. ``local`` trains in the
+command's own process on the CPU, without Ray: it runs on any machine, starts nothing and needs no
+resources declared; select ``cluster: cpu`` (Ray Train on CPUs), ``gpu`` or ``slurm`` in the
+defaults list for more. A section that is absent or null gets the whole option; one that is
+present, even with a single key (``+trainer.epochs=3`` on the command line), is kept as given and
+its other keys take the dataclass defaults, which equal the packaged options' values except
+``evaluation.database`` (None: validate on the ``datasets.val_fraction`` split, where
+``evaluation/default`` names the held-out Skittlez index). Keys of the original system that are
+named differently here are mapped or refused first (:mod:`ls_train.config_aliases`).
 """
 
 from __future__ import annotations
@@ -33,6 +55,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
+    "DEFAULT_SECTIONS",
     "PACKAGED_CONFIGS",
     "SECTIONS",
     "ClusterConfig",
@@ -40,6 +63,7 @@ __all__ = [
     "DataConfig",
     "EvaluationConfig",
     "TrainerConfig",
+    "add_default_sections",
     "check_keywords",
     "cluster_config",
     "compose_config",
@@ -49,6 +73,7 @@ __all__ = [
     "finish_config",
     "load_config",
     "load_target",
+    "section_defaults",
     "trainer_config",
     "validate_config",
 ]
@@ -462,12 +487,17 @@ def load_config(
 
 def finish_config(composed: DictConfig, config_name: str) -> dict[str, Any]:
     """A composed experiment (:func:`compose_config`, or Hydra's own command line) resolved into a
-    plain dict, with ``trainer.run_name`` defaulting to ``config_name``, and validated.
+    plain dict, with the original system's keys mapped (:mod:`ls_train.config_aliases`), the
+    missing ``trainer`` / ``cluster`` / ``evaluation`` / ``predict`` sections added (see
+    :data:`DEFAULT_SECTIONS`), ``trainer.run_name`` defaulting to ``config_name``, and validated.
 
     Raises:
-        ConfigError: an interpolation that does not resolve, or see :func:`validate_config`.
+        ConfigError: an interpolation that does not resolve, a refused key of the original
+            system, or see :func:`validate_config`.
     """
     from omegaconf.errors import OmegaConfBaseException
+
+    from ls_train.config_aliases import apply_aliases
 
     _register_resolvers()
     name = config_name.removesuffix(".yaml")
@@ -476,12 +506,48 @@ def finish_config(composed: DictConfig, config_name: str) -> dict[str, Any]:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"config {name!r}: {exc}") from exc
     cfg.pop("hydra", None)
+    apply_aliases(cfg)
+    add_default_sections(cfg)
     trainer = cfg.get("trainer")
     if isinstance(trainer, dict):
         # a name that looks like a number (run1 is fine, 2024 or nan are not) is still a name
         trainer["run_name"] = name if trainer.get("run_name") is None else str(trainer["run_name"])
     validate_config(cfg)
     return cfg
+
+
+DEFAULT_SECTIONS: dict[str, str] = {
+    "trainer": "trainer/default.yaml",
+    "cluster": "cluster/local.yaml",
+    "evaluation": "evaluation/default.yaml",
+    "predict": "predict/default.yaml",
+}
+"""Section -> the packaged group option that a config without that section gets."""
+
+
+def section_defaults(section: str) -> dict[str, Any]:
+    """The resolved top-level keys that the packaged option of ``section`` (:data:`DEFAULT_SECTIONS`)
+    gives a config: ``{section: {...}}``, and for ``predict`` (a ``_global_`` option) also
+    ``input``, ``output``, ``overwrite`` and ``accept_config_mismatch``."""
+    from importlib.resources import files
+
+    _register_resolvers()
+    text = files("ls_train.configs").joinpath(*DEFAULT_SECTIONS[section].split("/")).read_text()
+    values = OmegaConf.to_container(OmegaConf.create(text), resolve=True)
+    header = text.lstrip().splitlines()[0] if text.strip() else ""
+    return values if header.startswith("# @package _global_") else {section: values}
+
+
+def add_default_sections(cfg: dict[str, Any]) -> None:
+    """Give a resolved config (in place) the packaged option of every section of
+    :data:`DEFAULT_SECTIONS` that it lacks (absent or null); keys of such an option that the
+    config already has (``input: ...`` without a ``predict`` section) are kept."""
+    for section in DEFAULT_SECTIONS:
+        if cfg.get(section) is not None:
+            continue
+        for key, value in section_defaults(section).items():
+            if cfg.get(key) is None:
+                cfg[key] = value
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -527,7 +593,12 @@ def load_target(path: Any, where: str) -> Callable[..., Any]:
     try:
         obj = load_object(str(path))
     except Exception as exc:
-        raise ConfigError(f"{where}._target_: cannot import {path!r}: {exc}") from exc
+        hint = (
+            " (a class of the original system: see docs/migrating-from-the-original-system.md)"
+            if str(path).startswith("segmentation.")
+            else ""
+        )
+        raise ConfigError(f"{where}._target_: cannot import {path!r}: {exc}{hint}") from exc
     if not callable(obj):
         raise ConfigError(f"{where}._target_: {path!r} is not callable")
     return obj
@@ -547,8 +618,14 @@ def _component(
     if not isinstance(section, Mapping):
         raise ConfigError(f"{where} must be a mapping with 'name' or '_target_', got {section!r}")
     if ("name" in section) == ("_target_" in section):
+        both = (
+            f" (both given: name {section['name']!r} likely comes from a group option of the defaults "
+            f"list; select your own option for a _target_ {kind})"
+            if "name" in section
+            else ""
+        )
         raise ConfigError(
-            f"{where}: give exactly one of 'name' (a registered {kind}) or '_target_' (a dotted path)"
+            f"{where}: give exactly one of 'name' (a registered {kind}) or '_target_' (a dotted path){both}"
         )
     if "_target_" in section:
         builder = load_target(section["_target_"], where)
@@ -623,8 +700,6 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         given=("backbone", "backbone_kwargs", "fpn"),
     )
     backbones = models.get("backbones") if isinstance(models, Mapping) else None
-    if not isinstance(backbones, Mapping) or "name" not in backbones:
-        raise ConfigError("models.backbones must be a mapping with 'name' (an ls.backbones name)")
     _component(
         backbones,
         "models.backbones",

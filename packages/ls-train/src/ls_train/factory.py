@@ -29,15 +29,39 @@ def model_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
     ``models.backbones.name`` becomes ``backbone``, ``models.backbones.fpn`` becomes ``fpn`` and
     the backbone's other keys become ``backbone_kwargs``; ``models``' own keys (except ``name``,
-    ``_target_`` and ``backbones``) are passed as they are.
+    ``_target_`` and ``backbones``) are passed as they are. With ``models.backbones._target_``
+    instead of a name, ``backbone`` is the module that the target returns when called with the
+    backbone's other keys (except ``fpn``, which then wraps that module), as Hydra's
+    ``instantiate`` calls it.
+
+    Raises:
+        ConfigError: the backbone's target cannot be imported or rejects its arguments.
     """
     models = dict(cfg["models"])
     backbones = dict(models.pop("backbones"))
     kwargs = {k: v for k, v in models.items() if k not in ("name", "_target_")}
-    kwargs["backbone"] = backbones.pop("name")
     kwargs["fpn"] = backbones.pop("fpn", None)
-    kwargs["backbone_kwargs"] = backbones
+    if "_target_" in backbones:
+        kwargs["backbone"] = _target_backbone(backbones)
+        kwargs["backbone_kwargs"] = {}
+    else:
+        kwargs["backbone"] = backbones.pop("name")
+        kwargs["backbone_kwargs"] = backbones
     return kwargs
+
+
+def _target_backbone(backbones: Mapping[str, Any]) -> nn.Module:
+    target = backbones["_target_"]
+    build = load_target(target, "models.backbones")
+    try:
+        backbone = build(**{k: v for k, v in backbones.items() if k != "_target_"})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"models.backbones._target_ {target!r}: {exc}") from exc
+    if not isinstance(backbone, nn.Module):
+        raise ConfigError(
+            f"models.backbones._target_ {target!r} returned {type(backbone).__name__}, not a torch.nn.Module"
+        )
+    return backbone
 
 
 def build_model(cfg: Mapping[str, Any]) -> nn.Module:
@@ -49,13 +73,15 @@ def build_model(cfg: Mapping[str, Any]) -> nn.Module:
     import ls_detection
 
     models = cfg["models"]
+    backbones = models["backbones"]
+    label = backbones.get("name", backbones.get("_target_"))
     kwargs = model_kwargs(cfg)
     try:
         if "_target_" in models:
             return load_target(models["_target_"], "models")(**kwargs)
         return ls_detection.create_detector(models["name"], **kwargs)
     except (TypeError, ValueError, LookupError) as exc:
-        raise ConfigError(f"models (backbone {kwargs['backbone']!r}): {exc}") from exc
+        raise ConfigError(f"models (backbone {label!r}): {exc}") from exc
 
 
 def build_transforms(cfg: Mapping[str, Any], *, train: bool) -> Any:
