@@ -168,3 +168,21 @@ def test_a_multirun_trains_each_job_in_its_own_run_folder_and_ends_with_a_summar
     assert table[2].split()[:3] == ["1", "trainer.lr=0.0003", "0"]
     assert f"multirun of {sweeps[0]}" in out and "\n".join(table) in out
     assert "Launching 2 jobs locally" in out
+
+
+def test_sigterm_outside_a_training_loop_stops_with_status_0(capsys: pytest.CaptureFixture[str]) -> None:
+    import signal
+
+    from ls_train.hydra_app import App, run_app
+
+    reached = []
+
+    def task(cfg: dict, composed: object) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. during the final evaluation
+        reached.append("after the signal")
+        return 1
+
+    previous = signal.getsignal(signal.SIGTERM)
+    assert run_app(App("ls-evaluate", task), ["-cn", "quickstart", "cluster=local"]) == 0
+    assert "ls-evaluate: stopped on request (SIGTERM)" in capsys.readouterr().out
+    assert not reached and signal.getsignal(signal.SIGTERM) is previous

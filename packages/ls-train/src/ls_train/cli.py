@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ls_train.hydra_app import App, metrics_of, run_app, write_result
+from ls_train.hydra_app import App, metrics_of, run_app, stop_on_sigterm, write_result
 
 __all__ = ["evaluate_main", "main", "predict_main", "train_main"]
 
@@ -66,7 +66,8 @@ def _train(cfg: dict[str, Any], composed: Any = None) -> int:
         print(f"evaluating {checkpoint} on the held-out crops ...")
         fault_point("train.evaluation")
         try:
-            summary, _ = run_evaluation(cfg, str(checkpoint))
+            with stop_on_sigterm():  # the training may have started Ray, which has its own handler
+                summary, _ = run_evaluation(cfg, str(checkpoint))
         except (ConfigError, DataError, CheckpointError) as exc:
             print(f"ls-train: error: {exc}", file=sys.stderr)
             return 2

@@ -29,16 +29,25 @@ What the project adds to a plain Hydra application:
   ``hydra/job_logging=none``): the commands' console is their own (see
   :mod:`ls_train.trainer.console`).
 
-Exit status: the worst of the jobs' statuses (0 done, 1 stopped on an error, 2 bad config,
-arguments, input or checkpoint); 2 when Hydra itself refuses the command line or the config.
+- **SIGTERM** outside a training loop (data preparation, the final evaluation, a prediction) ends
+  the command with "stopped on request" and status 0, as a stopped training does: re-running the
+  same command goes on (a training loop stops at a checkpoint by itself, see
+  :mod:`ls_train.trainer.faults`).
+
+Exit status: the worst of the jobs' statuses (0 done or stopped on request, 1 stopped on an error,
+2 bad config, arguments, input or checkpoint); 2 when Hydra itself refuses the command line or the
+config.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +61,11 @@ __all__ = [
     "RESULT_FILE",
     "App",
     "MultirunSummary",
+    "StopRequested",
     "experiments",
     "run_app",
     "search_path_sources",
+    "stop_on_sigterm",
     "write_result",
 ]
 
@@ -233,6 +244,31 @@ def _explain(args: argparse.Namespace) -> str:
     return _explain_override(args.config_name, overrides, sources).strip()
 
 
+class StopRequested(BaseException):
+    """SIGTERM while a command works outside a training loop (which stops at a checkpoint on its
+    own): preparing data, the final evaluation, a prediction. Not an ``Exception``, so that no
+    ``except Exception`` on the way swallows it."""
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into :class:`StopRequested` (a training loop installs its own handler and
+    puts the previous one back when it ends; ``ray.init()`` installs Ray's, so a command enters
+    this again after starting Ray)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        raise StopRequested
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_app(app: App, argv: Sequence[str] | None = None) -> int:
     """Run ``app`` on ``argv`` (default: ``sys.argv[1:]``) as Hydra's ``hydra.main`` would."""
     from hydra import version
@@ -252,7 +288,12 @@ def run_app(app: App, argv: Sequence[str] | None = None) -> int:
             print(f"{app.prog}: error: {exc}", file=sys.stderr)
             statuses.append(2)
             return 2
-        statuses.append(app.task(plain, cfg))
+        with stop_on_sigterm():
+            try:
+                statuses.append(app.task(plain, cfg))
+            except StopRequested:
+                print(f"{app.prog}: stopped on request (SIGTERM); re-run the same command to go on")
+                statuses.append(0)
         return statuses[-1]
 
     # Hydra adds the package of a task function's module as the primary config path even with
