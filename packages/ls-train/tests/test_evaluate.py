@@ -150,6 +150,7 @@ def test_run_evaluation_writes_reports_and_pictures_locally_and_on_ray_tasks(
     ray_summary, ray_out = run_evaluation(ray_cfg, str(checkpoint))
     assert "in 2 Ray tasks" in capsys.readouterr().out
     assert ray_out == tmp_path / "ray_eval" and (ray_out / "metrics.json").exists()
+    assert list((ray_out / "logs").glob("ray-*/*.log"))  # the local Ray instance's logs are kept
     assert ray_summary == pytest.approx(summary, nan_ok=True)
 
     # COCO AP alone, per class: no curve against the IoU threshold, the table and pictures still

@@ -354,7 +354,7 @@ def run_evaluation(
     evaluator = _evaluator(cfg)
     if n >= ev.ray_min_crops and ev.ray_num_tasks > 1:
         summary_states, examples = _evaluate_with_ray(
-            cfg, checkpoint, n, ev.ray_num_tasks, ev.num_mip_crops, print_fn
+            cfg, checkpoint, n, ev.ray_num_tasks, ev.num_mip_crops, print_fn, logs_dir=out
         )
         evaluator.merge(summary_states)
         result = evaluator.result()
@@ -402,12 +402,14 @@ def _evaluate_with_ray(
     num_tasks: int,
     num_examples: int,
     print_fn: Callable[[str], None],
+    *,
+    logs_dir: Path,
 ) -> tuple[list[list[dict[str, Any]]], list[Any]]:
     import ray
 
     from ls_train.ray_session import ray_session
 
-    with ray_session(cfg):
+    with ray_session(cfg, logs_dir=logs_dir):
         task = ray.remote(num_cpus=1)(_evaluate_shard)
         shards = [list(range(k, n, num_tasks)) for k in range(num_tasks)]
         shards = [s for s in shards if s]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from ls_train.config import ClusterConfig, cluster_config
+from ls_train.config import ClusterConfig, cluster_config, trainer_config
 
 __all__ = ["ray_init_kwargs", "ray_session"]
 
@@ -25,25 +26,33 @@ def ray_init_kwargs(cluster: ClusterConfig) -> dict[str, Any]:
 
 
 @contextmanager
-def ray_session(cfg: Mapping[str, Any]) -> Iterator[None]:
+def ray_session(cfg: Mapping[str, Any], *, logs_dir: Path | None = None) -> Iterator[None]:
     """Ray for the ``with`` block: the cluster at ``cluster.address`` (``"auto"``: the running one),
     or a local instance with ``cluster.num_cpus`` CPUs when no address is set.
 
     An instance started here is shut down at the end; one that was already initialised (by the
-    caller, or a cluster joined earlier) is left running.
+    caller, or a cluster joined earlier) is left running. The console gets the tasks' output and
+    Ray's warnings; ``trainer.verbose=true`` brings back Ray's own notices (level INFO). With
+    ``logs_dir``, the log files of a local instance started here are copied into
+    ``logs_dir/logs/ray-<time>/`` before it shuts down.
     """
     import ray
 
-    from ls_train.trainer.console import quiet_ray_logging
+    from ls_train.trainer.console import keep_ray_logs, quiet_ray_logging
 
     cluster = cluster_config(cfg)
+    verbose = trainer_config(cfg).verbose
     started = False
     if not ray.is_initialized():
-        quiet_ray_logging()  # the workers' output still reaches the console; Ray's notices do not
-        ray.init(**ray_init_kwargs(cluster), log_to_driver=True, logging_level="WARNING")
+        if not verbose:
+            quiet_ray_logging()  # the workers' output still reaches the console; Ray's notices do not
+        level = "INFO" if verbose else "WARNING"
+        ray.init(**ray_init_kwargs(cluster), log_to_driver=True, logging_level=level)
         started = True
     try:
         yield
     finally:
         if started:
+            if logs_dir is not None and cluster.address is None:
+                keep_ray_logs(Path(logs_dir))
             ray.shutdown()

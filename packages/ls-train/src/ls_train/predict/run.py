@@ -474,7 +474,7 @@ def run_prediction(
         + (f"; {len(done)} already done in {work}" if done else "")
     )
     seconds: dict[str, float] = {}
-    with _no_block_on_failure(store, created), ray_session(cfg) if use_ray else nullcontext():
+    with _no_block_on_failure(store, created), ray_session(cfg, logs_dir=work) if use_ray else nullcontext():
         worker = TileWorker(
             volume,
             grid,
