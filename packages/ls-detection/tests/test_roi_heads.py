@@ -12,7 +12,13 @@ from torch import Tensor, nn
 from ls_detection.box_head import FastRCNNPredictor3D, TwoMLPHead3D
 from ls_detection.mask_head import MaskRCNNHeads3D, MaskRCNNPredictor3D
 from ls_detection.poolers import MultiScaleRoIAlign3D
-from ls_detection.roi_heads import RoIHeads3D, fastrcnn_loss, project_masks_on_boxes
+from ls_detection.roi_heads import (
+    RoIHeads3D,
+    fastrcnn_loss,
+    maskrcnn_loss,
+    project_masks_on_boxes,
+    soft_dice_loss,
+)
 
 IMAGE = (8, 16, 16)
 C = 8
@@ -20,7 +26,8 @@ NUM_CLASSES = 3
 
 
 def _heads(*, with_mask: bool = True, score_thresh: float = 0.0, detections_per_img: int = 5,
-           fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5) -> RoIHeads3D:
+           fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5,
+           mask_dice_weight: float = 0.0) -> RoIHeads3D:
     torch.manual_seed(0)
     box_pool = MultiScaleRoIAlign3D(featmap_names=["p2", "p3"], output_size=3, sampling_ratio=2,
                                     canonical_scale=6.0, canonical_level=3)
@@ -37,7 +44,7 @@ def _heads(*, with_mask: bool = True, score_thresh: float = 0.0, detections_per_
         box_predictor=FastRCNNPredictor3D(in_channels=16, num_classes=NUM_CLASSES),
         fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh, batch_size_per_image=16,
         positive_fraction=0.25, bbox_reg_weights=None, score_thresh=score_thresh, nms_thresh=0.5,
-        detections_per_img=detections_per_img, **mask_parts,
+        detections_per_img=detections_per_img, mask_dice_weight=mask_dice_weight, **mask_parts,
     )
 
 
@@ -89,6 +96,17 @@ def test_train_losses_finite_with_gradients() -> None:
         assert p.grad is not None, name
 
 
+def test_the_dice_weight_reaches_the_mask_loss() -> None:
+    losses = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(3)  # the same proposal sampling for both
+        _, losses[weight] = _heads(mask_dice_weight=weight).train()(
+            _features(), _proposals(), [IMAGE, IMAGE], TARGETS
+        )
+    torch.testing.assert_close(losses[1.0]["loss_classifier"], losses[0.0]["loss_classifier"])
+    assert 0 < losses[1.0]["loss_mask"] - losses[0.0]["loss_mask"] <= 1.0  # a Dice loss is in [0, 1]
+
+
 def test_zero_gt_batch_trains() -> None:
     heads = _heads().train()
     feats = _features(requires_grad=True)
@@ -136,6 +154,39 @@ def test_fastrcnn_loss_uses_gt_class_deltas() -> None:
     torch.testing.assert_close(cls_loss, F.cross_entropy(class_logits, labels[0]))
     beta = 1 / 9
     torch.testing.assert_close(box_loss, torch.tensor((0.5 - beta / 2) * 6 / 2))
+
+
+def test_soft_dice_loss_against_its_definition() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2, 4, 4)
+    targets = (torch.rand(3, 2, 4, 4) > 0.5).float()
+    p = torch.sigmoid(logits)
+    expected = torch.stack([
+        1 - (2 * (p[k] * targets[k]).sum() + 1) / (p[k].sum() + targets[k].sum() + 1) for k in range(3)
+    ]).mean()
+    torch.testing.assert_close(soft_dice_loss(logits, targets), expected)
+    confident = torch.where(targets > 0, 30.0, -30.0)  # a perfect mask costs (almost) nothing
+    assert soft_dice_loss(confident, targets) < 1e-6
+
+
+def test_mask_loss_adds_the_weighted_dice_term() -> None:
+    torch.manual_seed(0)
+    masks = torch.zeros(2, 8, 16, 16)
+    masks[0, 1:5, 2:9, 3:10] = 1
+    masks[1, 4:8, 8:15, 6:12] = 1
+    proposals = [torch.tensor([[1.0, 2, 3, 5, 9, 10], [4, 8, 6, 8, 15, 12]])]
+    matched, labels = [torch.tensor([0, 1])], [torch.tensor([1, 2])]
+    logits = torch.randn(2, NUM_CLASSES, 4, 6, 6, requires_grad=True)
+    bce = maskrcnn_loss(logits, proposals, [masks], labels, matched)
+    both = maskrcnn_loss(logits, proposals, [masks], labels, matched, dice_weight=0.5)
+    targets = project_masks_on_boxes(masks, proposals[0], matched[0], (4, 6, 6))
+    picked = logits[torch.arange(2), labels[0]]
+    torch.testing.assert_close(bce, F.binary_cross_entropy_with_logits(picked, targets))
+    torch.testing.assert_close(both, bce + 0.5 * soft_dice_loss(picked, targets))
+    both.backward()
+    assert logits.grad is not None and logits.grad[:, 0].abs().sum() == 0  # only the GT class
+    with pytest.raises(ValueError, match="mask_dice_weight"):
+        _heads(mask_dice_weight=-1.0)
 
 
 def test_project_masks_on_boxes_aligned() -> None:

@@ -140,6 +140,7 @@ def maskrcnn3d(
     mask_dilation: int = 1,
     mask_dim_reduced: int = 256,
     mask_image_layers: Sequence[int] | None = None,
+    mask_dice_weight: float = 0.0,
 ) -> MaskRCNN3D:
     """3-D Mask R-CNN over the backbone ``backbone``.
 
@@ -167,6 +168,7 @@ def maskrcnn3d(
         mask_image_layers: refine the mask logits with the image sampled on the mask grid of each
             box, through 3x3x3 convolutions of these widths (:class:`ImageGuidedMaskPredictor3D`);
             None: torchvision's predictor.
+        mask_dice_weight: add this times a soft Dice loss to the mask loss (0: cross-entropy alone).
 
     The backbone's outputs must all have the same number of channels (an FPN or a feature
     pyramid); a plain multi-stage body needs ``fpn``.
@@ -272,6 +274,7 @@ def maskrcnn3d(
         mask_predictor=_mask_predictor(
             mask_layers[-1], mask_dim_reduced, num_classes, in_channels, mask_image_layers
         ),
+        mask_dice_weight=mask_dice_weight,
     )
     return MaskRCNN3D(
         backbone=body, transform=transform, rpn=rpn, roi_heads=roi_heads, num_classes=num_classes

@@ -19,7 +19,7 @@ from ls_detection.box_coder import BoxCoder3D
 from ls_detection.boxes import clip_boxes_to_volume, coordinate_dtype, remove_small_boxes3d
 from ls_ops import batched_nms3d, box_iou3d, roi_align3d
 
-__all__ = ["RoIHeads3D", "fastrcnn_loss", "maskrcnn_loss", "project_masks_on_boxes"]
+__all__ = ["RoIHeads3D", "fastrcnn_loss", "maskrcnn_loss", "project_masks_on_boxes", "soft_dice_loss"]
 
 DEFAULT_BBOX_REG_WEIGHTS = (10.0, 10.0, 10.0, 5.0, 5.0, 5.0)
 MIN_DETECTION_SIZE = 1e-2  # detections thinner than this on any axis are dropped (torchvision's value)
@@ -78,8 +78,14 @@ def project_masks_on_boxes(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor
 
 
 def maskrcnn_loss(mask_logits: Tensor, proposals: Sequence[Tensor], gt_masks: Sequence[Tensor],
-                  gt_labels: Sequence[Tensor], mask_matched_idxs: Sequence[Tensor]) -> Tensor:
-    """Mean binary cross-entropy of the ground-truth class's mask logits against projected GT masks.
+                  gt_labels: Sequence[Tensor], mask_matched_idxs: Sequence[Tensor],
+                  dice_weight: float = 0.0) -> Tensor:
+    """Mean binary cross-entropy of the ground-truth class's mask logits against projected GT masks,
+    plus ``dice_weight`` times the mean soft Dice loss of each RoI's mask.
+
+    The Dice term (``1 - 2 |p t| / (|p| + |t|)`` per RoI, on the sigmoid probabilities ``p`` and
+    the projected masks ``t``) weighs every object's overlap equally whatever its size, where the
+    cross-entropy is a mean over voxels dominated by each mask's interior and background.
 
     Args:
         mask_logits: ``(K, num_classes, m_z, m_y, m_x)`` for the positive proposals of all images.
@@ -87,6 +93,7 @@ def maskrcnn_loss(mask_logits: Tensor, proposals: Sequence[Tensor], gt_masks: Se
         gt_masks: per image ``(G_i, Z, Y, X)`` ground-truth masks.
         gt_labels: per image ``(G_i,)`` ground-truth labels.
         mask_matched_idxs: per image ``(K_i,)`` matched ground truth of each proposal.
+        dice_weight: weight of the soft Dice term (0: torchvision's loss).
 
     Returns:
         Scalar loss; ``mask_logits.sum() * 0`` when there is no positive proposal.
@@ -100,7 +107,20 @@ def maskrcnn_loss(mask_logits: Tensor, proposals: Sequence[Tensor], gt_masks: Se
         for m, p, i in zip(gt_masks, proposals, mask_matched_idxs, strict=True) if p.shape[0] > 0
     ])
     logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels]
-    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+    targets = targets.to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, targets)
+    if dice_weight:
+        loss = loss + dice_weight * soft_dice_loss(logits, targets)
+    return loss
+
+
+def soft_dice_loss(logits: Tensor, targets: Tensor, eps: float = 1.0) -> Tensor:
+    """Mean over the first axis of ``1 - (2 |p t| + eps) / (|p| + |t| + eps)``, ``p`` the sigmoid
+    of ``logits``; ``eps`` keeps an empty target with an empty prediction at loss 0."""
+    probs = torch.sigmoid(logits.float()).flatten(1)
+    flat = targets.float().flatten(1)
+    dice = (2 * (probs * flat).sum(1) + eps) / (probs.sum(1) + flat.sum(1) + eps)
+    return (1 - dice).mean().to(logits.dtype)
 
 
 class RoIHeads3D(nn.Module):
@@ -124,6 +144,8 @@ class RoIHeads3D(nn.Module):
         mask_head: mask feature convolutions (``MaskRCNNHeads3D``), or ``None``.
         mask_predictor: mask logits ``(K, num_classes, 2m, 2m, 2m)`` (``MaskRCNNPredictor3D``), or
             ``None``. The mask branch runs when all three mask modules are given.
+        mask_dice_weight: weight of the soft Dice term added to the mask loss (see
+            :func:`maskrcnn_loss`; 0: binary cross-entropy alone).
     """
 
     def __init__(
@@ -143,8 +165,11 @@ class RoIHeads3D(nn.Module):
         mask_roi_pool: nn.Module | None = None,
         mask_head: nn.Module | None = None,
         mask_predictor: nn.Module | None = None,
+        mask_dice_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if mask_dice_weight < 0:
+            raise ValueError(f"RoIHeads3D: mask_dice_weight must be >= 0, got {mask_dice_weight}")
         if not 0.0 <= bg_iou_thresh <= fg_iou_thresh <= 1.0:
             raise ValueError(f"RoIHeads3D: need 0 <= bg_iou_thresh ({bg_iou_thresh}) <= fg_iou_thresh "
                              f"({fg_iou_thresh}) <= 1")
@@ -174,6 +199,7 @@ class RoIHeads3D(nn.Module):
         self.mask_roi_pool = mask_roi_pool
         self.mask_head = mask_head
         self.mask_predictor = mask_predictor
+        self.mask_dice_weight = float(mask_dice_weight)
 
     @property
     def has_mask(self) -> bool:
@@ -396,7 +422,7 @@ class RoIHeads3D(nn.Module):
                 gt_masks = [t["masks"] for t in targets]
                 gt_labels = [t["labels"] for t in targets]
                 losses["loss_mask"] = maskrcnn_loss(mask_logits, mask_proposals, gt_masks, gt_labels,
-                                                    pos_matched_idxs)
+                                                    pos_matched_idxs, self.mask_dice_weight)
             else:
                 det_labels = torch.cat([r["labels"] for r in result])
                 probs = mask_logits[torch.arange(det_labels.shape[0], device=det_labels.device), det_labels]
