@@ -1,6 +1,7 @@
 """Instance segmentation metrics on ``(Z, Y, X)`` label volumes, and their registry.
 
 Names are imported lazily, so ``from ls_train.metrics import list_metrics`` loads no metric.
+The dense matching that the sparse one is tested against is :mod:`ls_train.metrics.reference`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ _EXPORTS = {
     "iou_matrix": "matching",
     "match": "matching",
     "match_overlap": "matching",
+    "match_pairs": "matching",
     "overlap_matrix": "matching",
+    "OverlapPairs": "pairs",
+    "overlap_pairs": "pairs",
     "pool_results": "matching",
     "box_iou_3d": "overlaps",
     "mask_iou": "overlaps",

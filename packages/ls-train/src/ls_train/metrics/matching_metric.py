@@ -42,6 +42,9 @@ class MatchingMetric(Metric):
     - ``tp@t``, ``fp@t``, ``fn@t``: the pooled counts;
     - ``n_crops``, ``n_crops_averaged`` (crops in the per-crop mean), ``n_gt``, ``n_pred``.
 
+    Each crop is matched by :func:`~ls_train.metrics.matching.match`: exact, from the sparse
+    overlapping pairs, so memory grows with the objects of a crop, not with their product.
+
     A crop with neither ground truth nor prediction has all metrics 0 by StarDist's convention;
     with ``skip_empty_crops`` (the default) it is left out of the per-crop mean (it adds
     nothing to the pooled values either way).
