@@ -15,9 +15,12 @@ generalises across them, next to a classical baseline computed in the same run:
    not its "best" one: that is chosen on the training style's own held-out volumes, which would
    favour the diagonal of the table.
 3. For each (training style, evaluation style), ``ls-evaluate checkpoint=<last> ...`` on the
-   held-out (``val``) volumes of the evaluation style, whole 24x96x96 volumes as one crop each;
-   the numbers are its ``metrics.json``.
-4. The baseline on the same held-out crops: Gaussian smoothing (sigma 0.5 um), an Otsu threshold,
+   *test* volumes of the evaluation style, whole 24x96x96 volumes as one crop each; the numbers
+   are its ``metrics.json``. The test volumes are a separate dataset of each style
+   (``<out>/data/<style>-test/``: 10 volumes, seed 1000, the ``val`` split of that dataset): the
+   training run's own ``val`` volumes (2 per style, 80 ellipsoids) choose its checkpoints and are
+   too few to tell recipes apart.
+4. The baseline on the same test crops: Gaussian smoothing (sigma 0.5 um), an Otsu threshold,
    an anisotropic Euclidean distance transform (``sampling`` = the voxel spacing; smoothed, sigma
    1 um), seeds at its local maxima within a 3 um ball and at least 1.5 um inside, a seeded
    watershed of the inverted distance inside the foreground (a foreground component no seed
@@ -71,6 +74,8 @@ from ls_train.config import evaluation_config, load_config
 
 CONFIG = "quickstart"
 STYLE_OBJECTS = {"ellipsoids": 40, "blobs": 30, "dense": 600}  # per 24x96x96 volume
+TEST_VOLUMES = 10  # per style, a dataset of its own (2 with --quick)
+TEST_SEED = 1000  # never the training data's seed
 QUICK_SHAPE = (8, 32, 32)
 COLUMNS = (
     ("ap@50", "ap@50"),
@@ -103,6 +108,17 @@ class Setup:
 
     def data_dir(self, style: str) -> Path:
         return self.out / "data" / style
+
+    def test_dir(self, style: str) -> Path:
+        return self.out / "data" / f"{style}-test"
+
+    def test_overrides(self, style: str) -> list[str]:
+        """``evaluation.database`` on ``style``'s test volumes (its crop index built on first use)."""
+        root = self.test_dir(style)
+        return [
+            f"evaluation.database.catalog=sqlite:///{root / 'catalog.sqlite'}",
+            f"evaluation.database.index_path={root / 'index_test.sqlite'}",
+        ]
 
     def num_objects(self, style: str) -> int:
         if not self.quick:
@@ -152,11 +168,15 @@ def make_data(setup: Setup, style: str) -> dict[str, Any]:
     cfg = load_config(CONFIG, setup.overrides(style))
     root = setup.data_dir(style)
     params = dict(cfg["data"]["synthesize"])
-    if (root / "catalog.sqlite").is_file():
-        print(f"[data] {style}: reusing {root}")
-    else:
-        report = synthesize_dataset(root, **params)
-        print(f"[data] {style}: {len(report.volumes)} volumes in {root} ({report.seconds:.1f} s)")
+    test = {**params, "num_volumes": 2 if setup.quick else TEST_VOLUMES, "seed": TEST_SEED}
+    test["val_fraction"] = 0.99  # every volume held out (the synthesizer needs a fraction < 1)
+    for folder, kwargs, what in ((root, params, "training"), (setup.test_dir(style), test, "test")):
+        if (folder / "catalog.sqlite").is_file():
+            print(f"[data] {style}: reusing the {what} volumes in {folder}")
+        else:
+            report = synthesize_dataset(folder, **kwargs)
+            took = f"{report.seconds:.1f} s"
+            print(f"[data] {style}: {len(report.volumes)} {what} volumes in {folder} ({took})")
     return params
 
 
@@ -227,16 +247,14 @@ def _printed(lines: Sequence[str], prefix: str) -> str | None:
 
 
 def evaluate(setup: Setup, checkpoint: str, train_style: str, eval_style: str) -> dict[str, Any]:
-    """``ls-evaluate`` of ``checkpoint`` on ``eval_style``'s held-out volumes; returns its summary."""
+    """``ls-evaluate`` of ``checkpoint`` on ``eval_style``'s test volumes; returns its summary."""
     from ls_train.evaluation import read_json
 
-    root = setup.data_dir(eval_style)
     out = setup.out / "eval" / f"{train_style}_on_{eval_style}"
     argv = [
         sys.executable, "-m", "ls_train.cli", "evaluate",
         f"checkpoint={checkpoint}",
-        f"evaluation.database.catalog=sqlite:///{root / 'catalog.sqlite'}",
-        f"evaluation.database.index_path={root / 'index_val.sqlite'}",
+        *setup.test_overrides(eval_style),
         f"evaluation.output_dir={out}",
     ]  # fmt: skip
     run_logged(argv, setup.out / "logs" / f"eval_{train_style}_on_{eval_style}.log")
@@ -288,12 +306,12 @@ def watershed_labels(image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
 
 def baseline(setup: Setup, style: str) -> dict[str, Any]:
-    """The baseline on ``style``'s held-out crops, scored by the evaluator's ``matching`` metric."""
+    """The baseline on ``style``'s test crops, scored by the evaluator's ``matching`` metric."""
     from ls_data.registry import instantiate
     from ls_train.evaluate import gt_label_volume
     from ls_train.factory import build_metrics
 
-    cfg = load_config(CONFIG, setup.overrides(style))
+    cfg = load_config(CONFIG, [*setup.overrides(style), *setup.test_overrides(style)])
     database = evaluation_config(cfg).database
     dataset = instantiate(database, kind="dataset", where="evaluation.database")  # raw, no transforms
     metrics = [m for m in build_metrics(cfg) if getattr(m, "name", None) == "matching"]
