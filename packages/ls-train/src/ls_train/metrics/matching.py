@@ -206,6 +206,22 @@ def _check_thresholds(thresholds: Iterable[float]) -> tuple[float, ...]:
     return ts
 
 
+def _overlap_args(overlap: Any, ids_gt: Any, ids_pred: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ``(Ng, Np)`` float64 overlap matrix and the ``(Ng,)`` / ``(Np,)`` ids of its rows and
+    columns (default ``0..N-1``), checked."""
+    ov = np.asarray(overlap, dtype=np.float64)
+    if ov.ndim != 2:
+        raise ValueError(f"overlap must be a (Ng, Np) matrix, got shape {ov.shape}")
+    n_true, n_pred = ov.shape
+    ids_gt = np.arange(n_true) if ids_gt is None else np.asarray(ids_gt)
+    ids_pred = np.arange(n_pred) if ids_pred is None else np.asarray(ids_pred)
+    if ids_gt.shape != (n_true,) or ids_pred.shape != (n_pred,):
+        raise ValueError(
+            f"ids_gt {ids_gt.shape} / ids_pred {ids_pred.shape} do not fit overlap of shape {ov.shape}"
+        )
+    return ov, ids_gt, ids_pred
+
+
 def _rank_in_group(labels: np.ndarray) -> np.ndarray:
     """For each element, how many elements before it carry the same label."""
     order = np.argsort(labels, kind="stable")
@@ -360,16 +376,8 @@ def match_overlap(
         criterion: recorded in the result.
     """
     (t,) = _check_thresholds([threshold])
-    ov = np.asarray(overlap, dtype=np.float64)
-    if ov.ndim != 2:
-        raise ValueError(f"overlap must be a (Ng, Np) matrix, got shape {ov.shape}")
+    ov, ids_gt, ids_pred = _overlap_args(overlap, ids_gt, ids_pred)
     n_true, n_pred = ov.shape
-    ids_gt = np.arange(n_true) if ids_gt is None else np.asarray(ids_gt)
-    ids_pred = np.arange(n_pred) if ids_pred is None else np.asarray(ids_pred)
-    if ids_gt.shape != (n_true,) or ids_pred.shape != (n_pred,):
-        raise ValueError(
-            f"ids_gt {ids_gt.shape} / ids_pred {ids_pred.shape} do not fit overlap of shape {ov.shape}"
-        )
     gi, pj = np.nonzero(ov >= t)
     score = ov[gi, pj]
     sel = _assign(gi.astype(np.int64), pj.astype(np.int64), score, n_true, n_pred)

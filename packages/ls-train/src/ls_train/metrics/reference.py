@@ -20,7 +20,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ls_train.metrics.labels import compact_labels
-from ls_train.metrics.matching import MatchResult, _check_thresholds
+from ls_train.metrics.matching import MatchResult, _check_thresholds, _overlap_args
 from ls_train.metrics.pairs import CRITERIA, Criterion, check_label_pair
 
 __all__ = ["match_dense", "match_overlap_dense", "overlap_matrix_dense"]
@@ -83,16 +83,8 @@ def match_overlap_dense(
     costs ``-(1 + overlap / (2 n))`` with ``n`` the smaller side of that matrix, others 0.
     """
     (t,) = _check_thresholds([threshold])
-    ov = np.asarray(overlap, dtype=np.float64)
-    if ov.ndim != 2:
-        raise ValueError(f"overlap must be a (Ng, Np) matrix, got shape {ov.shape}")
+    ov, ids_gt, ids_pred = _overlap_args(overlap, ids_gt, ids_pred)  # the same checks as the fast path
     n_true, n_pred = ov.shape
-    ids_gt = np.arange(n_true) if ids_gt is None else np.asarray(ids_gt)
-    ids_pred = np.arange(n_pred) if ids_pred is None else np.asarray(ids_pred)
-    if ids_gt.shape != (n_true,) or ids_pred.shape != (n_pred,):
-        raise ValueError(
-            f"ids_gt {ids_gt.shape} / ids_pred {ids_pred.shape} do not fit overlap of shape {ov.shape}"
-        )
     ok = ov >= t
     rows = np.flatnonzero(ok.any(axis=1))
     cols = np.flatnonzero(ok.any(axis=0))
