@@ -42,6 +42,33 @@ def test_the_relay_prints_whole_lines_as_they_are_written(tmp_path: Path) -> Non
     assert printed == ["epoch 1/2 done", "epoch 2/2 done", "last line without an end"]
 
 
+def test_on_a_terminal_each_epoch_leaves_one_progress_line(tmp_path: Path) -> None:
+    import io
+
+    from ls_train.trainer.logging import RunLogger
+
+    path = tmp_path / "console.log"
+    terminal, printed = io.StringIO(), []
+    on_terminal = ConsoleRelay(path, stream=terminal, interval=0.01)  # both read from the current end
+    in_a_log = ConsoleRelay(path, print_fn=printed.append, interval=0.01)
+    with path.open("a", buffering=1) as console:  # what the rank-0 worker of a quiet Ray run writes
+        logger = RunLogger(tmp_path / "run", epochs=2, steps_per_epoch=4, log_every_steps=2, stream=console,
+                           mark_partial=True)
+        for epoch in range(2):
+            for step in range(1, 5):
+                logger.progress(epoch=epoch, epoch_step=step, global_iter=epoch * 4 + step,
+                                losses={"loss": 1.0}, lr=1e-3, skipped=0)
+            logger.message(f"epoch {epoch + 1}/2 validation: ap@50 0.5")
+    on_terminal._relay(final=True)
+    in_a_log._relay(final=True)
+    shown = terminal.getvalue().split("\n")  # what stays on the screen: the last redraw of each line
+    kept = [line.rsplit("\r\x1b[K", 1)[-1] for line in shown if line]
+    assert [line.split(" [")[0] for line in kept] == ["epoch 1/2", "epoch 1/2 validation: ap@50 0.5",
+                                                      "epoch 2/2", "epoch 2/2 validation: ap@50 0.5"]
+    assert "4/4 loss" in kept[0] and "4/4 loss" in kept[2]
+    assert len(printed) == 6 and not any(line.startswith("\r") for line in printed)  # a log: every line
+
+
 def test_a_ray_run_shows_its_own_lines_only(tmp_path: Path, tiny_overrides: Callable[..., list[str]]) -> None:
     epochs = 3
     overrides = tiny_overrides(

@@ -22,6 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
+
+from ls_train.trainer.logging import PARTIAL
 
 __all__ = ["CONSOLE_FILE", "ConsoleRelay", "keep_ray_logs", "quiet_ray_logging"]
 
@@ -36,12 +39,25 @@ class ConsoleRelay:
         path: The file the rank-0 worker writes (created if missing).
         print_fn: Where the lines go.
         interval: Seconds between looks at the file.
+        stream: A terminal to draw on instead of ``print_fn``: a progress line that a later one
+            of the same epoch replaces (it starts with :data:`~ls_train.trainer.logging.PARTIAL`)
+            is redrawn in place, so each epoch leaves one line. Elsewhere (``print_fn``) every
+            line is printed, without the mark.
     """
 
-    def __init__(self, path: Path, *, print_fn: Callable[[str], None] = print, interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        print_fn: Callable[[str], None] = print,
+        interval: float = 0.2,
+        stream: TextIO | None = None,
+    ) -> None:
         self.path = Path(path)
         self.print_fn = print_fn
         self.interval = interval
+        self.stream = stream
+        self._drawn = False  # a partial progress line stands on the terminal
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
         self._offset = self.path.stat().st_size
@@ -64,7 +80,7 @@ class ConsoleRelay:
 
     def _relay(self, *, final: bool) -> None:
         try:
-            with self.path.open("r", errors="replace") as f:
+            with self.path.open("r", errors="replace", newline="") as f:  # newline="": keep PARTIAL
                 f.seek(self._offset)
                 text = f.read()
                 self._offset = f.tell()
@@ -72,11 +88,24 @@ class ConsoleRelay:
             return
         lines = (self._pending + text).split("\n")
         self._pending = lines.pop()  # a line still being written waits for its end
-        for line in lines:
-            self.print_fn(line)
         if final and self._pending:
-            self.print_fn(self._pending)
+            lines.append(self._pending)
             self._pending = ""
+        for line in lines:
+            self._show(line)
+        if final and self._drawn and self.stream is not None:
+            self.stream.write("\n")
+            self._drawn = False
+
+    def _show(self, line: str) -> None:
+        partial = line.startswith(PARTIAL)
+        text = line.removeprefix(PARTIAL)
+        if self.stream is None:
+            self.print_fn(text)
+            return
+        self.stream.write(("\r\x1b[K" if self._drawn else "") + text + ("" if partial else "\n"))
+        self.stream.flush()
+        self._drawn = partial
 
 
 class _DropNotices(logging.Filter):

@@ -20,9 +20,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["CSV_FILE", "CURVES_FILE", "RunLogger", "format_duration", "plot_curves", "read_csv_rows"]
+__all__ = [
+    "CSV_FILE",
+    "CURVES_FILE",
+    "PARTIAL",
+    "RunLogger",
+    "format_duration",
+    "plot_curves",
+    "read_csv_rows",
+]
 
 CSV_FILE = "metrics.csv"
+PARTIAL = "\r"
+"""Starts a progress line that a later one of the same epoch replaces (see ``mark_partial``)."""
 CURVES_FILE = "curves.png"
 
 
@@ -63,7 +73,11 @@ class RunLogger:
         steps_per_epoch: Iterations per epoch.
         log_every_steps: Iterations between progress lines and TensorBoard points.
         start_iter: Iterations already done (a resumed run), for the speed and ETA.
-        stream: Where the progress goes (default ``sys.stdout``).
+        stream: Where the progress goes (default ``sys.stdout``); on a terminal the progress line
+            of an epoch is redrawn in place.
+        mark_partial: On a stream that is not a terminal, start every progress line but the last
+            of its epoch with :data:`PARTIAL`, so that a reader printing to a terminal
+            (:class:`~ls_train.trainer.console.ConsoleRelay`) shows one line per epoch.
     """
 
     def __init__(
@@ -75,6 +89,7 @@ class RunLogger:
         log_every_steps: int,
         start_iter: int = 0,
         stream: TextIO | None = None,
+        mark_partial: bool = False,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -85,6 +100,7 @@ class RunLogger:
         self.log_every_steps = log_every_steps
         self.stream = stream or sys.stdout
         self.inline = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.mark_partial = mark_partial
         self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
         self.csv_path = self.run_dir / CSV_FILE
         self.rows = read_csv_rows(self.csv_path)
@@ -124,6 +140,8 @@ class RunLogger:
         )
         if self.inline:
             self.stream.write("\r" + line + ("\n" if last else ""))
+        elif self.mark_partial and not last:  # a console file: the relay may redraw this line
+            self.stream.write(PARTIAL + line + "\n")
         else:
             self.stream.write(line + "\n")
         self.stream.flush()

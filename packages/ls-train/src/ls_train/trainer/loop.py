@@ -296,6 +296,7 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
             log_every_steps=tr.log_every_steps,
             start_iter=global_iter,
             stream=console,
+            mark_partial=console is not None,
         )
         for line in [*([threads_note] if threads_note else []), *skipped]:
             logger.message(line)

@@ -11,6 +11,7 @@ checkpoint and stop; the driver then exits normally.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -126,7 +127,9 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], No
     )
     stopper = _DriverStop(run_dir)  # after ray.init(), which installs a SIGTERM handler of its own
     try:
-        with ConsoleRelay(console, print_fn=print_fn) if console is not None else nullcontext():
+        terminal = sys.stdout if print_fn is print and sys.stdout.isatty() else None
+        relay = ConsoleRelay(console, print_fn=print_fn, stream=terminal) if console is not None else None
+        with relay or nullcontext():
             result = trainer.fit()
     except ray.train.TrainingFailedError as exc:
         raise TrainingStopped(_failure_summary(exc, tr.max_failures)) from exc
