@@ -177,7 +177,7 @@ def test_sigterm_outside_a_training_loop_stops_with_status_0(capsys: pytest.Capt
 
     reached = []
 
-    def task(cfg: dict, composed: object) -> int:
+    def task(cfg: dict) -> int:
         os.kill(os.getpid(), signal.SIGTERM)  # e.g. during the final evaluation
         reached.append("after the signal")
         return 1

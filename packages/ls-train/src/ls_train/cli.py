@@ -38,7 +38,7 @@ _TRAIN_RUN_DIR = (
 _TRAIN_SWEEP_DIR = "${oc.select:trainer.runs_root,runs}/multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}"
 
 
-def _train(cfg: dict[str, Any], composed: Any = None) -> int:
+def _train(cfg: dict[str, Any]) -> int:
     """Train (and evaluate when ``evaluation.run_after_training``); ``result.json`` in the run folder."""
     from ls_data.errors import DataError
     from ls_train.config import ConfigError, evaluation_config
@@ -76,7 +76,7 @@ def _train(cfg: dict[str, Any], composed: Any = None) -> int:
     return 0
 
 
-def _evaluate(cfg: dict[str, Any], composed: Any = None) -> int:
+def _evaluate(cfg: dict[str, Any]) -> int:
     from ls_data.errors import DataError
     from ls_train.config import ConfigError
     from ls_train.evaluate import run_evaluation
@@ -101,7 +101,7 @@ def _evaluate(cfg: dict[str, Any], composed: Any = None) -> int:
     return 0
 
 
-def _predict(cfg: dict[str, Any], composed: Any = None) -> int:
+def _predict(cfg: dict[str, Any]) -> int:
     from ls_data.errors import DataError
     from ls_train.config import ConfigError
     from ls_train.predict import run_prediction

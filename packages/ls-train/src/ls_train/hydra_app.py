@@ -82,7 +82,7 @@ SUMMARY_METRICS = ("ap@50", "ap@75", "ap@90", "mean_iou@50", "coco_mask_ap")
 
 _INFORMATIONAL = ("help", "hydra_help", "cfg", "info", "shell_completion")
 
-Task = Callable[[dict[str, Any], "DictConfig"], int]
+Task = Callable[[dict[str, Any]], int]
 """A command's work on the finished (resolved, validated) config; returns the exit status."""
 
 
@@ -290,7 +290,7 @@ def run_app(app: App, argv: Sequence[str] | None = None) -> int:
             return 2
         with stop_on_sigterm():
             try:
-                statuses.append(app.task(plain, cfg))
+                statuses.append(app.task(plain))
             except StopRequested:
                 print(f"{app.prog}: stopped on request (SIGTERM); re-run the same command to go on")
                 statuses.append(0)
