@@ -2,8 +2,9 @@
 SIGKILL, to the driver and (Ray) to a worker, then re-run with the same command.
 
 Prints one table: fault x point -> outcome. Every row should read "resumed identically" (or
-"clear error, nothing lost"). The reference is the unstopped run's final (epoch, iteration),
-computed from the recipe. ``tests/test_fault_injection.py`` runs a short selection of these cases.
+"clear error, nothing lost"). The reference is an unstopped run of the same recipe, made first
+in each mode: the resumed run must end at its (epoch, iteration) with the same weights.
+``tests/test_fault_injection.py`` runs a short selection of these cases.
 
     hatch run bench-faults                 # the whole matrix (about 20 minutes on 2 cores)
     hatch run bench-faults --mode local    # in-process runs only (a few minutes)
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -77,6 +80,12 @@ def main() -> int:
     outcomes: list[Outcome] = []
     for mode in modes:
         steps = EPOCHS * (2 if mode == "local" else 1)
+        reference_root = Path(tempfile.mkdtemp(prefix="ls-faults-reference-"))
+        argv = ls_train_argv(*recipe(reference_root, mode))
+        reference = subprocess.run(argv, capture_output=True, text=True)
+        if reference.returncode != 0:
+            print(f"the unstopped {mode} run failed:\n{reference.stdout[-3000:]}{reference.stderr[-3000:]}")
+            return 1
         for i, fault in enumerate(f for f in faults(mode) if args.point in (None, f.point)):
             with tempfile.TemporaryDirectory(prefix="ls-faults-") as tmp:
                 root = Path(tmp)
@@ -87,9 +96,11 @@ def main() -> int:
                     mode=mode,
                     expected=(EPOCHS, steps),
                     folder=root / f"fault{i}",
+                    reference=reference_root / "runs" / "f",
                 )
             outcomes.append(outcome)
             print(format_table([outcome]).splitlines()[-1], flush=True)
+        shutil.rmtree(reference_root, ignore_errors=True)
     print()
     print(format_table(outcomes))
     bad = [o for o in outcomes if o.verdict not in ("resumed identically", "clear error, nothing lost")]

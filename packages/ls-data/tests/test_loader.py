@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DistributedSampler, SequentialSampler
 
 from ls_data.errors import DataError
 from ls_data.loader import (
@@ -21,6 +21,7 @@ from ls_data.loader import (
     worker_init_fn,
 )
 from ls_data.registry import RegistryError
+from ls_data.sampler import EpochShuffleSampler
 from ls_data.transforms import Compose, boxes_from_masks
 
 TINY_DATASET = """
@@ -108,7 +109,7 @@ def test_train_and_val_loaders_have_the_right_sizes_and_batches(tiny: str) -> No
     assert set(loaders) == {"train", "val"}
     assert len(loaders["train"].dataset) == 8 and len(loaders["val"].dataset) == 2
     assert len(loaders["train"]) == 3 and len(loaders["val"]) == 1
-    assert isinstance(loaders["train"].sampler, RandomSampler)
+    assert isinstance(loaders["train"].sampler, EpochShuffleSampler)
     assert isinstance(loaders["val"].sampler, SequentialSampler)
     seen = []
     for images, targets, metas in loaders["train"]:

@@ -7,6 +7,7 @@ the table."""
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,14 +45,31 @@ def recipe(root: Path, tiny_overrides: Callable[..., list[str]], mode: str, name
     )
 
 
+@pytest.fixture(scope="module")
+def unstopped_local(
+    tmp_path_factory: pytest.TempPathFactory, tiny_overrides: Callable[..., list[str]]
+) -> Path:
+    """The run folder of the in-process recipe run without a fault: the weights to end with."""
+    root = tmp_path_factory.mktemp("unstopped")
+    done = subprocess.run(ls_train_argv(*recipe(root, tiny_overrides, "local", "f")), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return root / "runs" / "f"
+
+
 @pytest.mark.parametrize(("mode", "fault"), CASES, ids=[f"{m}-{f.signal.name}-{f.point}" for m, f in CASES])
 def test_a_stopped_run_resumes_to_where_an_unstopped_one_ends(
-    mode: str, fault: Fault, tmp_path: Path, tiny_overrides: Callable[..., list[str]], capsys
+    mode: str, fault: Fault, tmp_path: Path, tiny_overrides: Callable[..., list[str]], capsys,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """In-process runs must also end with the unstopped run's weights (benchmarks/faults.py checks
+    the Ray runs' weights too: one more Ray run is too long for every test run)."""
     steps = EPOCHS * (2 if mode == "local" else 1)
     argv = ls_train_argv(*recipe(tmp_path, tiny_overrides, mode, "f"))
+    reference = request.getfixturevalue("unstopped_local") if mode == "local" else None
     outcome = run_fault_case(
-        argv, tmp_path / "runs" / "f", fault, mode=mode, expected=(EPOCHS, steps), folder=tmp_path / "fault"
+        argv, tmp_path / "runs" / "f", fault, mode=mode, expected=(EPOCHS, steps), folder=tmp_path / "fault",
+        reference=reference,
     )
     with capsys.disabled():
         print("\n" + format_table([outcome]))

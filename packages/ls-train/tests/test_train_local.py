@@ -112,6 +112,57 @@ def test_a_run_stopped_mid_epoch_resumes_with_the_batches_not_yet_trained(
     assert len(fetched) == 1 and fetched[0] != first[0]
 
 
+def test_a_run_stopped_mid_epoch_and_resumed_trains_the_weights_of_an_unstopped_run(
+    root: Path, tiny: Callable[..., list[str]], monkeypatch
+) -> None:
+    """Same shuffle, augmentations and RoI sampling after the resume (the sampler's order is a
+    function of the epoch; the checkpoint carries the RNG states): bit-identical weights."""
+    import ls_train.trainer.loop as loop
+
+    full = train(load_config("quickstart", tiny(root, "trainer.epochs=3", "trainer.run_name=w_full")))
+    overrides = tiny(root, "trainer.epochs=3", "trainer.run_name=w_stop")
+    run = root / "runs" / "w_stop"
+    steps = [0]
+    real_point = loop.fault_point
+
+    def point(name: str) -> None:
+        real_point(name)
+        if name == "train.step":
+            steps[0] += 1
+            if steps[0] == 2:  # seen at the next step: the run stops after step 1 of epoch 2
+                (run / "STOP").write_text("stop")
+
+    monkeypatch.setattr(loop, "fault_point", point)
+    first = train(load_config("quickstart", overrides))
+    assert first.stopped
+    stopped = load_state(first.latest_checkpoint)
+    assert (stopped["epoch"], stopped["epoch_step"], stopped["global_iter"]) == (1, 1, 3)
+    assert len(stopped["rng"]) == 1 and set(stopped["rng"][0]) >= {"torch", "numpy", "python"}
+    (run / "STOP").unlink()
+    monkeypatch.setattr(loop, "fault_point", real_point)
+    resumed = train(load_config("quickstart", overrides))
+    a, b = load_state(full.latest_checkpoint), load_state(resumed.latest_checkpoint)
+    assert a["global_iter"] == b["global_iter"] == 6
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), f"{key} differs after the resume"
+
+
+def test_a_checkpoint_without_rng_states_resumes_and_says_so(
+    root: Path, tiny: Callable[..., list[str]], capsys
+) -> None:
+    from ls_train.trainer import save_state
+
+    overrides = tiny(root, "trainer.epochs=1", "trainer.run_name=old_rng")
+    done = train(load_config("quickstart", overrides))
+    state = load_state(done.latest_checkpoint)
+    del state["rng"]  # a checkpoint of an older version
+    save_state(done.latest_checkpoint, state)
+    capsys.readouterr()
+    train(load_config("quickstart", tiny(root, "trainer.epochs=2", "trainer.run_name=old_rng")))
+    out = capsys.readouterr().out
+    assert "holds no random-generator states" in out and "resuming old_rng at epoch 2" in out
+
+
 def test_a_detector_with_a_target_spacing_gets_the_crops_spacing(
     root: Path, tiny: Callable[..., list[str]]
 ) -> None:

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, ge
 
 from ls_data.errors import DataError
 from ls_data.registry import instantiate
+from ls_data.sampler import EpochShuffleSampler
 from ls_data.transforms.base import Compose, build_transforms
 
 __all__ = [
@@ -154,7 +155,8 @@ def build_dataloaders(
         split_seed: Seed of the split's generator (same split on every rank and run).
         shuffle: Shuffle the training samples each epoch.
         drop_last: Drop the last incomplete training batch.
-        seed: Seed of the shuffling and of the workers' base seed; ``None`` = non-deterministic.
+        seed: Seed of the shuffling and of the workers' base seed; ``None``: one drawn from torch's
+            global RNG.
         multiprocessing_context: how worker processes start when ``num_workers > 0``:
             ``"forkserver"``, ``"spawn"``, ``"fork"``, None (the platform default), or ``"auto"``:
             ``"forkserver"`` once TensorStore is imported in this process (ls-data's readers
@@ -167,7 +169,11 @@ def build_dataloaders(
         ``(images, targets, metas)`` lists (:func:`collate_detection`). When torch.distributed is
         initialised, each loader uses a :class:`~torch.utils.data.DistributedSampler` (the val
         one unshuffled; it pads with repeated samples to split evenly across ranks), and the
-        caller must call ``loader.sampler.set_epoch(epoch)`` every epoch for a new shuffle.
+        caller must call ``loader.sampler.set_epoch(epoch)`` every epoch for a new shuffle. In one
+        process the shuffled training loader uses an
+        :class:`~ls_data.sampler.EpochShuffleSampler`: each epoch's order is drawn from
+        ``seed + epoch`` (``set_epoch``, as a trainer calls it), so a run resumed in a new process
+        trains an epoch in the same order as an unstopped run.
     """
     if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
         raise DataError(
@@ -190,6 +196,10 @@ def build_dataloaders(
         parts = {"train": dataset}
 
     distributed = _in_distributed_run()
+    # a seed of our own even when none is set (drawn from torch's global RNG, so a run seeded with
+    # torch.manual_seed stays reproducible): the loaders then never draw from the global RNG
+    # when an epoch starts, which would shift the augmentations of a run resumed mid-epoch
+    base_seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
     loaders: dict[str, DataLoader] = {}
     for split_name, part in parts.items():
         train = split_name == "train"
@@ -198,7 +208,9 @@ def build_dataloaders(
             sampler = DistributedSampler(
                 part, shuffle=shuffle and train, seed=seed or 0, drop_last=drop_last and train
             )
-        generator = None if seed is None else torch.Generator().manual_seed(seed + (0 if train else 1))
+        elif shuffle and train:
+            sampler = EpochShuffleSampler(len(part), seed=base_seed)
+        generator = torch.Generator().manual_seed(base_seed + (0 if train else 1))
         loaders[split_name] = DataLoader(
             part,
             batch_size=batch_size,

@@ -8,7 +8,8 @@ then started again with the same arguments and no fault. The verdict compares wh
 run ends with where an unstopped run ends:
 
 - ``resumed identically``: the second command exits 0 and the run's last checkpoint is at the
-  same epoch and iteration as the unstopped run's, with one ``metrics.csv`` row per epoch;
+  same epoch and iteration as the unstopped run's, with one ``metrics.csv`` row per epoch, and,
+  where an unstopped run of the same recipe is given to compare with, the same weights;
 - ``clear error, nothing lost``: the first command exits 2 with an ``error:`` line and the second
   one resumes identically;
 - anything else is ``LOST WORK`` or ``FAILED`` with the reason.
@@ -25,6 +26,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from ls_train.trainer.checkpoint import STATE_FILE, CheckpointError, load_state
 from ls_train.trainer.faults import FAULT_DIR_ENV, FAULT_ENV
@@ -71,17 +74,40 @@ class Outcome:
     resumed_tail: str = ""
 
 
-def final_position(run_dir: Path) -> tuple[int, int] | None:
-    """``(epoch, global_iter)`` of the furthest loadable checkpoint under ``run_dir`` (None: none)."""
+def final_state(run_dir: Path) -> dict | None:
+    """The state of the furthest loadable checkpoint under ``run_dir`` (None: none)."""
     best = None
     for state_file in run_dir.rglob(STATE_FILE):
         try:
             state = load_state(state_file)
         except CheckpointError:
             continue
-        position = (int(state["epoch"]), int(state["global_iter"]))
-        best = position if best is None or position[1] > best[1] else best
+        best = state if best is None or int(state["global_iter"]) > int(best["global_iter"]) else best
     return best
+
+
+def final_position(run_dir: Path) -> tuple[int, int] | None:
+    """``(epoch, global_iter)`` of the furthest loadable checkpoint under ``run_dir`` (None: none)."""
+    state = final_state(run_dir)
+    return None if state is None else (int(state["epoch"]), int(state["global_iter"]))
+
+
+def weights_difference(run_dir: Path, reference: Path) -> float | None:
+    """Largest absolute difference between the weights of the furthest checkpoints of two runs
+    (0.0: identical; None: a run without a checkpoint, or models of other shapes)."""
+    a, b = final_state(run_dir), final_state(reference)
+    if a is None or b is None or a["model"].keys() != b["model"].keys():
+        return None
+    worst = 0.0
+    for key, value in a["model"].items():
+        other = b["model"][key]
+        if value.shape != other.shape:
+            return None
+        if value.numel() and value.is_floating_point():
+            worst = max(worst, float((value - other).abs().max()))
+        elif not torch.equal(value, other):
+            worst = max(worst, float("inf"))
+    return worst
 
 
 def _run(
@@ -140,6 +166,7 @@ def _verdict(
     position: tuple[int, int] | None,
     expected: tuple[int, int],
     epochs_in_csv: list[float],
+    weights_delta: float | None = 0.0,
 ) -> str:
     if resumed_rc != 0:
         return f"FAILED: the re-run exited {resumed_rc}"
@@ -147,6 +174,10 @@ def _verdict(
         return f"LOST WORK: ended at (epoch, iteration) {position}, an unstopped run at {expected}"
     if epochs_in_csv != [float(e) for e in range(1, expected[0] + 1)]:
         return f"LOST WORK: metrics.csv holds epochs {epochs_in_csv}"
+    if weights_delta is None:
+        return "FAILED: no weights to compare with the unstopped run's"
+    if weights_delta > 0:
+        return f"resumed, other weights than the unstopped run (max |diff| {weights_delta:.2e})"
     if first_rc == 2:
         return "clear error, nothing lost" if "error:" in first_log else "FAILED: exit 2 without a message"
     return "resumed identically"
@@ -161,9 +192,11 @@ def run_fault_case(
     expected: tuple[int, int],
     folder: Path,
     timeout: float = 300.0,
+    reference: Path | None = None,
 ) -> Outcome:
     """Run ``argv`` (an ``ls-train`` command whose run folder is ``run_dir``) stopped by ``fault``,
-    then again without it, and judge the result against ``expected`` ``(epoch, global_iter)``."""
+    then again without it, and judge the result against ``expected`` ``(epoch, global_iter)`` and,
+    when given, the weights of the unstopped run in the run folder ``reference``."""
     folder.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, FAULT_DIR_ENV)}
     start = time.monotonic()
@@ -179,7 +212,10 @@ def run_fault_case(
         resumed_rc=resumed_rc,
         position=position,
         expected=expected,
-        verdict=_verdict(first_rc, first_log, resumed_rc, position, expected, epochs),
+        verdict=_verdict(
+            first_rc, first_log, resumed_rc, position, expected, epochs,
+            0.0 if reference is None else weights_difference(run_dir, reference),
+        ),
         seconds=time.monotonic() - start,
         first_tail=first_log[-3000:],
         resumed_tail=resumed_log[-3000:],

@@ -41,6 +41,7 @@ from ls_train.trainer.checkpoint import (
     save_state,
 )
 from ls_train.trainer.faults import BadStepCounter, NonFiniteLossError, StopRequest, fault_point
+from ls_train.trainer.rng import gather_rng_states, restore_rng_state
 from ls_train.trainer.schedule import build_scheduler
 
 __all__ = ["STOP_REASON_KEY", "STOP_REQUESTED_KEY", "TrainingStopped", "train_loop_per_worker"]
@@ -207,6 +208,20 @@ def _check_same_resume_point(global_iter: int, world: int) -> None:
         )
 
 
+def _restore_rngs(state: Mapping[str, Any], rank: int, world: int) -> str | None:
+    """Set this worker's RNGs from a checkpoint; returns a line for the log where it cannot."""
+    states = state.get("rng")
+    if not states:
+        return ("the checkpoint holds no random-generator states (written by an older version): the "
+                "resumed run draws other augmentations and samples than an unstopped run would")
+    if len(states) != world:
+        return (f"the checkpoint holds the random-generator states of {len(states)} worker(s), this run "
+                f"has {world}: the resumed run draws other augmentations and samples than an "
+                f"unstopped run would")
+    restore_rng_state(states[rank])
+    return None
+
+
 def _zero_backward(model: nn.Module) -> None:
     """A backward pass adding zero to every gradient, so DDP's reducer sees the iteration on all workers."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -279,6 +294,9 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
         start_epoch, start_epoch_step = int(state["epoch"]), int(state["epoch_step"])
         global_iter = int(state["global_iter"])
         last_metrics = dict(state.get("metrics", {}))
+        rng_note = _restore_rngs(state, session.rank, session.world)
+        if rng_note:
+            skipped.append(rng_note)
     if session.world > 1:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
@@ -318,6 +336,7 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
             "epoch_step": epoch_step,
             "global_iter": global_iter,
             "bad_steps": bad.state_dict(),
+            "rng": gather_rng_states(session.world),  # by rank: a resumed run draws what this one would
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
             CONFIG_KEY: config_text,  # the checkpoint carries the config that trained it
         }
