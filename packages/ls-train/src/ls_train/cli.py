@@ -106,6 +106,7 @@ def _predict(cfg: dict[str, Any]) -> int:
     from ls_train.config import ConfigError
     from ls_train.predict import run_prediction
     from ls_train.predict.tilestore import PlanMismatchError
+    from ls_train.storage import StorageFullError
     from ls_train.trainer import CheckpointError
 
     for key in ("input", "output"):
@@ -123,6 +124,9 @@ def _predict(cfg: dict[str, Any]) -> int:
     except (ConfigError, DataError, CheckpointError, PlanMismatchError, FileExistsError) as exc:
         print(f"ls-predict: error: {exc}", file=sys.stderr)
         return 2
+    except StorageFullError as exc:  # after work started: the finished tiles are kept for a rerun
+        print(f"ls-predict: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ls_train.config import ConfigError
+from ls_train.storage import StorageFullError, no_space_left
 from ls_train.predict.checks import (
     NonFiniteInputError,
     check_model_channels,
@@ -283,6 +284,24 @@ def _open_store(work: Path, plan: dict[str, Any], grid: TileGrid, overwrite: boo
 
 
 @contextmanager
+def _clear_error_when_disk_full(work: Path, num_tiles: int) -> Iterator[None]:
+    """A full disk (output, work folder or tile store) becomes a :class:`StorageFullError` saying
+    which tiles are kept and how to go on, instead of a traceback from deep in a writer."""
+    try:
+        yield
+    except Exception as exc:
+        detail = no_space_left(exc)
+        if detail is None or isinstance(exc, StorageFullError):
+            raise
+        kept = TileStore.tiles_done(work)
+        raise StorageFullError(
+            f"no space left on device ({detail}); {kept} of {num_tiles} tiles are finished and kept in "
+            f"{work}: free space (or give predict.work_dir and output on another disk) and run the same "
+            f"command again to go on from them"
+        ) from exc
+
+
+@contextmanager
 def _no_block_on_failure(store: TileStore, created: bool) -> Iterator[None]:
     """On an error, leave nothing that refuses the corrected rerun: remove the work folder this
     run created when it holds no finished tile, and mark it replaceable when the input held NaN
@@ -439,6 +458,7 @@ def run_prediction(
         NonFiniteInputError: NaN or infinite values in the input (a DataError).
         CheckpointError: weights that do not fit the model of the config.
         PlanMismatchError: the work folder holds tiles of a different run.
+        StorageFullError: a write failed for lack of space (the finished tiles are kept).
     """
     import sys
 
@@ -464,7 +484,8 @@ def run_prediction(
     del model
     grid = TileGrid(volume.shape, pc.tile_shape, pc.overlap)
     plan = _plan(cfg, pc, volume, grid, spec)
-    store, created = _open_store(work, plan, grid, overwrite)
+    with _clear_error_when_disk_full(work, len(grid)):
+        store, created = _open_store(work, plan, grid, overwrite)
     done = store.done()
     pending = [i for i in range(len(grid)) if i not in done]
     voxels = math.prod(volume.shape)
@@ -474,7 +495,11 @@ def run_prediction(
         + (f"; {len(done)} already done in {work}" if done else "")
     )
     seconds: dict[str, float] = {}
-    with _no_block_on_failure(store, created), ray_session(cfg, logs_dir=work) if use_ray else nullcontext():
+    with (
+        _clear_error_when_disk_full(work, len(grid)),
+        _no_block_on_failure(store, created),
+        ray_session(cfg, logs_dir=work) if use_ray else nullcontext(),
+    ):
         worker = TileWorker(
             volume,
             grid,

@@ -197,11 +197,16 @@ class TileStore:
 
     def done(self) -> set[int]:
         """Indices of the finished tiles."""
-        out = set()
-        for p in (self.root / "tiles").glob("*.npz"):
-            if p.stem.isdigit():
-                out.add(int(p.stem))
-        return {i for i in out if i < self.num_tiles}
+        return {i for i in self._finished(self.root) if i < self.num_tiles}
+
+    @staticmethod
+    def _finished(root: Path) -> set[int]:
+        return {int(p.stem) for p in (root / "tiles").glob("*.npz") if p.stem.isdigit()}
+
+    @staticmethod
+    def tiles_done(root: str | Path) -> int:
+        """How many finished tiles the work folder ``root`` holds (0: none, or no such folder)."""
+        return len(TileStore._finished(Path(root)))
 
     def write(self, index: int, tile: TileLabels) -> TileMeta:
         """Store tile ``index``'s labels, then its metadata (which marks it done)."""
