@@ -110,7 +110,8 @@ def small_disk(tmp_path: Path):
     mount.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    argv = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]
+    made = subprocess.run(argv, capture_output=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
     yield mount

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from ls_train.config import ConfigError
-from ls_train.storage import StorageFullError, no_space_left
 from ls_train.predict.checks import (
     NonFiniteInputError,
     check_model_channels,
@@ -54,6 +53,7 @@ from ls_train.predict.tiling import Box, TileGrid
 from ls_train.predict.volume import InputVolume, open_input
 from ls_train.predict.workers import PaintJob, SegmenterSpec, TileWorker, paint_blocks
 from ls_train.ray_session import ray_session
+from ls_train.storage import StorageFullError, no_space_left
 
 __all__ = ["PredictionResult", "run_prediction"]
 
