@@ -95,6 +95,8 @@ SECTIONS = (
     "output",
     "overwrite",
     "accept_config_mismatch",
+    "pred",
+    "gt",
 )
 """Top-level keys an experiment config may have."""
 
@@ -239,6 +241,22 @@ class ClusterConfig:
             )
 
 
+def _three_ints(value: Any, key: str) -> tuple[int, int, int]:
+    """An int or three ints ``(z, y, x)``, each >= 1."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value] * 3
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise ConfigError(f"{key} must be an int or three ints (z, y, x), got {value!r}")
+    if min(value) < 1:
+        raise ConfigError(f"{key} must be >= 1 on every axis, got {list(value)}")
+    return tuple(int(v) for v in value)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True, kw_only=True)
 class EvaluationConfig:
     """The evaluator (the ``evaluation`` section).
@@ -254,6 +272,15 @@ class EvaluationConfig:
         ray_min_crops: ``ls-evaluate`` spreads the crops over Ray tasks from this many crops on.
         ray_num_tasks: Number of Ray tasks then.
         run_after_training: ``ls-train`` evaluates the best (else the latest) checkpoint when done.
+        pred_level: Whole-volume evaluation (``ls-evaluate pred=... gt=...``): multiscale level
+            of an OME-Zarr ``pred`` (TIFF: 0).
+        gt_level: Multiscale level of an OME-Zarr ``gt`` (TIFF: 0).
+        block_shape: Voxels ``(z, y, x)`` read per step (an int: the same on every axis);
+            memory grows with it, not with the volume.
+        region_grid: Regions ``(z, y, x)`` the volume is cut into for the per-region metrics.
+        check_spacing: Refuse volumes whose voxel spacings differ (false: for a file that carries
+            no spacing, which reads as 1 µm).
+        num_workers: Ray tasks sharing the block pass (1: in this process).
     """
 
     database: Mapping[str, Any] | None = None
@@ -265,8 +292,24 @@ class EvaluationConfig:
     ray_min_crops: int = 64
     ray_num_tasks: int = 4
     run_after_training: bool = False
+    pred_level: int = 0
+    gt_level: int = 0
+    block_shape: Sequence[int] | int = (32, 512, 512)
+    region_grid: Sequence[int] | int = (2, 4, 4)
+    check_spacing: bool = True
+    num_workers: int = 1
 
     def __post_init__(self) -> None:
+        for key in ("block_shape", "region_grid"):
+            object.__setattr__(self, key, _three_ints(getattr(self, key), f"evaluation.{key}"))
+        for key in ("pred_level", "gt_level"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"evaluation.{key} must be an int >= 0, got {value!r}")
+        if not isinstance(self.check_spacing, bool):
+            raise ConfigError(f"evaluation.check_spacing must be true or false, got {self.check_spacing!r}")
+        if self.num_workers < 1:
+            raise ConfigError(f"evaluation.num_workers must be >= 1, got {self.num_workers}")
         if self.batch_size < 1:
             raise ConfigError(f"evaluation.batch_size must be >= 1, got {self.batch_size}")
         for key in ("mask_threshold", "score_threshold"):
@@ -657,37 +700,16 @@ def _metric_registry() -> tuple[Callable[[], list[str]], Callable[[str], Any]]:
     return registry.list_metrics, registry.get_metric
 
 
-def validate_config(cfg: Mapping[str, Any]) -> None:
-    """Check a resolved experiment config before any work starts.
+MODEL_RUNTIME_KEYS = ("channels_last",)
+"""Keys of ``models`` that say how the model runs, not what it is: not arguments of its builder."""
 
-    Checks the top-level sections, the keys of ``trainer``/``cluster``/``evaluation``/``data``,
-    the registry names (detector, backbone, dataset, transforms, metrics) and the builder
-    arguments of every component (against the builder's signature).
 
-    Raises:
-        ConfigError: naming the key and listing the valid keys or names.
-    """
+def _check_model_and_data(cfg: Mapping[str, Any], evaluation: EvaluationConfig) -> None:
+    """The ``models`` and ``datasets`` sections and ``evaluation.database`` (see :func:`validate_config`)."""
     import ls_backbones
     import ls_detection
     from ls_data import registry as data_registry
     from ls_data.loader import LOADER_KEYS, loader_options
-    from ls_data.transforms import build_transforms
-
-    _unknown_keys(list(cfg), SECTIONS, "config")
-    for required in ("models", "datasets", "trainer", "cluster"):
-        if cfg.get(required) is None:
-            raise ConfigError(f"config: the {required!r} section is missing")
-    accept = cfg.get("accept_config_mismatch", False)
-    if not isinstance(accept, bool):
-        raise ConfigError(f"accept_config_mismatch must be true or false, got {accept!r}")
-    trainer_config(cfg)
-    cluster_config(cfg)
-    evaluation = evaluation_config(cfg)
-    data_config(cfg)
-    if cfg.get("predict") is not None:
-        from ls_train.predict.config import predict_config
-
-        predict_config(cfg)
 
     models = cfg["models"]
     _component(
@@ -696,7 +718,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         kind="detector",
         list_names=ls_detection.list_detectors,
         get_builder=ls_detection.get_detector_builder,
-        reserved=("backbones",),
+        reserved=("backbones", *MODEL_RUNTIME_KEYS),
         given=("backbone", "backbone_kwargs", "fpn"),
     )
     backbones = models.get("backbones") if isinstance(models, Mapping) else None
@@ -731,6 +753,43 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             get_builder=data_registry.get_dataset,
             given=("transforms",),
         )
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Check a resolved experiment config before any work starts.
+
+    Checks the top-level sections, the keys of ``trainer``/``cluster``/``evaluation``/``data``,
+    the registry names (detector, backbone, dataset, transforms, metrics) and the builder
+    arguments of every component (against the builder's signature).
+
+    Raises:
+        ConfigError: naming the key and listing the valid keys or names.
+    """
+    from ls_data import registry as data_registry
+    from ls_data.transforms import build_transforms
+
+    _unknown_keys(list(cfg), SECTIONS, "config")
+    # a whole-volume evaluation (ls-evaluate pred=... gt=..., the packaged evaluate_volume config)
+    # scores label volumes: it needs no model and no dataset
+    scores_volumes = cfg.get("models") is None and cfg.get("pred") is not None
+    required = ("trainer", "cluster") if scores_volumes else ("models", "datasets", "trainer", "cluster")
+    for required_key in required:
+        if cfg.get(required_key) is None:
+            raise ConfigError(f"config: the {required_key!r} section is missing")
+    accept = cfg.get("accept_config_mismatch", False)
+    if not isinstance(accept, bool):
+        raise ConfigError(f"accept_config_mismatch must be true or false, got {accept!r}")
+    trainer_config(cfg)
+    cluster_config(cfg)
+    evaluation = evaluation_config(cfg)
+    data_config(cfg)
+    if cfg.get("predict") is not None:
+        from ls_train.predict.config import predict_config
+
+        predict_config(cfg)
+
+    if not scores_volumes:
+        _check_model_and_data(cfg, evaluation)
 
     transforms = cfg.get("transforms") or {}
     if not isinstance(transforms, Mapping):
@@ -777,6 +836,8 @@ def _check_builds(cfg: Mapping[str, Any]) -> None:
 
     if (cfg.get("metrics") or {}).get("metrics_list"):
         build_metrics(cfg)
+    if cfg.get("models") is None:  # a whole-volume evaluation: no model
+        return
     try:
         with torch.device("meta"):
             build_model(cfg)  # raises ConfigError naming the rejected argument
