@@ -67,3 +67,16 @@ def test_an_explicit_config_that_differs_is_refused_with_the_keys(tmp_path: Path
                        r"accept_config_mismatch=true"):
         check_against_checkpoint(other, str(folder))
     check_against_checkpoint({**other, "accept_config_mismatch": True}, str(folder))
+
+
+def test_how_the_weights_run_is_not_a_difference(tmp_path: Path, cfg: dict) -> None:
+    """``models.channels_last`` (a runtime key) may differ from the checkpoint's, or be absent from
+    the config of a checkpoint written before it existed."""
+    older = json.loads(json.dumps(cfg))
+    del older["models"]["channels_last"]
+    folder = tmp_path / "ckpt"
+    save_state(folder, {"model": {}, CONFIG_KEY: json.dumps(older)})
+    check_against_checkpoint(cfg, str(folder))
+    other = json.loads(json.dumps(cfg))
+    other["models"]["channels_last"] = not cfg["models"]["channels_last"]
+    assert config_differences(other, cfg) == []

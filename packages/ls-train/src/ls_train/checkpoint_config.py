@@ -111,12 +111,16 @@ def _section(cfg: Mapping[str, Any], dotted: str) -> Any:
 
 
 def config_differences(cfg: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
-    """``key: given X, checkpoint Y`` for every leaf of :data:`COMPARED_SECTIONS` that differs."""
+    """``key: given X, checkpoint Y`` for every leaf of :data:`COMPARED_SECTIONS` that differs
+    (except ``models``' runtime keys, e.g. ``channels_last``: how the weights run, not what they are)."""
+    from ls_train.config import MODEL_RUNTIME_KEYS
+
+    runtime = {f"models.{k}" for k in MODEL_RUNTIME_KEYS}
     lines = []
     for section in COMPARED_SECTIONS:
         given = dict(_leaves(_section(cfg, section), section))
         stored = dict(_leaves(_section(saved, section), section))
-        for key in sorted(set(given) | set(stored)):
+        for key in sorted((set(given) | set(stored)) - runtime):
             mine, theirs = given.get(key, "<absent>"), stored.get(key, "<absent>")
             if mine != theirs:
                 lines.append(f"{key}: given {mine!r}, checkpoint {theirs!r}")
