@@ -15,7 +15,8 @@ from ls_train.factory import build_model
 def _models(tmp_path: Path, tiny_model: list[str]) -> tuple[torch.nn.Module, torch.nn.Module]:
     built = []
     for flag in ("false", "true"):
-        cfg = load_config("quickstart", [f"data.root={tmp_path}", *tiny_model, f"models.channels_last={flag}"])
+        overrides = [f"data.root={tmp_path}", *tiny_model, f"models.channels_last={flag}"]
+        cfg = load_config("quickstart", overrides)
         torch.manual_seed(0)
         built.append(build_model(cfg))
     return built[0], built[1]
@@ -76,5 +77,5 @@ def test_a_training_step_gives_the_reference_losses_and_gradients(tmp_path: Path
 def test_channels_last_must_be_a_bool(tmp_path: Path, tiny_model) -> None:
     cfg = load_config("quickstart", [f"data.root={tmp_path}", *tiny_model])
     cfg["models"]["channels_last"] = "yes"
-    with pytest.raises(ConfigError, match="models.channels_last must be true or false, got 'yes'"):
+    with pytest.raises(ConfigError, match=r"models\.channels_last must be true or false, got 'yes'"):
         build_model(cfg)

@@ -47,6 +47,8 @@ def test_every_packaged_experiment_composes_and_validates(name: str) -> None:
         "output",
         "overwrite",
         "accept_config_mismatch",
+        "pred",
+        "gt",
     }
     assert cfg["predict"]["segmenter"] == "detector" and cfg["input"] is None
     assert cfg["accept_config_mismatch"] is False and cfg["trainer"]["verbose"] is False

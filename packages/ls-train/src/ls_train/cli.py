@@ -7,13 +7,16 @@
     ls-train -cn quickstart --cfg job --resolve
     ls-train -cn quickstart -m trainer.lr=1e-3,3e-4
     ls-evaluate checkpoint=runs/quickstart/checkpoint_epoch0020_iter00000160/
+    ls-evaluate pred=labels.ome.zarr/labels/instances gt=volume_labels.tif   # whole volumes, no model
     ls-predict checkpoint=runs/quickstart/checkpoint_.../ input=volume.tif output=labels.ome.zarr \
         predict.tile_shape=[32,256,256]
 
 ``--config-name`` picks the experiment; ``ls-evaluate`` and ``ls-predict`` may leave it out and take
 the config stored in the ``checkpoint=`` folder (see :mod:`ls_train.checkpoint_config`; with
 ``--config-name`` too, a model that differs from the checkpoint's is refused unless
-``accept_config_mismatch=true``). Every other argument is a Hydra flag or override (``key=value``,
+``accept_config_mismatch=true``); ``ls-evaluate pred=... gt=...`` scores a predicted label volume
+against the truth (:mod:`ls_train.evaluate_volume`, the packaged ``evaluate_volume`` config unless
+``--config-name`` names another). Every other argument is a Hydra flag or override (``key=value``,
 ``group=option``, ``+key=value``, ``~key``).
 
 Exit status: 0 done (or stopped on request and resumable), 1 training stopped on an error,
@@ -76,12 +79,48 @@ def _train(cfg: dict[str, Any]) -> int:
     return 0
 
 
+def _given(value: Any) -> bool:
+    return value not in (None, "", "???")
+
+
+def _evaluate_volume(cfg: dict[str, Any]) -> int:
+    """``ls-evaluate pred=PATH gt=PATH``: a predicted label volume against the truth, block by block."""
+    from ls_data.errors import DataError
+    from ls_train.config import ConfigError
+    from ls_train.evaluate_volume import run_volume_evaluation
+
+    missing = [key for key in ("pred", "gt") if not _given(cfg.get(key))]
+    if missing:
+        print(
+            f"ls-evaluate: error: give {' and '.join(f'{k}=PATH' for k in missing)}: pred= the predicted "
+            f"label volume (e.g. out.ome.zarr/labels/instances), gt= the ground-truth labels "
+            f"(OME-Zarr or TIFF)",
+            file=sys.stderr,
+        )
+        return 2
+    if _given(cfg.get("checkpoint")):
+        print(
+            f"ls-evaluate: error: checkpoint={cfg['checkpoint']} and pred=/gt= ask for two evaluations: "
+            f"pred= and gt= score label volumes (no model); checkpoint= evaluates weights on held-out crops",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        run_volume_evaluation(cfg, str(cfg["pred"]), str(cfg["gt"]))
+    except (ConfigError, DataError) as exc:
+        print(f"ls-evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _evaluate(cfg: dict[str, Any]) -> int:
     from ls_data.errors import DataError
     from ls_train.config import ConfigError
     from ls_train.evaluate import run_evaluation
     from ls_train.trainer import CheckpointError
 
+    if _given(cfg.get("pred")) or _given(cfg.get("gt")):
+        return _evaluate_volume(cfg)
     checkpoint = cfg.get("checkpoint")
     if checkpoint in (None, "", "???"):
         print(
@@ -131,7 +170,7 @@ def _predict(cfg: dict[str, Any]) -> int:
 
 
 TRAIN = App("ls-train", _train, run_dir=_TRAIN_RUN_DIR, sweep_dir=_TRAIN_SWEEP_DIR, summary=True)
-EVALUATE = App("ls-evaluate", _evaluate, from_checkpoint=True)
+EVALUATE = App("ls-evaluate", _evaluate, from_checkpoint=True, config_by_key=(("pred", "evaluate_volume"),))
 PREDICT = App("ls-predict", _predict, from_checkpoint=True)
 
 
@@ -141,7 +180,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    """``ls-evaluate [--config-name=NAME] checkpoint=PATH [overrides]``: metrics, tables, pictures."""
+    """``ls-evaluate [--config-name=NAME] checkpoint=PATH [overrides]``: metrics, tables, pictures;
+    ``ls-evaluate pred=PATH gt=PATH [overrides]``: the same for a predicted label volume."""
     return run_app(EVALUATE, argv)
 
 

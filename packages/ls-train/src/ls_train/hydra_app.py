@@ -97,6 +97,9 @@ class App:
         sweep_dir: Hydra's ``hydra.sweep.dir`` (None: Hydra's default).
         from_checkpoint: Without ``--config-name``, take the config stored in ``checkpoint=``.
         summary: End a multirun with :class:`MultirunSummary`.
+        config_by_key: ``(key, config name)`` pairs: without ``--config-name`` (and without
+            ``checkpoint=``), an override of ``key`` selects that packaged config
+            (``ls-evaluate pred=... gt=...`` -> ``evaluate_volume``).
     """
 
     prog: str
@@ -105,6 +108,7 @@ class App:
     sweep_dir: str | None = None
     from_checkpoint: bool = False
     summary: bool = False
+    config_by_key: tuple[tuple[str, str], ...] = ()
 
     def hydra_overrides(self) -> list[str]:
         """Hydra settings the command puts before the user's overrides (which may change them)."""
@@ -200,12 +204,17 @@ def _prepare(app: App, argv: list[str]) -> tuple[argparse.ArgumentParser, argpar
     informational = any(getattr(args, flag) for flag in _INFORMATIONAL)
     if args.config_name is None:
         checkpoint = _override_value(args.overrides, "checkpoint") if app.from_checkpoint else None
+        by_key = [name for key, name in app.config_by_key if _override_value(args.overrides, key)]
         if checkpoint not in (None, "", "???", "null"):
             _store_checkpoint_config(checkpoint)
             args.config_name = CHECKPOINT_CONFIG
+        elif by_key:
+            args.config_name = by_key[0]
         elif not informational:
             what = "--config-name=NAME, or checkpoint=DIR to use the config stored in the checkpoint"
-            raise _Refused(f"give {what if app.from_checkpoint else '--config-name=NAME'}")
+            what = what if app.from_checkpoint else "--config-name=NAME"
+            what += "".join(f", or {key}=... (the {name} config)" for key, name in app.config_by_key)
+            raise _Refused(f"give {what}")
     args.overrides = [*app.hydra_overrides(), *args.overrides]
     return parser, args
 

@@ -12,6 +12,7 @@ _EXPORTS = {
     "format_table": "report",
     "join_per_crop": "report",
     "read_json": "report",
+    "write_columns_csv": "report",
     "write_csv": "report",
     "write_json": "report",
     "write_report": "report",
@@ -19,6 +20,7 @@ _EXPORTS = {
     "label_projection": "plots",
     "plot_crop_projections": "plots",
     "plot_metrics_vs_threshold": "plots",
+    "plot_region_grid": "plots",
     "threshold_curves": "plots",
 }
 

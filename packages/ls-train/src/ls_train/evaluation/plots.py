@@ -27,6 +27,7 @@ __all__ = [
     "label_projection",
     "plot_crop_projections",
     "plot_metrics_vs_threshold",
+    "plot_region_grid",
     "threshold_curves",
 ]
 
@@ -109,6 +110,65 @@ def plot_metrics_vs_threshold(
     ax.legend(loc="lower left", fontsize="small")
     ax.set_title(title or ("pooled over crops" if pooled else "mean over crops"))
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_region_grid(
+    regions: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    threshold: float = 0.5,
+    metric: str = "f1",
+    dpi: int = 100,
+) -> Path:
+    """Where a whole-volume evaluation fails: one panel per z-layer of regions, each region a
+    cell coloured by ``<metric>@<threshold>`` and labelled with it and its ground-truth count
+    (grey: no object).
+
+    Args:
+        regions: rows of the per-region table (``z0``, ``z1``, ``y0``, ..., ``n_gt``, ``n_pred``
+            and the metric keys), as :func:`ls_train.evaluate_volume.evaluate_label_volumes`
+            gives them.
+        path: the ``.png`` to write.
+    """
+    import matplotlib
+
+    from ls_train.metrics.keys import metric_key
+
+    key = metric_key(metric, threshold)
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.85")
+    if not regions:
+        raise ValueError("plot_region_grid: no regions")
+    zs = sorted({int(r["z0"]) for r in regions})
+    ys = sorted({int(r["y0"]) for r in regions})
+    xs = sorted({int(r["x0"]) for r in regions})
+    cols = min(len(zs), 4)
+    rows = -(-len(zs) // cols)
+    fig = Figure(figsize=(3.2 * cols + 0.8, 3.0 * rows + 0.4), dpi=dpi)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    image = None
+    for k, z0 in enumerate(zs):
+        ax = axes[k // cols][k % cols]
+        grid = np.full((len(ys), len(xs)), np.nan)
+        layer = [r for r in regions if int(r["z0"]) == z0]
+        for r in layer:
+            iy, ix = ys.index(int(r["y0"])), xs.index(int(r["x0"]))
+            if r["n_gt"] or r["n_pred"]:
+                grid[iy, ix] = float(r[key])
+            text = "-" if np.isnan(grid[iy, ix]) else f"{grid[iy, ix]:.2f}"
+            ax.text(ix, iy, f"{text}\n{int(r['n_gt'])}", ha="center", va="center", fontsize=7)
+        image = ax.imshow(np.ma.masked_invalid(grid), vmin=0.0, vmax=1.0, cmap=cmap)
+        z1 = max(int(r["z1"]) for r in layer)
+        ax.set_title(f"z {z0}:{z1}", fontsize=9)
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs], fontsize=6)
+        ax.set_yticks(range(len(ys)), [str(y) for y in ys], fontsize=6)
+        ax.set_xlabel("x", fontsize=8)
+        ax.set_ylabel("y", fontsize=8)
+    for k in range(len(zs), rows * cols):
+        axes[k // cols][k % cols].set_axis_off()
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=key)
+    fig.suptitle(f"{key} per region (cell: value, ground-truth objects)", fontsize=10)
     return _save(fig, path)
 
 

@@ -21,7 +21,15 @@ import numpy as np
 
 from ls_train.metrics.keys import parse_metric_key
 
-__all__ = ["format_table", "join_per_crop", "read_json", "write_csv", "write_json", "write_report"]
+__all__ = [
+    "format_table",
+    "join_per_crop",
+    "read_json",
+    "write_columns_csv",
+    "write_csv",
+    "write_json",
+    "write_report",
+]
 
 _INT_NAMES = ("tp", "fp", "fn")
 
@@ -90,11 +98,14 @@ def write_json(
     summary: Mapping[str, float],
     per_crop: Sequence[Mapping[str, Any]] = (),
     meta: Mapping[str, Any] | None = None,
+    *,
+    rows_key: str = "per_crop",
 ) -> Path:
-    """Write ``{"summary": ..., "per_crop": [...], "meta": {...}}`` to ``path`` (atomically)."""
+    """Write ``{"summary": ..., "per_crop": [...], "meta": {...}}`` to ``path`` (atomically);
+    ``rows_key`` names the rows (``"per_region"`` for a whole volume)."""
     doc = {
         "summary": _plain(dict(summary)),
-        "per_crop": _plain(list(per_crop)),
+        rows_key: _plain(list(per_crop)),
         "meta": _plain(dict(meta or {})),
     }
     return _atomic_write(Path(path), json.dumps(doc, indent=2, allow_nan=False) + "\n")
@@ -149,6 +160,33 @@ def write_report(
         ),
         "per_crop_csv": write_csv(out / f"{stem}_per_crop.csv", per_crop),
     }
+
+
+def write_columns_csv(
+    path: str | os.PathLike[str], columns: Mapping[str, np.ndarray], *, rows_per_step: int = 100_000
+) -> Path:
+    """Write equal-length 1-D columns as CSV (atomically), a step of rows at a time: for tables of
+    millions of rows (no dict per row). Floats are written in their shortest exact form."""
+    names = list(columns)
+    arrays = [np.asarray(columns[n]) for n in names]
+    n = arrays[0].shape[0] if arrays else 0
+    if any(a.shape != (n,) for a in arrays):
+        shapes = {k: a.shape for k, a in zip(names, arrays, strict=True)}
+        raise ValueError(f"{path}: columns must be 1-D of one length, got {shapes}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(",".join(names) + "\n")
+            for start in range(0, n, rows_per_step):
+                cells = [map(str, a[start : start + rows_per_step].tolist()) for a in arrays]
+                f.writelines(",".join(row) + "\n" for row in zip(*cells, strict=True))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _fmt(name: str, value: float, digits: int) -> str:

@@ -97,9 +97,27 @@ class MatchingMetric(Metric):
     ) -> None:
         """Match one crop (``pred_scores`` is not used: matching ignores scores)."""
         results = match(gt_labels, pred_labels, self.thresholds, self.criterion)
+        self.add_results(results, crop_key(meta, len(self._crops)))
+
+    def add_results(self, results: Sequence[MatchResult], crop_id: str) -> None:
+        """Add one crop (or a whole volume) matched elsewhere, e.g. by
+        :func:`~ls_train.metrics.matching.match_pairs` on pairs accumulated block by block.
+
+        Args:
+            results: one result per threshold, in the order of ``thresholds``, of this criterion.
+
+        Raises:
+            ValueError: other thresholds or another criterion.
+        """
+        ts = [float(r.threshold) for r in results]
+        if ts != self.thresholds or any(r.criterion != self.criterion for r in results):
+            raise ValueError(
+                f"matching: results at thresholds {ts} ({[r.criterion for r in results]}) do not fit "
+                f"this metric's thresholds {self.thresholds} ({self.criterion})"
+            )
         self._crops.append(
             {
-                "crop_id": crop_key(meta, len(self._crops)),
+                "crop_id": str(crop_id),
                 "n_true": results[0].n_true,
                 "n_pred": results[0].n_pred,
                 "tp": [r.tp for r in results],
