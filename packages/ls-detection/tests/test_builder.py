@@ -62,3 +62,12 @@ def test_roi_featmap_names_must_exist():
         create_detector(
             "maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2, roi_featmap_names=["p2", "p9"]
         )
+
+
+def test_the_test_caps_shape_reaches_the_rpn_and_the_roi_heads() -> None:
+    model = create_detector(
+        "maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2, test_caps_shape=[8, 32, 32]
+    )
+    assert model.rpn.test_caps_shape == (8, 32, 32) and model.roi_heads.test_caps_shape == (8, 32, 32)
+    with pytest.raises(ValueError, match=r"test_caps_shape must be 3 positive ints .* got \[8, 32\]"):
+        create_detector("maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2, test_caps_shape=[8, 32])

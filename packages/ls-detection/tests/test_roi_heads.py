@@ -231,6 +231,21 @@ def test_eval_outputs() -> None:
     torch.testing.assert_close(torch.cat([r["masks"] for r in result]), expected)
 
 
+def test_the_detection_cap_follows_the_voxel_count_with_a_test_caps_shape() -> None:
+    heads = _heads(detections_per_img=1).eval()
+    with torch.no_grad():
+        plain, _ = heads(_features(), _proposals(), [IMAGE, (7, 15, 16)])
+    assert [r["boxes"].shape[0] for r in plain] == [1, 1]
+    heads.test_caps_shape = (1, 1, 1)  # one detection per voxel: no cap in practice
+    with torch.no_grad():
+        scaled, _ = heads(_features(), _proposals(), [IMAGE, (7, 15, 16)])
+    assert all(r["boxes"].shape[0] > 1 for r in scaled)
+    assert heads.detections_for((7, 15, 16)) == 7 * 15 * 16
+    heads.test_caps_shape = (8, 16, 16)
+    assert heads.detections_for((16, 16, 16)) == 2 and heads.detections_for((1, 2, 2)) == 1
+    assert heads.train().detections_for((16, 16, 16)) == 1  # training keeps the plain count
+
+
 def test_eval_under_half_autocast_gives_float32_boxes_and_scores() -> None:
     """Boxes far from the origin and scores are not rounded to the bf16 of the head's outputs."""
     heads = _heads(detections_per_img=50).eval()

@@ -144,6 +144,38 @@ def test_pre_nms_top_n_is_per_level_and_score_threshold() -> None:
     assert boxes.shape == (0, 6)
 
 
+def test_test_caps_follow_the_voxel_count_of_each_image() -> None:
+    """With test_caps_shape (4, 8, 16), an 8x16x16 image (4x the voxels) keeps 4x the proposals
+    and 4x the anchors per level; a 6x13x16 one ceil(1248 / 512 x cap); training is unscaled."""
+    rpn = make_rpn(pre=2, post=3, nms_thresh=1.0).eval()
+    rpn.test_caps_shape = (4, 8, 16)
+    assert rpn.post_nms_top_n((8, 16, 16)) == 12 and rpn.post_nms_top_n((6, 13, 16)) == 8
+    assert rpn.pre_nms_top_n((8, 16, 16)) == 8 and rpn.post_nms_top_n((1, 1, 1)) == 1
+    images, features = make_inputs()
+    with torch.no_grad():
+        proposals, _ = rpn(images, features)
+    assert [p.shape[0] for p in proposals] == [12, 8]
+    rpn.test_caps_shape = None
+    with torch.no_grad():
+        proposals, _ = rpn(images, features)
+    assert [p.shape[0] for p in proposals] == [3, 3]
+    rpn.test_caps_shape = (4, 8, 16)
+    rpn.train()
+    assert rpn.post_nms_top_n((8, 16, 16)) == 3 and rpn.pre_nms_top_n((8, 16, 16)) == 2
+
+
+@pytest.mark.parametrize("shape", [(4, 8), (4, 0, 8), (4, 8.0, 8), (True, 8, 8)])
+def test_a_bad_test_caps_shape_is_named(shape) -> None:
+    anchors = AnchorGenerator3D(sizes=[[4.0]], aspect_ratios=[[1.0]], aspect_ratios_z=[[1.0]])
+    with pytest.raises(ValueError, match=r"RegionProposalNetwork3D: test_caps_shape must be 3 positive ints"):
+        RegionProposalNetwork3D(
+            anchor_generator=anchors, head=RPNHead3D(in_channels=CHANNELS, num_anchors=1), fg_iou_thresh=0.5,
+            bg_iou_thresh=0.3, batch_size_per_image=8, positive_fraction=0.5,
+            pre_nms_top_n={"training": 1, "testing": 1}, post_nms_top_n={"training": 1, "testing": 1},
+            nms_thresh=0.7, test_caps_shape=shape,
+        )
+
+
 def test_errors() -> None:
     rpn = make_rpn().train()
     images, features = make_inputs()

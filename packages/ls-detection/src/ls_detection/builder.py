@@ -121,6 +121,7 @@ def maskrcnn3d(
     rpn_batch_size_per_image: int = 256,
     rpn_positive_fraction: float = 0.5,
     rpn_score_thresh: float = 0.0,
+    test_caps_shape: Sequence[int] | None = None,
     # RoI heads
     roi_featmap_names: Sequence[str] | None = None,
     box_roi_output_size: int | Sequence[int] = 7,
@@ -161,6 +162,11 @@ def maskrcnn3d(
             ``aspect_ratios`` (y/x) and ``aspect_ratios_z``; each either one list per pyramid level
             or one flat list for every level (sizes: one size per level, 8..128 by default).
         rpn_*: region proposal network settings (torchvision's meanings).
+        test_caps_shape: ``(Z, Y, X)`` of the image (as the detector sees it, after any resize)
+            for which ``rpn_pre_nms_top_n_test``, ``rpn_post_nms_top_n_test`` and
+            ``box_detections_per_img`` are given; at test time every image gets them scaled by
+            its voxel count (:mod:`ls_detection.caps`), so larger tiles keep as many objects per
+            voxel. None: the same counts for every image.
         roi_featmap_names: pyramid levels the RoI heads pool from (default: the first four).
         box_*, bbox_reg_weights: box head settings (torchvision's meanings).
         mask_*: mask branch settings: pooler output size and sampling ratio, the channels of each
@@ -229,6 +235,7 @@ def maskrcnn3d(
         post_nms_top_n={"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test},
         nms_thresh=rpn_nms_thresh,
         score_thresh=rpn_score_thresh,
+        test_caps_shape=test_caps_shape,
     )
 
     roi_names = list(roi_featmap_names) if roi_featmap_names is not None else names[:4]
@@ -264,6 +271,7 @@ def maskrcnn3d(
         score_thresh=box_score_thresh,
         nms_thresh=box_nms_thresh,
         detections_per_img=box_detections_per_img,
+        test_caps_shape=test_caps_shape,
         mask_roi_pool=MultiScaleRoIAlign3D(
             featmap_names=roi_names,
             output_size=mask_roi_output_size,

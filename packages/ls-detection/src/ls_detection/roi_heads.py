@@ -17,6 +17,7 @@ from torchvision.models.detection._utils import BalancedPositiveNegativeSampler,
 
 from ls_detection.box_coder import BoxCoder3D
 from ls_detection.boxes import clip_boxes_to_volume, coordinate_dtype, remove_small_boxes3d
+from ls_detection.caps import check_caps_shape, scale_cap
 from ls_ops import batched_nms3d, box_iou3d, roi_align3d
 
 __all__ = ["RoIHeads3D", "fastrcnn_loss", "maskrcnn_loss", "project_masks_on_boxes", "soft_dice_loss"]
@@ -140,6 +141,9 @@ class RoIHeads3D(nn.Module):
         score_thresh: minimum class score of a detection.
         nms_thresh: IoU threshold of the per-class NMS3D.
         detections_per_img: maximum number of detections per image.
+        test_caps_shape: ``(Z, Y, X)`` of the image ``detections_per_img`` is given for; other
+            images get it scaled by their voxel count (:mod:`ls_detection.caps`). None: the
+            same count for every image.
         mask_roi_pool: pools mask features (``MultiScaleRoIAlign3D``, output 14), or ``None``.
         mask_head: mask feature convolutions (``MaskRCNNHeads3D``), or ``None``.
         mask_predictor: mask logits ``(K, num_classes, 2m, 2m, 2m)`` (``MaskRCNNPredictor3D``), or
@@ -166,6 +170,7 @@ class RoIHeads3D(nn.Module):
         mask_head: nn.Module | None = None,
         mask_predictor: nn.Module | None = None,
         mask_dice_weight: float = 0.0,
+        test_caps_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if mask_dice_weight < 0:
@@ -196,6 +201,7 @@ class RoIHeads3D(nn.Module):
         self.score_thresh = float(score_thresh)
         self.nms_thresh = float(nms_thresh)
         self.detections_per_img = int(detections_per_img)
+        self.test_caps_shape = check_caps_shape(test_caps_shape, "RoIHeads3D")
         self.mask_roi_pool = mask_roi_pool
         self.mask_head = mask_head
         self.mask_predictor = mask_predictor
@@ -296,6 +302,13 @@ class RoIHeads3D(nn.Module):
 
     # ------------------------------------------------------------------ inference
 
+    def detections_for(self, shape: Sequence[int]) -> int:
+        """The detections kept for an image of ``shape`` (``detections_per_img`` scaled by its
+        voxel count at test time when ``test_caps_shape`` is set)."""
+        if self.training:
+            return self.detections_per_img
+        return scale_cap(self.detections_per_img, shape, self.test_caps_shape)
+
     def postprocess_detections(
         self, class_logits: Tensor, box_regression: Tensor, proposals: Sequence[Tensor],
         image_shapes: Sequence[Sequence[int]],
@@ -304,7 +317,7 @@ class RoIHeads3D(nn.Module):
 
         Softmax scores, per-class decoded boxes clipped to the image, background dropped, then
         score threshold, removal of boxes thinner than 0.01 voxel, per-class NMS3D and the
-        ``detections_per_img`` best.
+        :meth:`detections_for` best.
         """
         num_classes = class_logits.shape[-1]
         counts = [p.shape[0] for p in proposals]
@@ -323,7 +336,7 @@ class RoIHeads3D(nn.Module):
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
             keep = remove_small_boxes3d(boxes, MIN_DETECTION_SIZE)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = batched_nms3d(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
+            keep = batched_nms3d(boxes, scores, labels, self.nms_thresh)[: self.detections_for(shape)]
             all_boxes.append(boxes[keep])
             all_scores.append(scores[keep])
             all_labels.append(labels[keep])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +15,7 @@ import ls_ops
 from ls_detection.anchors import AnchorGenerator3D
 from ls_detection.box_coder import BoxCoder3D
 from ls_detection.boxes import clip_boxes_to_volume, remove_small_boxes3d
+from ls_detection.caps import check_caps_shape, scale_cap
 from ls_detection.image_list import ImageList3D
 
 
@@ -118,6 +120,9 @@ class RegionProposalNetwork3D(nn.Module):
         nms_thresh: IoU threshold of the NMS.
         score_thresh: minimum objectness probability of a proposal.
         min_size: minimum extent (voxels) of a proposal on every axis.
+        test_caps_shape: ``(Z, Y, X)`` of the image the testing ``pre_nms_top_n`` and
+            ``post_nms_top_n`` are given for; other images get them scaled by their voxel count
+            (:mod:`ls_detection.caps`). None: the same counts for every image.
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class RegionProposalNetwork3D(nn.Module):
         nms_thresh: float,
         score_thresh: float = 0.0,
         min_size: float = 1e-3,
+        test_caps_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= bg_iou_thresh <= fg_iou_thresh <= 1.0:
@@ -161,14 +167,19 @@ class RegionProposalNetwork3D(nn.Module):
         self.nms_thresh = float(nms_thresh)
         self.score_thresh = float(score_thresh)
         self.min_size = float(min_size)
+        self.test_caps_shape = check_caps_shape(test_caps_shape, "RegionProposalNetwork3D")
 
-    def pre_nms_top_n(self) -> int:
-        """Anchors kept per level before NMS in the current mode."""
-        return self._pre_nms_top_n["training" if self.training else "testing"]
+    def pre_nms_top_n(self, shape: Sequence[int] | None = None) -> int:
+        """Anchors kept per level before NMS in the current mode (for an image of ``shape``)."""
+        if self.training or shape is None:
+            return self._pre_nms_top_n["training" if self.training else "testing"]
+        return scale_cap(self._pre_nms_top_n["testing"], shape, self.test_caps_shape)
 
-    def post_nms_top_n(self) -> int:
-        """Proposals kept per image after NMS in the current mode."""
-        return self._post_nms_top_n["training" if self.training else "testing"]
+    def post_nms_top_n(self, shape: Sequence[int] | None = None) -> int:
+        """Proposals kept per image after NMS in the current mode (for an image of ``shape``)."""
+        if self.training or shape is None:
+            return self._post_nms_top_n["training" if self.training else "testing"]
+        return scale_cap(self._post_nms_top_n["testing"], shape, self.test_caps_shape)
 
     def assign_targets_to_anchors(
         self, anchors: list[Tensor], targets: list[dict[str, Tensor]]
@@ -193,11 +204,12 @@ class RegionProposalNetwork3D(nn.Module):
             labels.append(labels_i)
         return labels, matched_boxes
 
-    def _top_n_per_level(self, objectness: Tensor, num_anchors_per_level: list[int]) -> Tensor:
+    def _top_n_per_level(self, objectness: Tensor, num_anchors_per_level: list[int],
+                         largest: Sequence[int] | None) -> Tensor:
         indices = []
         offset = 0
         for scores in objectness.split(num_anchors_per_level, dim=1):
-            k = min(self.pre_nms_top_n(), scores.shape[1])
+            k = min(self.pre_nms_top_n(largest), scores.shape[1])
             indices.append(scores.topk(k, dim=1).indices + offset)
             offset += scores.shape[1]
         return torch.cat(indices, dim=1)
@@ -226,7 +238,8 @@ class RegionProposalNetwork3D(nn.Module):
         levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=device)
                             for i, n in enumerate(num_anchors_per_level)])
         levels = levels.reshape(1, -1).expand_as(objectness)
-        top = self._top_n_per_level(objectness, num_anchors_per_level)
+        largest = max(image_shapes, key=lambda shape: math.prod(shape)) if image_shapes else None
+        top = self._top_n_per_level(objectness, num_anchors_per_level, largest)
         batch = torch.arange(num_images, device=device)[:, None]
         scores_all = torch.sigmoid(objectness[batch, top])
         levels = levels[batch, top]
@@ -239,7 +252,7 @@ class RegionProposalNetwork3D(nn.Module):
             boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
             keep = torch.where(scores >= self.score_thresh)[0]
             boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
-            keep = ls_ops.batched_nms3d(boxes, scores, lvl, self.nms_thresh)[: self.post_nms_top_n()]
+            keep = ls_ops.batched_nms3d(boxes, scores, lvl, self.nms_thresh)[: self.post_nms_top_n(shape)]
             final_boxes.append(boxes[keep])
             final_scores.append(scores[keep])
         return final_boxes, final_scores
