@@ -7,9 +7,11 @@ reference (PyTorch's default memory layout, float32), measured in the same run, 
 - inference: one eval-mode forward (masks pasted) of a 32x128x128 tile (``predict.tile_shape``).
 
 Medians over ``--repeats`` after a warm-up; the ratio is reference time / setting time.
+``--device cuda`` measures on the GPU (``scripts/check-gpu.sh`` runs it).
 
     hatch run python benchmarks/throughput.py
     hatch run python benchmarks/throughput.py --threads 2 --repeats 9
+    hatch run python benchmarks/throughput.py --device cuda
 """
 
 from __future__ import annotations
@@ -54,20 +56,32 @@ def _models(root: str) -> dict[str, torch.nn.Module]:
     return models
 
 
-def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: list) -> float:
-    images, targets = [b[0] for b in batch], [b[1] for b in batch]
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: list,
+                device: torch.device) -> float:
+    images = [b[0].to(device) for b in batch]
+    targets = [{k: v.to(device) for k, v in b[1].items()} for b in batch]
+    _sync(device)
     start = time.perf_counter()
     losses = model.train()(images, targets)
     optimizer.zero_grad(set_to_none=True)
     sum(losses.values()).backward()
     optimizer.step()
+    _sync(device)
     return time.perf_counter() - start
 
 
 @torch.no_grad()
-def _infer(model: torch.nn.Module, tile: torch.Tensor) -> float:
+def _infer(model: torch.nn.Module, tile: torch.Tensor, device: torch.device) -> float:
+    tile = tile.to(device)
+    _sync(device)
     start = time.perf_counter()
     model.eval()([tile])
+    _sync(device)
     return time.perf_counter() - start
 
 
@@ -77,24 +91,28 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     crops = [_sample((16, 64, 64), seed) for seed in range(4)]
     tile = _sample((32, 128, 128), 99)[0]
     with tempfile.TemporaryDirectory() as root:
-        models = _models(root)
+        models = {name: model.to(device) for name, model in _models(root).items()}
     optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True) for n, m in models.items()}
     times: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in models}
     for r in range(args.repeats + 1):  # the first round warms up (oneDNN primitives, allocator)
         for name, model in models.items():
             torch.manual_seed(r)
-            train = _train_step(model, optimizers[name], [crops[(2 * r) % 4], crops[(2 * r + 1) % 4]])
-            infer = _infer(model, tile)
+            batch = [crops[(2 * r) % 4], crops[(2 * r + 1) % 4]]
+            train = _train_step(model, optimizers[name], batch, device)
+            infer = _infer(model, tile, device)
             if r:
                 times[name]["train"].append(train)
                 times[name]["infer"].append(infer)
     ref = next(iter(times.values()))
-    print(f"\n{args.threads} thread(s), medians of {args.repeats}\n")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
+    print(f"\n{where}, medians of {args.repeats}\n")
     print("| setting | training step (s) | ratio | 32x128x128 tile inference (s) | ratio |")
     print("| --- | --- | --- | --- | --- |")
     for name, t in times.items():
