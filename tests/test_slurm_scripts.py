@@ -1,16 +1,22 @@
-"""Tests of scripts/slurm: syntax, shellcheck, and the sbatch scripts run on one machine.
+"""Tests of scripts/slurm: syntax, shellcheck, and the sbatch scripts run on one machine with
+stand-ins for SLURM and Ray (what a single real node cannot show: several nodes, a worker node
+that cannot reach the head, addresses). ``test_slurm_real.py`` runs them on a real SLURM.
 
-The end-to-end tests run ``train.sbatch`` / ``evaluate.sbatch`` with bash, with stand-in
-``scontrol``, ``srun``, ``hostname``, ``ray`` and ``ls-train``/``ls-evaluate`` executables first
-on PATH and a stand-in ``ray`` Python module (used by the node-count check) first on PYTHONPATH:
+The end-to-end tests here run ``train.sbatch`` / ``evaluate.sbatch`` / ``predict.sbatch`` with
+bash, with stand-in ``scontrol``, ``srun``, ``hostname``, ``ray`` and
+``ls-train``/``ls-evaluate``/``ls-predict`` executables first on PATH and a stand-in ``ray``
+Python module (used by the node-count check) first on PYTHONPATH:
 
 - ``scontrol show hostnames`` lists ``node1`` and ``node2``; ``scontrol requeue`` is logged.
-- ``srun`` logs its options and runs its command with ``FAKE_NODE`` set to the ``--nodelist`` node.
-- ``hostname --ip-address`` prints two addresses for node1 (the script must take the first).
+- ``srun`` logs its options and runs its command with ``FAKE_NODE`` set to the ``--nodelist``
+  node; a TCP probe of the head (``/dev/tcp/...``) succeeds unless run on ``UNREACHABLE_FROM``.
+- ``hostname --ip-address`` prints two addresses for node1 (the script must take the first);
+  ``LOOPBACK_NAMES=1`` makes every node's name resolve to 127.0.1.1, ``LOOPBACK_ONLY=1`` gives
+  the nodes no other address either.
 - ``ray start ... --block`` marks its node alive in a state folder until it gets SIGTERM, which
   it logs; the Python ``ray.nodes()`` stand-in reports the nodes marked alive.
-- ``ls-train`` logs its arguments and how many Ray nodes were alive when it started; when told
-  to block, it waits for a signal and logs it.
+- ``ls-train`` logs its arguments, ``RAY_AUTH_MODE`` and how many Ray nodes were alive when it
+  started; when told to block, it waits for a signal and logs it.
 """
 
 from __future__ import annotations
@@ -56,19 +62,31 @@ _STUBS = {
             shift
         done
         [[ -n $node ]] || { echo "stand-in srun: no --nodelist" >&2; exit 1; }
+        if [[ " $* " == *"/dev/tcp/"* ]]; then
+            echo "node=$node probe $*" >> "$STUB_LOG"
+            [[ ${UNREACHABLE_FROM:-} != "$node" ]]
+            exit
+        fi
         FAKE_NODE=$node exec "$@"
     """,
     "hostname": r"""
-        [[ $1 == --ip-address ]] || { echo "stand-in hostname: unexpected $*" >&2; exit 1; }
         case ${FAKE_NODE:-} in
-            node1) echo "10.0.0.1 192.168.7.1" ;;
-            node2) echo "10.0.0.2" ;;
+            node1) resolved="10.0.0.1 192.168.7.1" all="10.0.0.1 192.168.7.1 fd00::1" ;;
+            node2) resolved="10.0.0.2" all="10.0.0.2" ;;
             *) echo "stand-in hostname: not run through srun" >&2; exit 1 ;;
+        esac
+        if [[ -n ${LOOPBACK_NAMES:-} ]]; then resolved="127.0.1.1"; fi
+        if [[ -n ${LOOPBACK_ONLY:-} ]]; then resolved="127.0.1.1" all=""; fi
+        case $1 in
+            --ip-address) echo "$resolved" ;;
+            --all-ip-addresses) echo "$all" ;;
+            *) echo "stand-in hostname: unexpected $*" >&2; exit 1 ;;
         esac
     """,
     "ray": r"""
         node=${FAKE_NODE:-batch}
         echo "node=$node ray $*" >> "$STUB_LOG"
+        echo "node=$node ray sees RAY_AUTH_MODE=${RAY_AUTH_MODE:-}" >> "$STUB_LOG"
         [[ $1 == start ]] || exit 0
         if [[ -n ${FAIL_RAY_ON:-} && $node == "$FAIL_RAY_ON" ]]; then
             echo "stand-in ray: cannot start on $node" >&2; exit 7
@@ -93,7 +111,8 @@ _STUBS = {
     "ls-train": r"""
         name=$(basename "$0")
         alive=$(find "$STUB_STATE/alive" -type f | wc -l)
-        echo "node=${FAKE_NODE:-batch} $name alive_nodes=$alive" >> "$STUB_LOG"
+        auth=${RAY_AUTH_MODE:-}
+        echo "node=${FAKE_NODE:-batch} $name RAY_AUTH_MODE=$auth alive_nodes=$alive" >> "$STUB_LOG"
         printf '%s\n' "$@" > "$STUB_STATE/$name.args"
         if [[ -n ${BLOCK_TRAINER:-} ]]; then
             on_signal() {
@@ -144,7 +163,7 @@ def _write_executable(path: Path, body: str) -> None:
 def fake_slurm(tmp_path: Path) -> dict[str, object]:
     """A stand-in SLURM + Ray environment; returns the env for the script and the paths."""
     bin_dir, state, pylib = tmp_path / "bin", tmp_path / "state", tmp_path / "pylib"
-    for folder in (bin_dir, state / "alive", pylib / "ray"):
+    for folder in (bin_dir, state / "alive", pylib / "ray", tmp_path / "home", tmp_path / "tmp"):
         folder.mkdir(parents=True)
     for name, body in _STUBS.items():
         _write_executable(bin_dir / name, body)
@@ -158,7 +177,8 @@ def fake_slurm(tmp_path: Path) -> dict[str, object]:
     workdir.mkdir()
     env = {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "HOME": str(tmp_path),
+        "HOME": str(tmp_path / "home"),
+        "TMPDIR": str(tmp_path / "tmp"),  # the nodes' pid files of `ray start`
         "PYTHONPATH": str(pylib),
         "STUB_LOG": str(log),
         "STUB_STATE": str(state),
@@ -289,10 +309,10 @@ def test_trainer_status_is_the_job_status_and_ray_still_stops(fake_slurm: dict[s
     assert _index(calls, "node=node1 ray got TERM") > _index(calls, "node=batch ls-train")
 
 
-@pytest.mark.parametrize("requeue", ["0", "1"])
-def test_sigterm_reaches_ls_train(fake_slurm: dict[str, object], requeue: str) -> None:
+@pytest.mark.parametrize(("requeue", "status"), [("0", "0"), ("1", "0"), ("1", "143")])
+def test_sigterm_reaches_ls_train(fake_slurm: dict[str, object], requeue: str, status: str) -> None:
     started = Path(fake_slurm["state"]) / "ls-train.started"
-    env = {**fake_slurm["env"], "BLOCK_TRAINER": "1", "REQUEUE_ON_TERM": requeue}
+    env = {**fake_slurm["env"], "BLOCK_TRAINER": "1", "REQUEUE_ON_TERM": requeue, "TRAINER_RC": status}
     process = _start(fake_slurm, "train.sbatch", ("trainer.epochs=3",), env)
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -304,13 +324,16 @@ def test_sigterm_reaches_ls_train(fake_slurm: dict[str, object], requeue: str) -
         _, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         _kill_leftovers(process)
-    assert process.returncode == 0, stderr  # the trainer checkpointed and exited cleanly
+    assert process.returncode == int(status), stderr  # 0: the trainer checkpointed and stopped
     calls = _calls(fake_slurm)
     got_term = _index(calls, "ls-train got TERM")
     assert _index(calls, "node=node1 ray got TERM") > got_term
     assert _index(calls, "node=node2 ray got TERM") > got_term
+    # requeued only after Ray has stopped, and only when ls-train stopped on request (status 0)
     requeued = "scontrol requeue 4242" in calls
-    assert requeued == (requeue == "1")
+    assert requeued == (requeue == "1" and status == "0")
+    if requeued:
+        assert calls.index("scontrol requeue 4242") > _index(calls, "node=node1 ray got TERM")
 
 
 def test_evaluate_passes_checkpoint_and_overrides(fake_slurm: dict[str, object]) -> None:
@@ -378,3 +401,111 @@ def test_outside_slurm_is_a_clear_error(fake_slurm: dict[str, object]) -> None:
     assert result.returncode == 2
     assert "SLURM_JOB_NODELIST is unset" in result.stderr
     assert _calls(fake_slurm) == []
+
+
+def test_ray_start_alone_gets_sigterm_the_head_last(fake_slurm: dict[str, object]) -> None:
+    result = _run(fake_slurm, "train.sbatch")
+    assert result.returncode == 0, result.stderr
+    calls = _calls(fake_slurm)
+    # SIGTERM to srun would make srun SIGKILL its task: a step beside it signals `ray start` alone
+    stops = [line for line in calls if line.startswith("srun --overlap ")]
+    assert len(stops) == 2 and "--nodelist=node2 " in stops[0] and "--nodelist=node1 " in stops[1]
+    assert _index(calls, "node=node2 ray got TERM") < _index(calls, "node=node1 ray got TERM")
+    assert "Ray stopped" in result.stdout and "killing it" not in result.stdout
+    assert not list(Path(fake_slurm["env"]["TMPDIR"]).iterdir()), "pid files left behind"
+
+
+def test_a_node_that_cannot_reach_the_head_ends_the_job_naming_the_address(
+    fake_slurm: dict[str, object],
+) -> None:
+    result = _run(fake_slurm, "train.sbatch", UNREACHABLE_FROM="node2")
+    assert result.returncode == 1
+    assert f"node2 cannot reach the Ray head at {HEAD_IP}:{RAY_PORT} (node1) within 10 s" in result.stderr
+    assert "set RAY_HEAD_IP" in result.stderr and "192.168.7.1" in result.stderr  # the head's other addresses
+    calls = _calls(fake_slurm)
+    assert not any(line.startswith("node=node2 ray start") for line in calls)
+    assert not any("ls-train" in line for line in calls)
+    assert "node=node1 ray got TERM" in calls
+
+
+def test_a_head_name_that_resolves_to_loopback_gets_an_interface_address(
+    fake_slurm: dict[str, object],
+) -> None:
+    result = _run(fake_slurm, "train.sbatch", LOOPBACK_NAMES="1")
+    assert result.returncode == 0, result.stderr
+    calls = _calls(fake_slurm)
+    assert f"--node-ip-address={HEAD_IP} " in calls[_index(calls, "node=node1 ray start")]
+    assert f"cluster.address={HEAD_IP}:{RAY_PORT}" in _args(fake_slurm, "ls-train")
+
+
+def test_only_loopback_on_the_head_is_refused_before_ray_starts(fake_slurm: dict[str, object]) -> None:
+    result = _run(fake_slurm, "train.sbatch", LOOPBACK_ONLY="1")
+    assert result.returncode == 2
+    assert "node1 has no address but loopback for the other nodes to reach" in result.stderr
+    assert "127.0.1.1" in result.stderr and "set RAY_HEAD_IP" in result.stderr
+    assert not any(" ray start" in line for line in _calls(fake_slurm))
+
+
+@pytest.mark.parametrize("token", ["file", "variable", "none"])
+def test_one_auth_mode_for_every_ray_process(fake_slurm: dict[str, object], token: str) -> None:
+    env = {}
+    if token == "file":
+        (Path(fake_slurm["env"]["HOME"]) / ".ray").mkdir()
+        (Path(fake_slurm["env"]["HOME"]) / ".ray" / "auth_token").write_text("0123456789abcdef")
+    elif token == "variable":
+        env["RAY_AUTH_TOKEN"] = "0123456789abcdef"
+    result = _run(fake_slurm, "evaluate.sbatch", **env)
+    assert result.returncode == 0, result.stderr
+    mode = "disabled" if token == "none" else "token"
+    calls = _calls(fake_slurm)
+    assert [line for line in calls if "ray sees RAY_AUTH_MODE" in line] == [
+        f"node=node1 ray sees RAY_AUTH_MODE={mode}",
+        f"node=node2 ray sees RAY_AUTH_MODE={mode}",
+    ]
+    assert f"RAY_AUTH_MODE={mode} " in calls[_index(calls, "node=batch ls-evaluate")]
+    assert f"Ray token authentication {'off' if token == 'none' else 'on'}" in result.stdout
+
+
+def test_token_auth_asked_for_without_a_token_is_a_clear_error(fake_slurm: dict[str, object]) -> None:
+    result = _run(fake_slurm, "predict.sbatch", RAY_AUTH_MODE="token")
+    assert result.returncode == 2
+    assert "RAY_AUTH_MODE=token but no token was found" in result.stderr
+    assert not any(" ray start" in line for line in _calls(fake_slurm))
+
+
+@pytest.mark.parametrize(
+    ("address", "preset", "token", "expected"),
+    [
+        ("10.0.0.1:6400", None, "file", "token"),  # what `ray start --head` chose with that file
+        ("10.0.0.1:6400", None, "variable", "token"),
+        ("10.0.0.1:6400", None, None, None),  # no token: Ray's default (disabled)
+        ("10.0.0.1:6400", "disabled", "file", "disabled"),  # set by the sbatch scripts: kept
+        (None, None, "file", None),  # a local instance: Ray's own choice
+    ],
+)
+def test_ls_train_joins_a_cluster_with_the_auth_mode_ray_start_chose(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    address: str | None,
+    preset: str | None,
+    token: str | None,
+    expected: str | None,
+) -> None:
+    """ls-train, ls-evaluate and ls-predict joining ``cluster.address`` by hand (outside the sbatch
+    scripts, which export RAY_AUTH_MODE): token authentication on exactly when ``ray start --head``
+    turns it on, so that the head does not refuse them."""
+    from ls_train.config import ClusterConfig
+    from ls_train.ray_session import prepare_ray_auth
+
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if preset is not None:
+        monkeypatch.setenv("RAY_AUTH_MODE", preset)
+    if token == "file":
+        (tmp_path / ".ray").mkdir()
+        (tmp_path / ".ray" / "auth_token").write_text("0123456789abcdef")
+    elif token == "variable":
+        monkeypatch.setenv("RAY_AUTH_TOKEN", "0123456789abcdef")
+    prepare_ray_auth(ClusterConfig(num_workers=1, address=address))
+    assert os.environ.get("RAY_AUTH_MODE") == expected

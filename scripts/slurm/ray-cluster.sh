@@ -1,18 +1,21 @@
 # shellcheck shell=bash
 # Start and stop a Ray cluster across the nodes of a SLURM allocation, and run a command with
-# SIGTERM/SIGINT forwarded to it. Sourced by train.sbatch and evaluate.sbatch; defines functions
-# and nothing else.
+# SIGTERM/SIGINT forwarded to it. Sourced by train.sbatch, evaluate.sbatch and predict.sbatch;
+# defines functions and nothing else.
 #
 # Inputs (variables the sbatch scripts set before calling the functions):
 #   RAY_PORT, RAY_HEAD_IP, RAY_START_ARGS, RAY_WAIT_TIMEOUT, RAY_WAIT_POLL, RAY_STOP_TIMEOUT,
-#   CPUS_PER_NODE, GPUS_PER_NODE, WORKERS_PER_NODE (empty: taken from the allocation).
+#   RAY_DRAIN_TIMEOUT, RAY_REACH_TIMEOUT, CPUS_PER_NODE, GPUS_PER_NODE, WORKERS_PER_NODE (empty: taken from the
+#   allocation); RAY_AUTH_MODE, RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH (Ray's own, may be unset).
 # Outputs (set by the functions):
 #   LS_NODES (array), LS_HEAD_NODE, LS_CPUS_PER_NODE, LS_GPUS_PER_NODE, LS_WORKERS_PER_NODE,
 #   LS_NUM_WORKERS, LS_CPUS_PER_WORKER, LS_RAY_ADDRESS (also exported as RAY_ADDRESS),
-#   LS_CLUSTER_OVERRIDES (array of Hydra overrides), LS_FORWARDED_SIGNAL.
+#   RAY_AUTH_MODE (exported), LS_CLUSTER_OVERRIDES (array of Hydra overrides),
+#   LS_FORWARDED_SIGNAL.
 
 _LS_RAY_STEP_PIDS=()
 _LS_RAY_STEP_NODES=()
+_LS_RAY_PIDFILES=()
 _LS_CHILD_PID=""
 _LS_SIGNALLED=0
 LS_FORWARDED_SIGNAL=""
@@ -91,7 +94,90 @@ ls_cluster_overrides() {
     )
 }
 
-# _ls_srun_ray NODE RAY_START_OPTION...: `ray start ... --block` as a background job step on NODE.
+# ls_ray_auth: one token-authentication mode for `ray start` on every node and for every Ray
+# client of the job (the node check, ls-train, ls-evaluate, ls-predict), exported as
+# RAY_AUTH_MODE, which srun passes on to every job step. Ray decides differently per entry point
+# when RAY_AUTH_MODE is unset: `ray start --head` turns token authentication on when it finds a
+# token, while `ray start --address=...` and `ray.init(address=HOST:PORT)` never do, so a client
+# would be refused (InvalidAuthToken) by a head that found ~/.ray/auth_token. Unset here:
+# "token" when a token is found (RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH, or
+# ~/.ray/auth_token), else "disabled". The token is read by every node itself: a file must be
+# readable at the same path on all of them (a home folder shared across the nodes does that).
+ls_ray_auth() {
+    local source=""
+    if [[ -n ${RAY_AUTH_TOKEN:-} ]]; then
+        source="RAY_AUTH_TOKEN"
+    elif [[ -n ${RAY_AUTH_TOKEN_PATH:-} ]]; then
+        [[ -r $RAY_AUTH_TOKEN_PATH && -s $RAY_AUTH_TOKEN_PATH ]] ||
+            ls_die "RAY_AUTH_TOKEN_PATH=${RAY_AUTH_TOKEN_PATH} is not a readable, non-empty file" 2
+        source=$RAY_AUTH_TOKEN_PATH
+    elif [[ -n ${HOME:-} && -r $HOME/.ray/auth_token && -s $HOME/.ray/auth_token ]]; then
+        source="$HOME/.ray/auth_token"
+    fi
+    case ${RAY_AUTH_MODE:-} in
+        "")
+            if [[ -n $source ]]; then RAY_AUTH_MODE=token; else RAY_AUTH_MODE=disabled; fi
+            ;;
+        token)
+            [[ -n $source ]] || ls_die "RAY_AUTH_MODE=token but no token was found: create one with \
+'ray get-auth-token --generate' (writes ~/.ray/auth_token), or set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH" 2
+            ;;
+    esac
+    export RAY_AUTH_MODE
+    case $RAY_AUTH_MODE in
+        token) ls_log "Ray token authentication on (token from ${source}; every node reads it there)" ;;
+        disabled) ls_log "Ray token authentication off: no RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or" \
+            "${HOME:-~}/.ray/auth_token (anyone who can reach the nodes' Ray ports can use this cluster)" ;;
+        *) ls_log "Ray authentication mode RAY_AUTH_MODE=${RAY_AUTH_MODE} (as set)" ;;
+    esac
+}
+
+# _ls_pick_address RESOLVED ALL: the first address that is neither loopback nor link-local of
+# RESOLVED (what the node's name resolves to), else of ALL (every interface), IPv4 before IPv6
+# within each; prints nothing when there is none.
+_ls_pick_address() {
+    local list addr ipv6
+    for list in "$1" "$2"; do
+        for ipv6 in 0 1; do
+            for addr in $list; do
+                case $addr in 127.* | ::1 | [fF][eE]80:*) continue ;; esac
+                if { [[ $addr == *:* ]] && ((ipv6 == 0)); } || { [[ $addr != *:* ]] && ((ipv6 == 1)); }; then
+                    continue
+                fi
+                echo "$addr"
+                return 0
+            done
+        done
+    done
+}
+
+# ls_head_address: the head's address for the other nodes (RAY_HEAD_IP when set). Debian and
+# others map the host name to 127.0.x.1, so `hostname --ip-address` alone can be loopback.
+ls_head_address() {
+    LS_HEAD_IP=${RAY_HEAD_IP:-}
+    [[ -z $LS_HEAD_IP ]] || return 0
+    local lines resolved all
+    # shellcheck disable=SC2016  # expanded by the bash on the head node
+    lines=$(srun --nodes=1 --ntasks=1 --nodelist="$LS_HEAD_NODE" \
+        bash -c 'echo $(hostname --ip-address 2>/dev/null); echo $(hostname --all-ip-addresses 2>/dev/null)') ||
+        ls_die "could not list the addresses of ${LS_HEAD_NODE} (set RAY_HEAD_IP)"
+    resolved=$(sed -n 1p <<<"$lines")
+    all=$(sed -n 2p <<<"$lines")
+    LS_HEAD_ADDRESSES="hostname --ip-address: '${resolved}', --all-ip-addresses: '${all}'"
+    LS_HEAD_IP=$(_ls_pick_address "$resolved" "$all")
+    if [[ -z $LS_HEAD_IP ]]; then
+        if ((${#LS_NODES[@]} > 1)); then
+            ls_die "${LS_HEAD_NODE} has no address but loopback for the other nodes to reach \
+(${LS_HEAD_ADDRESSES}): set RAY_HEAD_IP" 2
+        fi
+        LS_HEAD_IP=${resolved%%[[:space:]]*}
+        [[ -n $LS_HEAD_IP ]] || ls_die "'hostname --ip-address' on ${LS_HEAD_NODE} printed nothing (set RAY_HEAD_IP)"
+    fi
+    ls_log "head address ${LS_HEAD_IP} (${LS_HEAD_NODE}: ${LS_HEAD_ADDRESSES}; RAY_HEAD_IP picks another)"
+}
+
+# _ls_srun_ray NODE RAY_START_OPTION...: `ray start ... --block` as a background job step on NODE;
+# the step's shell writes the pid of `ray start` to a file on NODE, for ls_ray_stop.
 _ls_srun_ray() {
     local node=$1
     shift
@@ -101,22 +187,44 @@ _ls_srun_ray() {
     fi
     local extra=()
     read -r -a extra <<<"${RAY_START_ARGS:-}"
+    local pidfile="${TMPDIR:-/tmp}/ls-ray-${SLURM_JOB_ID:-0}-${node}.pid"
     ls_log "starting Ray on ${node}: ray start $*"
-    "${step[@]}" ray start "$@" --num-cpus="$LS_CPUS_PER_NODE" --num-gpus="$LS_GPUS_PER_NODE" \
-        "${extra[@]}" --block &
+    # RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S: how long `ray start` waits, after SIGTERM, for its node
+    # to drain before it stops the node's processes; a detached actor (Ray Train leaves one) keeps
+    # a node from ever draining, so this is how long every stop takes (Ray's default: 30 s)
+    # shellcheck disable=SC2016  # expanded by the bash on NODE
+    "${step[@]}" bash -c 'echo "$$" >"$0" && exec "$@"' "$pidfile" \
+        env RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="${RAY_DRAIN_TIMEOUT:-10}" \
+        ray start "$@" --num-cpus="$LS_CPUS_PER_NODE" --num-gpus="$LS_GPUS_PER_NODE" "${extra[@]}" --block &
     _LS_RAY_STEP_PIDS+=("$!")
     _LS_RAY_STEP_NODES+=("$node")
+    _LS_RAY_PIDFILES+=("$pidfile")
+}
+
+# _ls_check_reach NODE: NODE opens a TCP connection to the head's GCS port within
+# RAY_REACH_TIMEOUT s, or the job ends, naming the node and the address.
+_ls_check_reach() {
+    local node=$1 timeout=${RAY_REACH_TIMEOUT:-10}
+    # shellcheck disable=SC2016  # expanded by the bash on NODE
+    if ! srun --nodes=1 --ntasks=1 --nodelist="$node" timeout "$timeout" \
+        bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$LS_HEAD_IP" "$RAY_PORT"; then
+        ls_die "${node} cannot reach the Ray head at ${LS_RAY_ADDRESS} (${LS_HEAD_NODE}) within ${timeout} s: \
+set RAY_HEAD_IP to an address of ${LS_HEAD_NODE} on a network every node shares \
+(${LS_HEAD_ADDRESSES:-RAY_HEAD_IP=${RAY_HEAD_IP:-}}), or check that no firewall blocks port ${RAY_PORT}"
+    fi
 }
 
 # The node count check, run with the environment's python: argv = address, expected nodes,
 # timeout (s), poll interval (s). Exits 0 once `expected` nodes are alive, 1 on timeout.
 _LS_RAY_WAIT_PY='
+import os
 import sys
 import time
 
 import ray
 
 address, expected, timeout, poll = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+auth = "RAY_AUTH_MODE=" + os.environ.get("RAY_AUTH_MODE", "")
 deadline = time.monotonic() + timeout
 while True:
     try:
@@ -124,7 +232,8 @@ while True:
         break
     except Exception as err:  # the head is not up yet (ConnectionError, RpcError, ...)
         if time.monotonic() > deadline:
-            sys.exit(f"[ls-slurm] error: no Ray cluster answered at {address} within {timeout:g} s: {err}")
+            sys.exit(f"[ls-slurm] error: no Ray cluster answered at {address} within {timeout:g} s "
+                     f"({auth}): {err}")
         time.sleep(poll)
 alive = 0
 while True:
@@ -166,28 +275,27 @@ ls_ray_wait_for_nodes() {
     ((rc == 0)) || ls_die "the Ray cluster did not reach ${expected} nodes (status ${rc})"
 }
 
-# ls_ray_start: the head on the first node, then a worker on each other node; waits for all.
+# ls_ray_start: the head on the first node, then a worker on each other node (once that node can
+# reach the head); waits for all.
 ls_ray_start() {
-    local head_ip=${RAY_HEAD_IP:-}
-    if [[ -z $head_ip ]]; then
-        head_ip=$(srun --nodes=1 --ntasks=1 --nodelist="$LS_HEAD_NODE" hostname --ip-address) ||
-            ls_die "could not get the IP address of ${LS_HEAD_NODE} (set RAY_HEAD_IP)"
-        head_ip=${head_ip%%[[:space:]]*} # several addresses: the first
-    fi
-    [[ -n $head_ip ]] || ls_die "'hostname --ip-address' on ${LS_HEAD_NODE} printed nothing (set RAY_HEAD_IP)"
     _ls_require_count RAY_PORT "${RAY_PORT}" 1
     _ls_require_count RAY_WAIT_TIMEOUT "${RAY_WAIT_TIMEOUT:-300}" 1
-    if [[ $head_ip == *:* ]]; then
-        LS_RAY_ADDRESS="[${head_ip}]:${RAY_PORT}"
+    _ls_require_count RAY_REACH_TIMEOUT "${RAY_REACH_TIMEOUT:-10}" 1
+    _ls_require_count RAY_DRAIN_TIMEOUT "${RAY_DRAIN_TIMEOUT:-10}" 0
+    ls_ray_auth
+    ls_head_address
+    if [[ $LS_HEAD_IP == *:* ]]; then
+        LS_RAY_ADDRESS="[${LS_HEAD_IP}]:${RAY_PORT}"
     else
-        LS_RAY_ADDRESS="${head_ip}:${RAY_PORT}"
+        LS_RAY_ADDRESS="${LS_HEAD_IP}:${RAY_PORT}"
     fi
     export RAY_ADDRESS=$LS_RAY_ADDRESS
 
-    _ls_srun_ray "$LS_HEAD_NODE" --head --node-ip-address="$head_ip" --port="$RAY_PORT"
+    _ls_srun_ray "$LS_HEAD_NODE" --head --node-ip-address="$LS_HEAD_IP" --port="$RAY_PORT"
     ls_ray_wait_for_nodes 1
     local node
     for node in "${LS_NODES[@]:1}"; do
+        _ls_check_reach "$node"
         _ls_srun_ray "$node" --address="$LS_RAY_ADDRESS"
     done
     if ((${#LS_NODES[@]} > 1)); then
@@ -196,31 +304,95 @@ ls_ray_start() {
     ls_log "Ray cluster up at ${LS_RAY_ADDRESS} with ${#LS_NODES[@]} nodes"
 }
 
-# ls_ray_stop: SIGTERM to every `ray start --block` step (srun passes it on; ray then stops that
-# node's processes after draining it for up to 30 s), SIGKILL to those still running after
-# RAY_STOP_TIMEOUT seconds. The EXIT trap.
-ls_ray_stop() {
-    ((${#_LS_RAY_STEP_PIDS[@]} > 0)) || return 0
-    ls_log "stopping Ray on ${_LS_RAY_STEP_NODES[*]}"
-    local pid deadline=$((SECONDS + ${RAY_STOP_TIMEOUT:-45})) alive
-    for pid in "${_LS_RAY_STEP_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
+# _ls_term_ray INDEX: SIGTERM to the `ray start` process of step INDEX alone, from a job step that
+# shares the node (`srun --overlap`), so that Ray drains the node and stops its processes in
+# order. Not to srun, which would SIGKILL its task, nor to the whole step (`scancel --signal`),
+# which would stop the head's GCS while its raylet still drains. When that step cannot run (the
+# job is ending) or the pid file is not there yet, SIGTERM to srun instead.
+_ls_term_ray() {
+    local i=$1
+    # shellcheck disable=SC2016  # expanded by the bash on the node
+    if ! srun --overlap --nodes=1 --ntasks=1 --nodelist="${_LS_RAY_STEP_NODES[$i]}" \
+        bash -c 'pid=$(<"$0") && rm -f "$0" && kill -TERM "$pid"' "${_LS_RAY_PIDFILES[$i]}" 2>/dev/null; then
+        kill -TERM "${_LS_RAY_STEP_PIDS[$i]}" 2>/dev/null || true
+    fi
+}
+
+# _ls_wait_ray_steps DEADLINE INDEX...: until those `ray start` steps have ended, or SECONDS
+# reaches DEADLINE; returns 1 when one still runs.
+_ls_wait_ray_steps() {
+    local deadline=$1 i alive
+    shift
     while :; do
         alive=0
-        for pid in "${_LS_RAY_STEP_PIDS[@]}"; do
-            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+        for i in "$@"; do
+            if kill -0 "${_LS_RAY_STEP_PIDS[$i]}" 2>/dev/null; then alive=1; fi
         done
-        ((alive == 1 && SECONDS < deadline)) || break
+        ((alive == 1)) || return 0
+        ((SECONDS < deadline)) || return 1
         sleep 0.2
     done
-    for pid in "${_LS_RAY_STEP_PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+}
+
+# ls_ray_stop: SIGTERM to the `ray start` process of every node, the other nodes first and the head
+# last (each drains its node for up to RAY_DRAIN_TIMEOUT seconds, then stops its Ray processes);
+# after RAY_STOP_TIMEOUT seconds in all, the steps still running are killed. Removes the head's record of the cluster
+# (<temp dir>/ray_current_cluster). The EXIT trap; a second call does nothing.
+ls_ray_stop() {
+    ((${#_LS_RAY_STEP_PIDS[@]} > 0)) || return 0
+    trap 'ls_log "received SIGTERM while stopping Ray: still stopping it"' TERM
+    trap 'ls_log "received SIGINT while stopping Ray: still stopping it"' INT
+    ls_log "stopping Ray on ${_LS_RAY_STEP_NODES[*]}"
+    local deadline=$((SECONDS + ${RAY_STOP_TIMEOUT:-45})) i workers=() signallers=() stopped=1
+    for ((i = 1; i < ${#_LS_RAY_STEP_PIDS[@]}; i++)); do
+        workers+=("$i")
+        _ls_term_ray "$i" &
+        signallers+=("$!")
     done
+    for i in "${signallers[@]}"; do
+        wait "$i" || true
+    done
+    if ((${#workers[@]} > 0)); then
+        _ls_wait_ray_steps "$deadline" "${workers[@]}" || stopped=0
+    fi
+    _ls_term_ray 0
+    _ls_wait_ray_steps "$deadline" "${!_LS_RAY_STEP_PIDS[@]}" || stopped=0
+    if ((stopped == 0)); then
+        ls_log "Ray still running after RAY_STOP_TIMEOUT=${RAY_STOP_TIMEOUT:-45} s: killing it"
+        for i in "${!_LS_RAY_STEP_PIDS[@]}"; do
+            kill -TERM "${_LS_RAY_STEP_PIDS[$i]}" 2>/dev/null || true # srun SIGKILLs its task
+        done
+        _ls_wait_ray_steps $((SECONDS + 10)) "${!_LS_RAY_STEP_PIDS[@]}" ||
+            kill -KILL "${_LS_RAY_STEP_PIDS[@]}" 2>/dev/null || true
+    fi
+    for i in "${!_LS_RAY_STEP_PIDS[@]}"; do
+        wait "${_LS_RAY_STEP_PIDS[$i]}" 2>/dev/null || true
+    done
+    _ls_forget_cluster
     _LS_RAY_STEP_PIDS=()
     _LS_RAY_STEP_NODES=()
+    _LS_RAY_PIDFILES=()
+    trap - TERM INT
     ls_log "Ray stopped"
+}
+
+# _ls_forget_cluster: remove <temp dir>/ray_current_cluster on this node (the head: SLURM runs
+# the batch script on the first node) when it names this job's cluster; a `ray start` stopped by a
+# signal leaves it behind, and a later `ray.init(address="auto")` there would try to join it.
+_ls_forget_cluster() {
+    local extra=() temp_dir="" i record
+    read -r -a extra <<<"${RAY_START_ARGS:-}"
+    for i in "${!extra[@]}"; do
+        case ${extra[$i]} in
+            --temp-dir=*) temp_dir=${extra[$i]#--temp-dir=} ;;
+            --temp-dir) temp_dir=${extra[$((i + 1))]:-} ;;
+        esac
+    done
+    temp_dir=${temp_dir:-${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray}
+    record="${temp_dir}/ray_current_cluster"
+    if [[ -f $record && $(<"$record") == "${LS_RAY_ADDRESS:-}" ]]; then
+        rm -f "$record"
+    fi
 }
 
 _ls_forward() {

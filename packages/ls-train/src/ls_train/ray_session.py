@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from ls_train.config import ClusterConfig, cluster_config, trainer_config
 
-__all__ = ["ray_init_kwargs", "ray_session"]
+__all__ = ["prepare_ray_auth", "ray_auth_token_source", "ray_init_kwargs", "ray_session"]
 
 
 def ray_init_kwargs(cluster: ClusterConfig) -> dict[str, Any]:
@@ -23,6 +24,40 @@ def ray_init_kwargs(cluster: ClusterConfig) -> dict[str, Any]:
     if cluster.address is not None:
         return {"address": cluster.address, "include_dashboard": False}
     return {"address": "local", "num_cpus": cluster.num_cpus, "include_dashboard": False}
+
+
+def ray_auth_token_source() -> str | None:
+    """Where Ray would read its authentication token from, in Ray's order: ``RAY_AUTH_TOKEN``, the
+    file named by ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``; None when there is none (an
+    empty variable or file counts as none)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if named:
+        return named  # Ray reads this file or fails; it never falls back to the default file
+    default = Path.home() / ".ray" / "auth_token"
+    try:
+        return str(default) if default.stat().st_size > 0 else None
+    except OSError:
+        return None
+
+
+def prepare_ray_auth(cluster: ClusterConfig) -> str | None:
+    """Before ``ray.init`` joins ``cluster.address``: token authentication on (``RAY_AUTH_MODE=token``
+    in this process's environment) when a token is found and ``RAY_AUTH_MODE`` is unset.
+
+    This is the rule ``ray start --head`` follows, while ``ray.init(address=HOST:PORT)`` would not
+    send the token on its own: without this, a head started on a machine with ``~/.ray/auth_token``
+    refuses the command (``InvalidAuthToken``). A ``RAY_AUTH_MODE`` already set (the SLURM scripts
+    export the mode they started the cluster with) is left alone, as is a local instance, which Ray
+    itself starts with token authentication. Returns the mode set here, or None.
+    """
+    if cluster.address is None or os.environ.get("RAY_AUTH_MODE"):
+        return None
+    if ray_auth_token_source() is None:
+        return None
+    os.environ["RAY_AUTH_MODE"] = "token"
+    return "token"
 
 
 @contextmanager
@@ -47,6 +82,7 @@ def ray_session(cfg: Mapping[str, Any], *, logs_dir: Path | None = None) -> Iter
         if not verbose:
             quiet_ray_logging()  # the workers' output still reaches the console; Ray's notices do not
         level = "INFO" if verbose else "WARNING"
+        prepare_ray_auth(cluster)
         ray.init(**ray_init_kwargs(cluster), log_to_driver=True, logging_level=level)
         started = True
     try:

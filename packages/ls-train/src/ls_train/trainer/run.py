@@ -10,6 +10,7 @@ checkpoint and stop; the driver then exits normally.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ls_train.config import ConfigError, check_score_attribute, cluster_config, data_config, trainer_config
-from ls_train.ray_session import ray_init_kwargs
+from ls_train.ray_session import prepare_ray_auth, ray_init_kwargs
 from ls_train.trainer.checkpoint import RANK_KEY, UNRANKED, checkpoint_rank
 from ls_train.trainer.console import CONSOLE_FILE, ConsoleRelay, keep_ray_logs, quiet_ray_logging
 from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, fault_point, request_stop
@@ -59,6 +60,30 @@ def run_dir_of(cfg: Mapping[str, Any]) -> Path:
     return Path(tr.runs_root).expanduser().resolve() / tr.run_name
 
 
+SYNTHESIZED_FILE = "synthesize.json"
+"""The ``data.synthesize`` settings a generated dataset was made with, in its folder."""
+
+
+def _reuse_note(root: Path, wanted: Mapping[str, Any]) -> str:
+    """The line that says a non-empty ``data.root`` is used as it is, and how it differs from
+    what ``data.synthesize`` asks for (a dataset of an older recipe, or one's own data)."""
+    made = root / SYNTHESIZED_FILE
+    base = f"using the data in {root.resolve()} (data.synthesize generates only into an empty folder)"
+    if not made.is_file():
+        return base
+    try:
+        before = json.loads(made.read_text())
+    except (OSError, json.JSONDecodeError):
+        return base
+    keys = sorted(set(before) | set(wanted))
+    changed = [f"{k}: {before.get(k)!r} there, {wanted.get(k)!r} asked" for k in keys
+               if before.get(k) != wanted.get(k)]
+    if not changed:
+        return base
+    return (f"warning: {base}, which was generated with other data.synthesize settings ("
+            + "; ".join(changed) + "): empty the folder to generate the data of this recipe")
+
+
 def prepare_data(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) -> None:
     """Generate the synthetic dataset when ``data.synthesize`` is set and ``data.root`` is empty,
     then build (or reuse) the crop indices by opening the training and evaluation datasets once."""
@@ -67,12 +92,16 @@ def prepare_data(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = pr
     data = data_config(cfg)
     if data is not None and data.synthesize is not None:
         root = Path(data.root).expanduser()
+        wanted = json.loads(json.dumps(dict(data.synthesize)))
         if not root.exists() or not any(root.iterdir()):
             from ls_data.synth import synthesize_dataset
 
             print_fn(f"generating the synthetic dataset in {root.resolve()} ...")
             report = synthesize_dataset(root, **dict(data.synthesize), progress=print_fn)
+            (root / SYNTHESIZED_FILE).write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
             print_fn(f"synthetic dataset ready: {len(report.volumes)} volumes in {report.seconds:.1f} s")
+        else:
+            print_fn(_reuse_note(root, wanted))
     sections = [("datasets.database", cfg["datasets"]["database"])]
     evaluation = cfg.get("evaluation") or {}
     if evaluation.get("database") is not None:
@@ -98,6 +127,7 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], No
         if quiet:
             quiet_ray_logging()
         quiet_kwargs = {"log_to_driver": False, "logging_level": "WARNING"} if quiet else {}
+        prepare_ray_auth(cl)
         ray.init(**ray_init_kwargs(cl), **quiet_kwargs)
         started = True
     console = run_dir / CONSOLE_FILE if quiet else None

@@ -1,0 +1,595 @@
+"""scripts/slurm on a real single-node SLURM: the sbatch scripts submitted with ``sbatch`` and run by
+slurmctld/slurmd with the real ``ray``, ``ls-train``, ``ls-evaluate`` and ``ls-predict`` on tiny
+synthetic data (``test_slurm_scripts.py`` covers, with stand-ins, what one node cannot show).
+
+The fixture starts munged, slurmctld and slurmd from Debian's ``munge``, ``slurmctld``, ``slurmd``
+and ``slurm-client`` packages in one temporary folder (``slurm.conf``: SlurmUser root,
+``proctrack/linuxproc``, ``task/none``, ``select/cons_tres``, no accounting, one node with this
+machine's CPUs and memory, one partition) in about a second, and stops them at the end. The
+tests are skipped where SLURM cannot be started (not root, packages missing), unless
+``LS_REQUIRE_SLURM=1`` (as in CI), where they fail.
+
+Three jobs, submitted as the README says for a partition without GPUs (``--gpus-per-node=0``),
+keep the time down (about two minutes on two idle cores):
+
+- a training job with a Ray token file (``~/.ray/auth_token``) present and ``REQUEUE_ON_TERM=1``,
+  stopped by ``scancel --batch --signal=TERM`` (the SIGTERM the ``--signal=B:TERM@...`` time
+  limit signal delivers) at a known step: it writes a stop checkpoint of that step, registered
+  with Ray Train, stops Ray, requeues itself, resumes at that step and ends COMPLETED at the
+  step count of an unstopped run (2 epochs of 2 steps);
+- then, side by side with one CPU each, an evaluation job (no token file; Ray tasks on its
+  cluster) and a prediction job (a token file; Ray tile workers) on the trained checkpoint:
+  COMPLETED, with metrics and labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_DIR = REPO / "scripts" / "slurm"
+REQUIRE_SLURM_ENV = "LS_REQUIRE_SLURM"
+JOB_TIMEOUT_S = 420  # a hang guard; the jobs take 20-60 s on 2 idle cores
+
+DAEMONS = ("munged", "slurmctld", "slurmd")
+CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
+START_TIMEOUT_S = 60
+FINISHED_STATES = {
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+    "DEADLINE", "PREEMPTED",
+}
+
+
+class SlurmUnavailable(RuntimeError):
+    """SLURM cannot be started here (the message says why)."""
+
+
+def _find(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (str(p) for d in ("/usr/sbin", "/usr/bin", "/sbin") if (p := Path(d) / name).exists()), None
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mem_total_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    raise SlurmUnavailable("no MemTotal in /proc/meminfo")
+
+
+class SingleNodeSlurm:
+    """Start with :meth:`start`, submit with :meth:`sbatch`, stop with :meth:`stop`."""
+
+    def __init__(self) -> None:
+        missing = [name for name in DAEMONS + CLIENTS if _find(name) is None]
+        if missing:
+            raise SlurmUnavailable(
+                f"{', '.join(missing)} not found "
+                "(Debian: apt-get install slurmctld slurmd munge slurm-client)"
+            )
+        if os.geteuid() != 0:
+            raise SlurmUnavailable("slurmd must run as root to start job steps (this is not root)")
+        self.binaries = {name: _find(name) for name in DAEMONS + CLIENTS}
+        # munged wants every folder above its socket searchable by all, and Ray's socket paths must
+        # stay short: a folder of its own right under /tmp, not pytest's 0700 tmp_path
+        self.root = Path(tempfile.mkdtemp(prefix="ls-slurm-", dir="/tmp"))
+        self.root.chmod(0o755)
+        self.node = socket.gethostname().split(".")[0]
+        self.cpus = len(os.sched_getaffinity(0))  # the CPUs this process may use, at most all
+        self.memory_mib = _mem_total_mib() * 9 // 10
+        self.conf = self.root / "slurm.conf"
+        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    # ------------------------------------------------------------------ daemons
+    def _write_files(self) -> None:
+        for sub in ("munge", "state", "spool", "log"):
+            (self.root / sub).mkdir(mode=0o755)
+        key = self.root / "munge" / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o600)
+        r = self.root
+        self.conf.write_text(
+            "\n".join(
+                [
+                    "ClusterName=lstest",
+                    f"SlurmctldHost={self.node}(127.0.0.1)",
+                    "SlurmUser=root",
+                    "SlurmdUser=root",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
+                    "AuthType=auth/munge",
+                    "CredType=cred/munge",
+                    # cred_expire: a requeued job waits this long (default 120 s) before it starts again
+                    f"AuthInfo=socket={r}/munge/munge.socket,cred_expire=10",
+                    f"StateSaveLocation={r}/state",
+                    f"SlurmdSpoolDir={r}/spool",
+                    f"SlurmctldPidFile={r}/slurmctld.pid",
+                    f"SlurmdPidFile={r}/slurmd.pid",
+                    f"SlurmctldLogFile={r}/log/slurmctld.log",
+                    f"SlurmdLogFile={r}/log/slurmd.log",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_CPU",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "AccountingStorageType=accounting_storage/none",
+                    "JobCompType=jobcomp/none",
+                    "MpiDefault=none",
+                    "MailProg=/bin/true",
+                    "ReturnToService=2",
+                    "SchedulerType=sched/builtin",
+                    "SchedulerParameters=sched_interval=2",  # a requeued job starts soon after its hold
+                    "KillWait=30",
+                    "MinJobAge=600",
+                    f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} "
+                    f"RealMemory={self.memory_mib} State=UNKNOWN",
+                    "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
+
+    def _daemon(self, *argv: str) -> None:
+        log = (self.root / "log" / f"{Path(argv[0]).name}.out").open("wb")
+        self._processes.append(
+            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        )
+
+    def start(self) -> SingleNodeSlurm:
+        """Start munged, slurmctld and slurmd; return once the node is idle. Raises
+        :class:`SlurmUnavailable` (with the daemons' last log lines) when it never gets there."""
+        self._write_files()
+        r, b = self.root, self.binaries
+        self._daemon(
+            b["munged"], "--foreground", "--force", f"--key-file={r}/munge/munge.key",
+            f"--socket={r}/munge/munge.socket", f"--pid-file={r}/munge/munged.pid",
+            f"--log-file={r}/log/munged.log", f"--seed-file={r}/munge/munged.seed",
+        )
+        self._wait_for(lambda: (r / "munge" / "munge.socket").exists(), "munged to create its socket")
+        self._daemon(b["slurmctld"], "-D", "-i", "-f", str(self.conf))
+        self._daemon(b["slurmd"], "-D", "-f", str(self.conf), "-N", self.node)
+        self._wait_for(lambda: self.node_state() == "idle", f"node {self.node} to become idle")
+        return self
+
+    def _wait_for(self, ready, what: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ready():
+            dead = [p.args[0] for p in self._processes if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                reason = f"{', '.join(dead)} exited" if dead else f"timed out after {START_TIMEOUT_S} s"
+                self.stop()
+                raise SlurmUnavailable(f"waiting for {what}: {reason}\n{self.logs(tail=15)}")
+            time.sleep(0.2)
+
+    def node_state(self) -> str:
+        result = self.run("sinfo", "--noheader", "--format=%T", check=False)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    def logs(self, tail: int = 40) -> str:
+        """The last ``tail`` lines of each daemon log."""
+        parts = []
+        for path in sorted((self.root / "log").glob("*")) if self.root.exists() else []:
+            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            parts.append(f"--- {path.name}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        """Cancel every job (and wait up to 30 s for them to end, so that slurmd kills what they
+        left running), stop the daemons (SIGTERM, then SIGKILL) and remove the folder."""
+        if all(p.poll() is None for p in self._processes) and self._processes:
+            self.run("scancel", "--full", "--signal=KILL", f"--user={os.getuid()}", check=False)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                queue = self.run("squeue", "--noheader", "--format=%i", check=False)
+                if queue.returncode != 0 or not queue.stdout.strip():
+                    break
+                time.sleep(0.5)
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._processes.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # ------------------------------------------------------------------ clients
+    def run(self, name: str, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.binaries[name], *args], env=self.env, capture_output=True, text=True, check=check,
+            timeout=60, **kwargs,
+        )
+
+    def sbatch(self, *args: str, env: dict[str, str], cwd: Path) -> int:
+        """``sbatch --parsable ARGS`` with ``env`` (SLURM_CONF added); returns the job id."""
+        result = subprocess.run(
+            [self.binaries["sbatch"], "--parsable", *args],
+            env={**env, "SLURM_CONF": str(self.conf)},
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"sbatch {' '.join(args)} failed: {result.stderr.strip()}")
+        return int(result.stdout.strip().split(";")[0])
+
+    def job(self, job_id: int) -> dict[str, str]:
+        """``scontrol show job`` as a dict (JobState, ExitCode, Restarts, RunTime, ...)."""
+        out = self.run("scontrol", "show", "job", "--oneliner", str(job_id)).stdout
+        fields = {}
+        for item in out.split():
+            key, _, value = item.partition("=")
+            fields[key] = value
+        return fields
+
+    def state(self, job_id: int) -> str:
+        return self.job(job_id).get("JobState", "")
+
+    def wait(self, job_id: int, timeout: float, states: set[str] = FINISHED_STATES) -> dict[str, str]:
+        """Poll until the job reaches one of ``states``; its fields (TimeoutError after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            fields = self.job(job_id)
+            if fields.get("JobState") in states:
+                return fields
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {fields.get('JobState')} after {timeout:g} s")
+            time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------- fixtures
+def _unavailable(reason: str) -> None:
+    if os.environ.get(REQUIRE_SLURM_ENV) == "1":
+        pytest.fail(f"SLURM is required ({REQUIRE_SLURM_ENV}=1) but {reason}")
+    pytest.skip(f"real-SLURM tests skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[SingleNodeSlurm]:
+    """A single-node SLURM for the session (skipped, or failed under LS_REQUIRE_SLURM=1, where it
+    cannot be started)."""
+    try:
+        cluster = SingleNodeSlurm().start()
+    except SlurmUnavailable as exc:
+        _unavailable(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# ---------------------------------------------------------------------------- jobs
+# 3 synthetic volumes of 8x32x32 (2 training crops, 1 validation crop), batches of one, a 2-level
+# model with small heads (as packages/ls-train/tests/conftest.py shrinks the quickstart)
+TINY_DATA = (
+    "data.synthesize.num_volumes=3",
+    "data.synthesize.shape=[8,32,32]",
+    "data.synthesize.num_objects=6",
+    "data.synthesize.val_fraction=0.34",
+    "datasets.database.crop_shape=[8,32,32]",
+    "datasets.database.stride=[8,32,32]",
+    "evaluation.database.crop_shape=[8,32,32]",
+    "datasets.batch_size=1",
+)
+TINY_MODEL = (
+    "models.backbones.out_features=[p2]",
+    "models.backbones.fpn.out_channels=8",
+    "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
+    "models.mask_layers=[8]",
+    "models.mask_dim_reduced=8",
+    "models.box_representation_size=32",
+    "models.rpn_pre_nms_top_n_train=100",
+    "models.rpn_post_nms_top_n_train=50",
+    "models.rpn_pre_nms_top_n_test=50",
+    "models.rpn_post_nms_top_n_test=20",
+)
+# 2 epochs of 2 steps, validated once (at the end), no final evaluation
+TRAINING = (
+    "trainer.epochs=2",
+    "trainer.warmup_iters=2",
+    "trainer.val_every_epochs=2",
+    "evaluation.run_after_training=false",
+)
+STEPS = 4
+
+HOLD_MODULE = '''
+import time
+from pathlib import Path
+
+
+class HoldForStop:
+    """Identity transform that, at the ``at_call``-th sample over all processes, touches ``reached``
+    and waits until the run's stop file appears (at most 300 s), so that a signal sent then stops
+    the run at a known step."""
+
+    def __init__(self, *, counter: str, at_call: int, reached: str, stop_file: str) -> None:
+        self.counter, self.at_call = Path(counter), at_call
+        self.reached, self.stop_file = Path(reached), Path(stop_file)
+
+    def __call__(self, image, target, meta):
+        with self.counter.open("a") as f:
+            f.write("x")
+        if self.counter.stat().st_size == self.at_call:
+            self.reached.touch()
+            deadline = time.monotonic() + 300
+            while not self.stop_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        return image, target, meta
+'''
+
+
+class Jobs:
+    """Submits the sbatch scripts to ``slurm`` with the workspace's ls-train and ray on PATH, data and
+    runs under ``root``, and a Ray of their own (ports and temp folder) for each job."""
+
+    def __init__(self, slurm: SingleNodeSlurm, root: Path) -> None:
+        self.slurm, self.root = slurm, root
+        self.bin_dir = Path(sys.executable).parent
+        commands = ("ls-train", "ls-evaluate", "ls-predict", "ray")
+        missing = [name for name in commands if not (self.bin_dir / name).exists()]
+        if missing:
+            _unavailable(f"{', '.join(missing)} not found beside {sys.executable}")
+        self.data = root / "data"
+        self.runs = root / "runs"
+        self.logs = root / "logs"
+        self.logs.mkdir()
+
+    def ray_temp_dir(self, name: str) -> Path:
+        """The Ray temp folder of job ``name`` (short, for Ray's socket paths)."""
+        return self.slurm.root / f"ray-{name}"
+
+    def env(self, name: str, *, token: bool, **extra: str) -> dict[str, str]:
+        """The submitting environment of job ``name`` (sbatch exports it to the job): a home folder
+        of its own, with a Ray token file in it or not; a Ray of its own (temp folder, and free
+        ports where Ray's are fixed, so that jobs side by side, and any other Ray on the machine,
+        do not collide); none of the test process's Ray, SLURM or thread settings."""
+        home = self.root / f"home-{name}"
+        home.mkdir()
+        if token:
+            (home / ".ray").mkdir()
+            (home / ".ray" / "auth_token").write_text(os.urandom(16).hex())
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RAY_", "SLURM_", "SBATCH_", "OMP_", "PYTEST_")) and k != "PYTHONPATH"
+        }
+        env.update(
+            PATH=f"{self.bin_dir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
+            HOME=str(home),
+            REPO_DIR=str(REPO),
+            RAY_PORT=str(_free_port()),
+            RAY_START_ARGS=(
+                f"--temp-dir={self.ray_temp_dir(name)} --include-dashboard=false --disable-usage-stats "
+                f"--ray-client-server-port={_free_port()} --dashboard-agent-listen-port={_free_port()}"
+            ),
+            RAY_WAIT_POLL="1",
+            RAY_DRAIN_TIMEOUT="2",
+            RAY_STOP_TIMEOUT="30",
+        )
+        env.update(extra)
+        return env
+
+    def overrides(self, *extra: str) -> list[str]:
+        return [
+            "--config-name=quickstart",
+            f"data.root={self.data}",
+            *TINY_DATA,
+            *TINY_MODEL,
+            f"trainer.runs_root={self.runs}",
+            *extra,
+        ]
+
+    def submit(self, script: str, *args: str, env: dict[str, str], sbatch: tuple[str, ...] = ()) -> int:
+        """``sbatch`` on a CPU partition (--gpus-per-node=0, as the README says), one node, all CPUs."""
+        return self.slurm.sbatch(
+            "--gpus-per-node=0",
+            "--nodes=1",
+            f"--cpus-per-task={self.slurm.cpus}",  # the whole node, unless `sbatch` says otherwise
+            "--time=15",
+            f"--output={self.logs}/%x-%j.out",
+            *sbatch,
+            str(SLURM_DIR / script),
+            *args,
+            env=env,
+            cwd=self.root,
+        )
+
+    def log(self, job_id: int, name: str) -> str:
+        path = self.logs / f"{name}-{job_id}.out"
+        return path.read_text(errors="replace") if path.exists() else f"(no job log {path})"
+
+    def finish(self, job_id: int, name: str) -> tuple[dict[str, str], str]:
+        """Wait for the job to end; its ``scontrol show job`` fields and its log."""
+        try:
+            fields = self.slurm.wait(job_id, JOB_TIMEOUT_S)
+        except TimeoutError as exc:
+            self.slurm.run("scancel", str(job_id), check=False)
+            pytest.fail(f"{exc}\n{self.log(job_id, name)}\n{self.slurm.logs()}")
+        return fields, self.log(job_id, name)
+
+
+def _expect_completed(fields: dict[str, str], log: str) -> None:
+    assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), f"{fields}\n{log}"
+
+
+def read_csv_rows(path: Path) -> list[dict[str, Any]]:
+    from ls_train.trainer.logging import read_csv_rows
+
+    return read_csv_rows(path)
+
+
+def _state(checkpoint: Path) -> tuple[int, int, int]:
+    from ls_train.trainer import load_state
+
+    state = load_state(checkpoint)
+    return int(state["epoch"]), int(state["epoch_step"]), int(state["global_iter"])
+
+
+def _ray_processes_of(temp_dir: Path) -> list[str]:
+    """Command lines of the processes still running with ``temp_dir`` in them (Ray left behind)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if str(temp_dir) in cmdline:
+                    found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
+
+
+def _train(jobs: Jobs) -> dict[str, Any]:
+    """The training job, with a Ray token file in its home folder and ``REQUEUE_ON_TERM=1``: the
+    first sample of its second epoch holds that step until the run is asked to stop; then the job
+    gets SIGTERM as the time limit signal would deliver it. Its fields, log, run folder and id."""
+    plugin = jobs.root / "plugin"
+    plugin.mkdir()
+    (plugin / "ls_test_hold.py").write_text(textwrap.dedent(HOLD_MODULE))
+    run = jobs.runs / "stopped"
+    reached = jobs.root / "hold-reached"
+    hold = (
+        "transforms.transforms_list=[{name:normalize_intensity,mode:percentile},"
+        "{_target_:ls_test_hold.HoldForStop,"
+        f"counter:'{jobs.root / 'hold-calls'}',at_call:3,reached:'{reached}',stop_file:'{run / 'STOP'}'}}]"
+    )
+    env = jobs.env("train", token=True, PYTHONPATH=str(plugin), REQUEUE_ON_TERM="1")
+    job = jobs.submit("train.sbatch", *jobs.overrides(*TRAINING, "trainer.run_name=stopped", hold), env=env)
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not reached.exists():
+        state = jobs.slurm.state(job)
+        assert state in ("PENDING", "RUNNING", "CONFIGURING"), f"{state}\n{jobs.log(job, 'ls-train')}"
+        assert time.monotonic() < deadline, jobs.log(job, "ls-train")
+        time.sleep(0.5)
+    # what SLURM does at --signal=B:TERM@<seconds> before the time limit: SIGTERM to the batch shell
+    jobs.slurm.run("scancel", "--batch", "--signal=TERM", str(job))
+    fields, log = jobs.finish(job, "ls-train")
+    return {"fields": fields, "log": log, "run": run, "job": job}
+
+
+def _evaluate_and_predict(jobs: Jobs, checkpoint: Path) -> dict[str, Any]:
+    """An evaluation job (no token file) and a prediction job (a token file) on ``checkpoint``, run
+    side by side with one CPU each: their fields, logs and outputs."""
+    evaluation = jobs.root / "evaluation"
+    labels = jobs.root / "labels.ome.zarr"
+    one_cpu = ("--cpus-per-task=1",)
+    submitted = {
+        "ls-evaluate": jobs.submit(
+            "evaluate.sbatch",
+            *jobs.overrides(
+                f"checkpoint={checkpoint}",
+                f"evaluation.output_dir={evaluation}",
+                # Ray tasks on the job's cluster even for one crop on one worker
+                "evaluation.ray_min_crops=1",
+                "evaluation.ray_num_tasks=2",
+            ),
+            env=jobs.env("evaluate", token=False),
+            sbatch=one_cpu,
+        ),
+        "ls-predict": jobs.submit(
+            "predict.sbatch",
+            *jobs.overrides(
+                f"checkpoint={checkpoint}",
+                f"input={jobs.data / 'tiff' / 'synth_002_image.tif'}",
+                f"output={labels}",
+                "predict.tile_shape=[8,32,32]",
+                "predict.overlap=[0,8,8]",
+            ),
+            env=jobs.env("predict", token=True),
+            sbatch=one_cpu,
+        ),
+    }
+    finished = {name: jobs.finish(job, name) for name, job in submitted.items()}
+    return {"jobs": finished, "evaluation": evaluation, "labels": labels}
+
+
+def _check_training(trained: dict[str, Any], jobs: Jobs) -> None:
+    fields, log, run, job = trained["fields"], trained["log"], trained["run"], trained["job"]
+    _expect_completed(fields, log)
+    # the token file turned token authentication on for `ray start` and for every client alike
+    token = f"Ray token authentication on (token from {jobs.root}/home-train/.ray/auth_token"
+    assert log.count(token) == 2, log
+    assert "InvalidAuthToken" not in log and "Invalid generic resource" not in log
+    # the head's address is one the other nodes could reach, not the loopback name of the host
+    assert "head address 127." not in log and log.count("head address ") == 2, log
+    # SIGTERM -> a checkpoint of the current step -> Ray stopped -> requeued -> resumed there
+    assert fields["Restarts"] == "1", f"{fields}\n{log}"
+    assert "received SIGTERM: forwarding it" in log
+    assert "stop requested: checkpoint written at epoch 2, iteration 1" in log, log
+    assert f"requeueing job {job}" in log
+    assert "resuming stopped at epoch 2, iteration 1" in log, log
+    assert "before ls-train started" not in log  # no SIGTERM mistaken for one during Ray's start
+    assert log.count("ls-train exited with status 0") == 2
+    # the stop checkpoint was registered with Ray Train (the rerun found it through Ray's snapshot)
+    snapshot = json.loads((run / "checkpoint_manager_snapshot.json").read_text())
+    names = [r["checkpoint_dir_name"] for r in snapshot["checkpoint_results"]]
+    assert "checkpoint_epoch0001_iter00000003_partial" in names, names
+    # ... and the run ends where an unstopped one ends: 2 epochs of 2 steps, one row per epoch
+    assert _state(sorted(run.glob("checkpoint_epoch*"))[-1]) == (2, 0, STEPS)
+    assert [row["epoch"] for row in read_csv_rows(run / "metrics.csv")] == [1.0, 2.0]
+    assert json.loads((run / "result.json").read_text())["status"] == 0
+    assert not (run / "STOP").exists()
+    # each run drained and stopped its Ray in time; nothing of it left running, no record left behind
+    assert log.count("Ray stopped") == 2 and "killing it" not in log, log
+    assert not _ray_processes_of(jobs.ray_temp_dir("train"))
+    assert not (jobs.ray_temp_dir("train") / "ray_current_cluster").exists()
+
+
+def _check_evaluation(evaluated_and_predicted: dict[str, Any], jobs: Jobs) -> None:
+    fields, log = evaluated_and_predicted["jobs"]["ls-evaluate"]
+    _expect_completed(fields, log)
+    assert "Ray token authentication off" in log
+    assert "evaluating 1 crops in 1 Ray tasks" in log, log  # on the job's Ray cluster
+    metrics = json.loads((evaluated_and_predicted["evaluation"] / "metrics.json").read_text())
+    assert "ap@50" in json.dumps(metrics)
+    assert "Ray stopped" in log and "killing it" not in log, log
+    assert not _ray_processes_of(jobs.ray_temp_dir("evaluate"))
+
+
+def _check_prediction(evaluated_and_predicted: dict[str, Any], jobs: Jobs) -> None:
+    fields, log = evaluated_and_predicted["jobs"]["ls-predict"]
+    _expect_completed(fields, log)
+    assert "Ray token authentication on" in log
+    assert (evaluated_and_predicted["labels"] / "labels" / "instances").is_dir(), log
+    assert "Ray stopped" in log and "killing it" not in log, log
+    assert not _ray_processes_of(jobs.ray_temp_dir("predict"))
+
+
+# ---------------------------------------------------------------------------- the test
+def test_train_evaluate_predict_jobs_on_a_real_slurm(
+    slurm: SingleNodeSlurm, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """One test, not one per job: the evaluation and prediction jobs need the training job's
+    checkpoint, and pytest-xdist must not run the training twice on two workers."""
+    jobs = Jobs(slurm, tmp_path_factory.mktemp("slurm-jobs"))
+    trained = _train(jobs)
+    _check_training(trained, jobs)
+    checkpoint = sorted(trained["run"].glob("checkpoint_epoch*"))[-1]
+    evaluated_and_predicted = _evaluate_and_predict(jobs, checkpoint)
+    _check_evaluation(evaluated_and_predicted, jobs)
+    _check_prediction(evaluated_and_predicted, jobs)
