@@ -7,6 +7,8 @@ in test_catalog.py.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -23,18 +25,20 @@ _VOLUME = {
 }
 
 
-def _closed_port() -> int:
+@contextmanager
+def _closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound, never listening, and held for the ``with``
+    block, so that no other process (a parallel test's server, Ray) can start listening on it."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
+        yield int(sock.getsockname()[1])
 
 
 def test_unreachable_server_names_url_with_password_masked():
-    port = _closed_port()
-    url = f"postgresql://alice:s3cret-pw@127.0.0.1:{port}/catalog?connect_timeout=5"
-    with pytest.raises(CatalogError) as info:
+    with _closed_port() as port, pytest.raises(CatalogError) as info:
+        url = f"postgresql://alice:s3cret-pw@127.0.0.1:{port}/catalog?connect_timeout=5"
         Catalog(url)
     message = str(info.value)
     assert "s3cret-pw" not in message

@@ -64,11 +64,14 @@ def test_a_fault_point_is_inert_unless_named_then_pauses_its_nth_caller(tmp_path
     assert not (tmp_path / "paused").exists()
     second = threading.Thread(target=fault_point, args=("train.step",))
     second.start()
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "paused").exists() and time.monotonic() < deadline:
+    # the thread writes its pid into the file it creates: wait for the pid (on a busy machine, a
+    # parallel test run, the thread can be slow to start or be paused between creating and writing)
+    paused = tmp_path / "paused"
+    deadline = time.monotonic() + 60
+    while not (paused.exists() and paused.read_text()) and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.2)
-    assert second.is_alive() and (tmp_path / "paused").read_text() == str(os.getpid())
+    assert second.is_alive() and paused.read_text() == str(os.getpid())
     (tmp_path / "paused").unlink()  # the test's "let go"
     second.join(timeout=10)
     assert not second.is_alive()

@@ -98,7 +98,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     sys.path.insert(0, str(plugin))
     # an inherited OMP_NUM_THREADS=2 would give each of the 2 workers 2 threads on 2 CPUs
     env = {"PYTHONPATH": str(plugin), "OMP_NUM_THREADS": "2"}
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
+    # address="local": a new instance of this test's own, never a cluster that another process
+    # (a parallel test, a `ray start` on the machine) recorded in /tmp/ray or RAY_ADDRESS names
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
     yield tmp_path_factory.mktemp("ray")
     ray.shutdown()
     sys.path.remove(str(plugin))
