@@ -198,14 +198,15 @@ def _missing_sqlite_file(url: str) -> Path | None:
 
 
 def _remove_if_empty(catalog: Catalog, new_file: Path | None) -> None:
-    """Delete the SQLite file this command created, unless someone has added volumes meanwhile."""
+    """Undo the catalog this command created (the SQLite file, or the tables in a PostgreSQL
+    database), unless someone has added volumes meanwhile."""
     try:
-        if new_file is None or len(catalog) > 0:
+        if not catalog.remove_if_created_and_empty():
             return
     except DataError:
         return  # the database is unusable; the error being raised says why
-    catalog.close()
-    new_file.unlink(missing_ok=True)
+    if new_file is not None:
+        new_file.unlink(missing_ok=True)
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ls_data.catalog.backend import UniqueViolation, open_backend
 from ls_data.catalog.errors import CatalogError, DuplicateVolumeError, VolumeNotFoundError
 from ls_data.catalog.records import FORMATS, Selection, VolumeRecord
-from ls_data.catalog.schema import COLUMNS, ensure_schema
+from ls_data.catalog.schema import COLUMNS, drop_schema, ensure_schema
 from ls_data.catalog.url import parse_url
 
 if TYPE_CHECKING:
@@ -74,12 +74,17 @@ class Catalog:
         in_memory = self._url.backend == "sqlite" and self._url.sqlite_path is None
         self._backend = open_backend(self._url, create=create)
         try:
-            ensure_schema(self._backend, create=create or in_memory)
+            self._created = ensure_schema(self._backend, create=create or in_memory)
         except BaseException:
             self._backend.close()
             raise
 
     # ------------------------------------------------------------------ properties
+    @property
+    def created(self) -> bool:
+        """Whether this object created the catalog (its tables) when it was opened."""
+        return self._created
+
     @property
     def url(self) -> str:
         """The database URL as given (may contain a password; print :attr:`safe_url` instead)."""
@@ -104,6 +109,17 @@ class Catalog:
         return f"Catalog({self.safe_url!r}, roots={[str(r) for r in self._roots]})"
 
     # ------------------------------------------------------------------ lifecycle
+    def remove_if_created_and_empty(self) -> bool:
+        """Undo the creation of a catalog that no volume reached (a failed first ``register``):
+        drop the tables this object created when the catalog is still empty, and close it.
+        An SQLite file is left to the caller (the tables go, the file stays). Returns whether
+        the tables were dropped."""
+        if not self._created or len(self) > 0:
+            return False
+        drop_schema(self._backend)
+        self.close()
+        return True
+
     def close(self) -> None:
         """Close the database connection."""
         self._backend.close()

@@ -81,8 +81,9 @@ _INDEX_DDL = (
 )
 
 
-def ensure_schema(backend: Backend, *, create: bool = False) -> None:
-    """Check the schema version, creating the catalog tables first if absent and ``create``.
+def ensure_schema(backend: Backend, *, create: bool = False) -> bool:
+    """Check the schema version, creating the catalog tables first if absent and ``create``;
+    returns whether this call created them.
 
     Two processes that create the schema of a new PostgreSQL database at the same moment can
     collide in the system catalog (a unique violation); the loser retries once and then finds
@@ -95,11 +96,18 @@ def ensure_schema(backend: Backend, *, create: bool = False) -> None:
     """
     if not create:
         _check_schema(backend)
-        return
+        return False
     try:
-        _create_schema(backend)
+        return _create_schema(backend)
     except UniqueViolation:
-        _create_schema(backend)
+        return _create_schema(backend)
+
+
+def drop_schema(backend: Backend) -> None:
+    """Remove the catalog tables (and their indexes) in one transaction."""
+    with backend.transaction() as tx:
+        tx.execute("DROP TABLE IF EXISTS volumes")
+        tx.execute("DROP TABLE IF EXISTS catalog_schema")
 
 
 def _check_schema(backend: Backend) -> None:
@@ -110,7 +118,7 @@ def _check_schema(backend: Backend) -> None:
     _check_version(backend, rows)
 
 
-def _create_schema(backend: Backend) -> None:
+def _create_schema(backend: Backend) -> bool:
     with backend.transaction() as tx:
         tx.execute("CREATE TABLE IF NOT EXISTS catalog_schema (version INTEGER NOT NULL)")
         tx.execute(_volumes_ddl(backend.id_column_sql))
@@ -119,8 +127,9 @@ def _create_schema(backend: Backend) -> None:
         rows = tx.execute("SELECT version FROM catalog_schema")
         if not rows:
             tx.execute("INSERT INTO catalog_schema (version) VALUES (?)", (SCHEMA_VERSION,))
-            return
+            return True
     _check_version(backend, rows)
+    return False
 
 
 def _check_version(backend: Backend, rows: list[tuple]) -> None:
