@@ -236,10 +236,11 @@ def test_the_detection_cap_follows_the_voxel_count_with_a_test_caps_shape() -> N
     with torch.no_grad():
         plain, _ = heads(_features(), _proposals(), [IMAGE, (7, 15, 16)])
     assert [r["boxes"].shape[0] for r in plain] == [1, 1]
+    assert heads.capped == [True, True]  # more than one detection survived NMS in each image
     heads.test_caps_shape = (1, 1, 1)  # one detection per voxel: no cap in practice
     with torch.no_grad():
         scaled, _ = heads(_features(), _proposals(), [IMAGE, (7, 15, 16)])
-    assert all(r["boxes"].shape[0] > 1 for r in scaled)
+    assert all(r["boxes"].shape[0] > 1 for r in scaled) and heads.capped == [False, False]
     assert heads.detections_for((7, 15, 16)) == 7 * 15 * 16
     heads.test_caps_shape = (8, 16, 16)
     assert heads.detections_for((16, 16, 16)) == 2 and heads.detections_for((1, 2, 2)) == 1

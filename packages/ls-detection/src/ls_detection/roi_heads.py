@@ -202,6 +202,8 @@ class RoIHeads3D(nn.Module):
         self.nms_thresh = float(nms_thresh)
         self.detections_per_img = int(detections_per_img)
         self.test_caps_shape = check_caps_shape(test_caps_shape, "RoIHeads3D")
+        self.capped: list[bool] = []
+        """Per image of the last inference call: whether the detection cap dropped detections."""
         self.mask_roi_pool = mask_roi_pool
         self.mask_head = mask_head
         self.mask_predictor = mask_predictor
@@ -326,6 +328,7 @@ class RoIHeads3D(nn.Module):
         logits = class_logits.to(coordinate_dtype(class_logits.dtype))
         pred_scores = F.softmax(logits, dim=-1).split(counts, dim=0)
         all_boxes, all_scores, all_labels = [], [], []
+        self.capped = []
         for boxes, scores, shape in zip(pred_boxes, pred_scores, image_shapes, strict=True):
             boxes = clip_boxes_to_volume(boxes, tuple(shape))
             labels = torch.arange(num_classes, device=scores.device).expand_as(scores)
@@ -336,7 +339,10 @@ class RoIHeads3D(nn.Module):
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
             keep = remove_small_boxes3d(boxes, MIN_DETECTION_SIZE)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = batched_nms3d(boxes, scores, labels, self.nms_thresh)[: self.detections_for(shape)]
+            keep = batched_nms3d(boxes, scores, labels, self.nms_thresh)
+            cap = self.detections_for(shape)
+            self.capped.append(keep.numel() > cap)
+            keep = keep[:cap]
             all_boxes.append(boxes[keep])
             all_scores.append(scores[keep])
             all_labels.append(labels[keep])

@@ -71,6 +71,7 @@ class PredictionResult:
         table: The per-instance table.
         objects: Objects in the label image.
         tiles: Tiles of the grid; ``tiles_resumed`` of them were already in the work folder.
+        tiles_capped: Tiles in which the detector's detection cap dropped detections.
         forward_seconds: Sum over this run's tiles of the detector's forward time (the whole
             segmenter call for a segmenter without a model).
         seconds: Wall time per pass (``tiles``, ``stitch``, ``write``, ``total``).
@@ -86,6 +87,7 @@ class PredictionResult:
     forward_seconds: float
     voxels: int
     seconds: dict[str, float] = field(default_factory=dict)
+    tiles_capped: int = 0
 
 
 def _is_zarr_group(path: Path) -> bool:
@@ -281,6 +283,16 @@ def _open_store(work: Path, plan: dict[str, Any], grid: TileGrid, overwrite: boo
         TileStore.remove(work)
     created = not work.exists()
     return TileStore.open_or_create(work, plan, len(grid), grid.tile_shape), created
+
+
+def _capped_warning(capped: list[int], num_tiles: int) -> str:
+    shown = ", ".join(str(t) for t in capped[:10]) + (", ..." if len(capped) > 10 else "")
+    return (
+        f"ls-predict: warning: {len(capped)} of {num_tiles} tiles had more detections than the "
+        f"detector keeps (models.box_detections_per_img, per models.test_caps_shape when set): "
+        f"objects there may be missing; raise it (and models.rpn_post_nms_top_n_test), set "
+        f"models.test_caps_shape, or use smaller tiles (tiles {shown})"
+    )
 
 
 @contextmanager
@@ -519,6 +531,9 @@ def run_prediction(
 
         start = time.monotonic()
         metas = [store.meta(t) for t in range(len(grid))]
+        capped = [t for t, m in enumerate(metas) if m.capped]
+        if capped:
+            print_fn(_capped_warning(capped, len(grid)))
         stitch = plan_stitch(
             grid,
             metas,
@@ -593,11 +608,13 @@ def run_prediction(
         tiles=len(grid),
         tiles_resumed=len(done),
         forward_seconds=forward,
+        tiles_capped=len(capped),
         voxels=voxels,
         seconds=seconds,
     )
     print_fn(
         f"ls-predict: {len(rows)} objects in {result.labels}; table {table}; "
         f"{seconds['total']:.1f} s ({voxels / max(seconds['total'], 1e-9) / 1e6:.2f} Mvoxel/s)"
+        + (f"; {len(capped)} tile(s) reached a cap (see the warning above)" if capped else "")
     )
     return result

@@ -40,11 +40,14 @@ class TileLabels:
         labels: ``(Z, Y, X)`` uint32, 0 = background, instances numbered ``1..n``.
         scores: ``(n,)`` float32, the score of instance ``k`` at ``k - 1``.
         classes: ``(n,)`` int32 classes (>= 1).
+        capped: the detector's detection cap dropped detections in this tile (objects may be
+            missing).
     """
 
     labels: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    capped: bool = False
 
     def __post_init__(self) -> None:
         self.labels = np.ascontiguousarray(self.labels, dtype=np.uint32)
@@ -94,6 +97,14 @@ class Normalization:
             per_channel(self.clip_high),
         )
         return out.reshape(image.shape)
+
+
+def _capped_images(model: nn.Module, count: int) -> list[bool]:
+    """Per image of the model's last call, whether its RoI heads dropped detections at their cap
+    (``capped`` of ls-detection's ``RoIHeads3D``; other models: never). The RPN's proposal cap is
+    reached in nearly every image (most proposals are background), so it says nothing here."""
+    reported = list(getattr(getattr(model, "roi_heads", None), "capped", []) or [])
+    return [bool(c) for c in reported] if len(reported) == count else [False] * count
 
 
 class DetectorSegmenter:
@@ -160,8 +171,9 @@ class DetectorSegmenter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.last_forward_seconds = time.perf_counter() - start
+        capped = _capped_images(self.model, len(images))
         out = []
-        for image, pred in zip(images, predictions, strict=True):
+        for image, pred, cap in zip(images, predictions, capped, strict=True):
             labels, order = paste_masks_into_label_volume(
                 pred["masks"].float(),
                 pred["boxes"].float(),
@@ -176,6 +188,7 @@ class DetectorSegmenter:
                     labels=labels.cpu().numpy().astype(np.uint32),
                     scores=pred["scores"].float().cpu()[order].numpy(),
                     classes=pred["labels"].cpu()[order].numpy(),
+                    capped=cap,
                 )
             )
         return out

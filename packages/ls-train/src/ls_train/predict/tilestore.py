@@ -52,12 +52,14 @@ class TileMeta:
         boxes: ``(n, 6)`` int64 voxel boxes ``(z0, y0, x0, z1, y1, x1)`` in tile coordinates,
             half-open, of the instance's voxels in the label tile.
         counts: ``(n,)`` int64 voxel counts in the label tile.
+        capped: the segmenter's detection cap dropped detections in this tile.
     """
 
     scores: np.ndarray
     classes: np.ndarray
     boxes: np.ndarray
     counts: np.ndarray
+    capped: bool = False
 
     @classmethod
     def of(cls, tile: TileLabels) -> TileMeta:
@@ -70,7 +72,7 @@ class TileMeta:
         for k, found in enumerate(ndimage.find_objects(tile.labels, max_label=n)):
             if found is not None:
                 boxes[k] = [s.start for s in found] + [s.stop for s in found]
-        return cls(scores=tile.scores, classes=tile.classes, boxes=boxes, counts=counts)
+        return cls(scores=tile.scores, classes=tile.classes, boxes=boxes, counts=counts, capped=tile.capped)
 
 
 class TileStore:
@@ -217,7 +219,8 @@ class TileStore:
         atomic_write(
             self._meta_path(index),
             lambda f: np.savez(
-                f, scores=meta.scores, classes=meta.classes, boxes=meta.boxes, counts=meta.counts
+                f, scores=meta.scores, classes=meta.classes, boxes=meta.boxes, counts=meta.counts,
+                capped=np.bool_(meta.capped),
             ),
         )
         return meta
@@ -226,7 +229,8 @@ class TileStore:
         """The metadata of a finished tile."""
         with np.load(self._meta_path(index)) as data:
             return TileMeta(
-                scores=data["scores"], classes=data["classes"], boxes=data["boxes"], counts=data["counts"]
+                scores=data["scores"], classes=data["classes"], boxes=data["boxes"], counts=data["counts"],
+                capped=bool(data["capped"]) if "capped" in data.files else False,  # older work folders
             )
 
     def read(self, index: int, region: tuple[tuple[int, int], ...]) -> np.ndarray:
