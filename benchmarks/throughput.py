@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ls_data.synth import synthesize_volume
+from ls_data.transforms import boxes_from_masks
 from ls_train.config import load_config
 from ls_train.factory import build_model
 
@@ -39,12 +40,8 @@ def _sample(shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, dict[
     image = (image - image.mean()) / image.std()
     ids = [i for i in np.unique(vol.labels) if i]
     masks = torch.from_numpy(np.stack([vol.labels == i for i in ids])).to(torch.uint8)
-    boxes = []
-    for m in masks:
-        nz = m.nonzero()
-        boxes.append(torch.cat([nz.min(0).values, nz.max(0).values + 1]).float())
     labels = torch.ones(len(ids), dtype=torch.long)
-    return image, {"boxes": torch.stack(boxes), "labels": labels, "masks": masks}
+    return image, {"boxes": boxes_from_masks(masks), "labels": labels, "masks": masks}
 
 
 def _models(root: str) -> dict[str, torch.nn.Module]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ls_data.transforms import boxes_from_masks
 from ls_train.config import ConfigError, load_config
 from ls_train.factory import build_model
 
@@ -53,12 +54,11 @@ def test_inference_gives_the_reference_detections(tmp_path: Path, tiny_model) ->
 
 def test_a_training_step_gives_the_reference_losses_and_gradients(tmp_path: Path, tiny_model) -> None:
     reference, fast = _models(tmp_path, tiny_model)
-    labels = torch.zeros(8, 32, 32, dtype=torch.long)
-    labels[2:6, 4:12, 4:12], labels[3:7, 18:26, 6:14] = 1, 2
-    masks = torch.stack([labels == 1, labels == 2])
-    nz = [m.nonzero() for m in masks]
-    boxes = torch.stack([torch.cat([n.min(0).values, n.max(0).values + 1]) for n in nz]).float()
-    target = {"boxes": boxes, "labels": torch.ones(2, dtype=torch.long), "masks": masks.to(torch.uint8)}
+    ids = torch.zeros(8, 32, 32, dtype=torch.long)
+    ids[2:6, 4:12, 4:12], ids[3:7, 18:26, 6:14] = 1, 2
+    masks = torch.stack([ids == 1, ids == 2])
+    classes = torch.ones(2, dtype=torch.long)
+    target = {"boxes": boxes_from_masks(masks), "labels": classes, "masks": masks.to(torch.uint8)}
     results = []
     for model in (reference, fast):
         torch.manual_seed(3)  # the same RPN and RoI samples

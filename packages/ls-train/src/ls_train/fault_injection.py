@@ -86,16 +86,18 @@ def final_state(run_dir: Path) -> dict | None:
     return best
 
 
-def final_position(run_dir: Path) -> tuple[int, int] | None:
-    """``(epoch, global_iter)`` of the furthest loadable checkpoint under ``run_dir`` (None: none)."""
-    state = final_state(run_dir)
+def _position(state: dict | None) -> tuple[int, int] | None:
     return None if state is None else (int(state["epoch"]), int(state["global_iter"]))
 
 
-def weights_difference(run_dir: Path, reference: Path) -> float | None:
-    """Largest absolute difference between the weights of the furthest checkpoints of two runs
-    (0.0: identical; None: a run without a checkpoint, or models of other shapes)."""
-    a, b = final_state(run_dir), final_state(reference)
+def final_position(run_dir: Path) -> tuple[int, int] | None:
+    """``(epoch, global_iter)`` of the furthest loadable checkpoint under ``run_dir`` (None: none)."""
+    return _position(final_state(run_dir))
+
+
+def weights_difference(a: dict | None, b: dict | None) -> float | None:
+    """Largest absolute difference between the weights of two checkpoint states (0.0: identical;
+    None: a missing state, or models of other shapes)."""
     if a is None or b is None or a["model"].keys() != b["model"].keys():
         return None
     worst = 0.0
@@ -202,7 +204,8 @@ def run_fault_case(
     start = time.monotonic()
     first_rc, first_log = _stopped_command(argv, env, fault, folder, timeout)
     resumed_rc, resumed_log = _run(argv, env, folder / "resumed.log", timeout)
-    position = final_position(run_dir)
+    state = final_state(run_dir)  # every checkpoint of the run is read once, for both judgements
+    position = _position(state)
     csv = run_dir / CSV_FILE
     epochs = [row["epoch"] for row in read_csv_rows(csv)] if csv.exists() else []
     return Outcome(
@@ -214,7 +217,7 @@ def run_fault_case(
         expected=expected,
         verdict=_verdict(
             first_rc, first_log, resumed_rc, position, expected, epochs,
-            0.0 if reference is None else weights_difference(run_dir, reference),
+            0.0 if reference is None else weights_difference(state, final_state(reference)),
         ),
         seconds=time.monotonic() - start,
         first_tail=first_log[-3000:],
