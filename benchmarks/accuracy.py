@@ -5,7 +5,7 @@
 touching nuclei over a 33x brightness range). This script measures how the quickstart recipe
 generalises across them, next to a classical baseline computed in the same run:
 
-1. For each style, one dataset of the quickstart's ``data.synthesize`` settings (6 volumes of
+1. For each style, one dataset of the quickstart's ``data.synthesize`` settings (12 volumes of
    24x96x96 at 2.0 x 0.5 x 0.5 um, 1 channel, 1 class, ``val_fraction`` 0.34, seed 0) with the
    style's own object count (ellipsoids 40, blobs 30, dense 600) in ``<out>/data/<style>/``,
    written by ``ls_data.synth.synthesize_dataset`` from the composed quickstart config.
@@ -18,7 +18,7 @@ generalises across them, next to a classical baseline computed in the same run:
    *test* volumes of the evaluation style, whole 24x96x96 volumes as one crop each; the numbers
    are its ``metrics.json``. The test volumes are a separate dataset of each style
    (``<out>/data/<style>-test/``: 10 volumes, seed 1000, the ``val`` split of that dataset): the
-   training run's own ``val`` volumes (2 per style, 80 ellipsoids) choose its checkpoints and are
+   training run's own ``val`` volumes (4 per style, 160 ellipsoids) choose its checkpoints and are
    too few to tell recipes apart.
 4. The baseline on the same test crops: Gaussian smoothing (sigma 0.5 um), an Otsu threshold,
    an anisotropic Euclidean distance transform (``sampling`` = the voxel spacing; smoothed, sigma

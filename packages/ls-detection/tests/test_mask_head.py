@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ls_detection import create_detector
-from ls_detection.mask_head import ImageGuidedMaskPredictor3D, MaskRCNNPredictor3D
+from ls_detection.mask_head import ImageGuidedMaskPredictor3D, MaskRCNNPredictor3D, standardized
 from ls_detection.postprocess import paste_masks_in_volume
 
 
@@ -79,3 +79,40 @@ def test_the_detector_trains_and_predicts_with_either_predictor(layers) -> None:
     model.eval()
     (pred,) = model.predict([image], paste_masks=False)
     assert pred["masks"].shape[1:] == (1, 4, 8, 8)
+
+
+def test_standardized_patches_have_zero_mean_and_unit_deviation_per_box_and_channel() -> None:
+    patches = torch.randn(4, 2, 3, 5, 5) * torch.tensor([3.0, 0.2]).view(1, 2, 1, 1, 1) + 7.0
+    out = standardized(patches)
+    torch.testing.assert_close(out.mean(dim=(2, 3, 4)), torch.zeros(4, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=(2, 3, 4), unbiased=False), torch.ones(4, 2), atol=1e-4, rtol=0)
+    assert torch.isfinite(standardized(torch.full((1, 1, 2, 2, 2), 5.0))).all()
+
+
+def test_the_standardized_input_makes_the_logits_independent_of_brightness_and_offset() -> None:
+    """With only the standardised channel feeding the logits, an image scaled by 3 and offset by 50
+    gives the same logits: the border is read relative to the box's own intensities."""
+    torch.manual_seed(0)
+    head = ImageGuidedMaskPredictor3D(
+        in_channels=2, dim_reduced=2, image_channels=1, layers=[3], num_classes=2, standardize=True
+    )
+    assert head.refine[0][0].weight.shape[1] == 4  # features, image, standardised image
+    with torch.no_grad():
+        head.refine[0][0].weight[:, :3] = 0.0
+    image = torch.rand(1, 1, 8, 16, 16)
+    box = [torch.tensor([[1.0, 2.0, 3.0, 7.0, 14.0, 13.0]])]
+    features = torch.randn(1, 2, 2, 4, 4)
+    torch.testing.assert_close(head(features, image * 3 + 50, box), head(features, image, box),
+                               atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        head.refine[0][0].weight[:, 2] = 1.0  # the raw image channel does depend on them
+    assert not torch.allclose(head(features, image * 3 + 50, box), head(features, image, box), atol=1e-2)
+
+
+def test_standardize_needs_the_image_guided_predictor() -> None:
+    with pytest.raises(ValueError, match="mask_image_standardize needs mask_image_layers"):
+        create_detector(
+            "maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2,
+            backbone_kwargs={"in_channels": 1, "out_features": ["p2"]}, fpn={"out_channels": 8},
+            mask_image_standardize=True,
+        )

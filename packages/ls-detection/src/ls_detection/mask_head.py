@@ -85,6 +85,11 @@ class ImageGuidedMaskPredictor3D(nn.Module):
     box, the grid on which the mask targets are defined and from which masks are pasted, and a
     few 3x3x3 convolutions predict the logits from both.
 
+    With ``standardize``, each box's image patch is also given standardised (per box and channel:
+    minus its mean, over its standard deviation), so the refining convolutions see where the
+    border lies relative to the box's own intensities, whatever the brightness, background and
+    contrast of the volume.
+
     Input: mask-head features ``(K, in_channels, m...)``, the batch ``(B, C, Z, Y, X)`` the boxes
     refer to, and the boxes of each image (``(K_i, 6)``, in the batch's voxel coordinates) ->
     logits ``(K, num_classes, 2m...)``.
@@ -95,13 +100,14 @@ class ImageGuidedMaskPredictor3D(nn.Module):
         image_channels: channels of the image.
         layers: output channels of the refining 3x3x3 convolutions (at least one).
         num_classes: number of classes including the background.
+        standardize: also pass each patch standardised per box and channel.
     """
 
     uses_image = True
     """Tells :class:`~ls_detection.roi_heads.RoIHeads3D` to pass the image and the boxes."""
 
     def __init__(self, *, in_channels: int, dim_reduced: int, image_channels: int, layers: Sequence[int],
-                 num_classes: int) -> None:
+                 num_classes: int, standardize: bool = False) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"ImageGuidedMaskPredictor3D: num_classes counts the background and must be "
@@ -112,9 +118,10 @@ class ImageGuidedMaskPredictor3D(nn.Module):
         if image_channels < 1:
             raise ValueError(f"ImageGuidedMaskPredictor3D: image_channels must be >= 1, got {image_channels}")
         self.image_channels = int(image_channels)
+        self.standardize = bool(standardize)
         self.upsample = nn.ConvTranspose3d(in_channels, dim_reduced, kernel_size=2, stride=2)
         blocks = []
-        channels = dim_reduced + self.image_channels
+        channels = dim_reduced + self.image_channels * (2 if self.standardize else 1)
         for width in layers:
             blocks.append(Conv3dNormActivation(channels, int(width), kernel_size=3, stride=1, padding=1,
                                                norm_layer=None))
@@ -141,5 +148,15 @@ class ImageGuidedMaskPredictor3D(nn.Module):
         if rois.shape[0] != x.shape[0]:
             raise ValueError(f"ImageGuidedMaskPredictor3D: {rois.shape[0]} boxes for {x.shape[0]} mask "
                              f"feature maps")
-        patches = roi_align3d(images, rois, tuple(x.shape[-3:]), 1.0, -1, aligned=True)
-        return self.mask_fcn_logits(self.refine(torch.cat([x, patches.to(x.dtype)], dim=1)))
+        patches = roi_align3d(images, rois, tuple(x.shape[-3:]), 1.0, -1, aligned=True).to(x.dtype)
+        parts = [x, patches, standardized(patches)] if self.standardize else [x, patches]
+        return self.mask_fcn_logits(self.refine(torch.cat(parts, dim=1)))
+
+
+def standardized(patches: Tensor, eps: float = 1e-3) -> Tensor:
+    """``(K, C, ...)`` patches minus their mean over the spatial axes, over their standard deviation
+    (per patch and channel; a deviation below ``eps`` is taken as ``eps``: a flat patch stays finite)."""
+    dims = tuple(range(2, patches.dim()))
+    mean = patches.mean(dim=dims, keepdim=True)
+    std = patches.std(dim=dims, keepdim=True, unbiased=False)
+    return (patches - mean) / std.clamp(min=eps)
