@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from ls_detection import create_detector
-from ls_detection.mask_head import ImageGuidedMaskPredictor3D, MaskRCNNPredictor3D, standardized
+from ls_detection.mask_head import (
+    ImageGuidedMaskPredictor3D,
+    MaskRCNNPredictor3D,
+    extended_rois,
+    standardized,
+)
 from ls_detection.postprocess import paste_masks_in_volume
+from ls_ops import roi_align3d
 
 
 def test_the_image_guided_predictor_gives_logits_on_the_up_sampled_grid() -> None:
@@ -110,9 +116,47 @@ def test_the_standardized_input_makes_the_logits_independent_of_brightness_and_o
 
 
 def test_standardize_needs_the_image_guided_predictor() -> None:
+    with pytest.raises(ValueError, match="mask_image_margin needs mask_image_layers"):
+        create_detector(
+            "maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2,
+            backbone_kwargs={"in_channels": 1, "out_features": ["p2"]}, fpn={"out_channels": 8},
+            mask_image_margin=1,
+        )
     with pytest.raises(ValueError, match="mask_image_standardize needs mask_image_layers"):
         create_detector(
             "maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2,
             backbone_kwargs={"in_channels": 1, "out_features": ["p2"]}, fpn={"out_channels": 8},
             mask_image_standardize=True,
         )
+
+
+def test_the_margin_samples_the_box_cells_exactly_as_without_it_and_the_context_around_them() -> None:
+    torch.manual_seed(0)
+    image = torch.rand(1, 1, 10, 24, 24)
+    rois = torch.tensor([[0.0, 2.3, 5.1, 6.0, 7.7, 17.2, 15.4]])
+    grid = (4, 8, 6)
+    plain = roi_align3d(image, rois, grid, 1.0, -1, aligned=True)
+    wide = roi_align3d(image, extended_rois(rois, grid, 2), (8, 12, 10), 1.0, -1, aligned=True)
+    torch.testing.assert_close(wide[..., 2:-2, 2:-2, 2:-2], plain)
+    torch.testing.assert_close(extended_rois(rois, grid, 0), rois)
+
+
+def test_a_predictor_with_a_margin_gives_logits_on_the_box_grid_that_see_outside_the_box() -> None:
+    torch.manual_seed(0)
+    head = ImageGuidedMaskPredictor3D(
+        in_channels=4, dim_reduced=3, image_channels=1, layers=[4], num_classes=2, margin=1
+    )
+    features = torch.randn(1, 4, 2, 4, 4)
+    image = torch.rand(1, 1, 10, 24, 24)
+    box = [torch.tensor([[2.0, 6.0, 6.0, 8.0, 18.0, 18.0]])]
+    logits = head(features, image, box)
+    assert logits.shape == (1, 2, 4, 8, 8)
+    outside = image.clone()
+    outside[:, :, :, :, :5] += 1.0  # only beyond the box's x1 face (6.0): less than a cell away
+    assert not torch.allclose(head(features, outside, box)[..., 0], logits[..., 0])
+    head.margin = 0  # the same weights without the context see no change
+    without = head(features, image, box)
+    torch.testing.assert_close(head(features, outside, box), without)
+    with pytest.raises(ValueError, match="margin must be an int >= 0"):
+        ImageGuidedMaskPredictor3D(in_channels=4, dim_reduced=3, image_channels=1, layers=[4],
+                                   num_classes=2, margin=-1)

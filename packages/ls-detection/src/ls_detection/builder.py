@@ -87,15 +87,19 @@ def _per_level(value: Sequence[Any] | None, levels: int, default: Sequence[Any],
 
 
 def _mask_predictor(in_channels: int, dim_reduced: int, num_classes: int, image_channels: int,
-                    image_layers: Sequence[int] | None, image_standardize: bool) -> nn.Module:
+                    image_layers: Sequence[int] | None, image_standardize: bool,
+                    image_margin: int) -> nn.Module:
     if image_layers is None:
-        if image_standardize:
-            raise ValueError("maskrcnn3d: mask_image_standardize needs mask_image_layers (the image-guided "
-                             "mask predictor)")
+        for key, value in (("mask_image_standardize", image_standardize),
+                           ("mask_image_margin", image_margin)):
+            if value:
+                raise ValueError(f"maskrcnn3d: {key} needs mask_image_layers (the image-guided mask "
+                                 "predictor)")
         return MaskRCNNPredictor3D(in_channels=in_channels, dim_reduced=dim_reduced, num_classes=num_classes)
     return ImageGuidedMaskPredictor3D(in_channels=in_channels, dim_reduced=dim_reduced,
                                       image_channels=image_channels, layers=list(image_layers),
-                                      num_classes=num_classes, standardize=image_standardize)
+                                      num_classes=num_classes, standardize=image_standardize,
+                                      margin=image_margin)
 
 
 def maskrcnn3d(
@@ -145,6 +149,7 @@ def maskrcnn3d(
     mask_dim_reduced: int = 256,
     mask_image_layers: Sequence[int] | None = None,
     mask_image_standardize: bool = False,
+    mask_image_margin: int = 0,
     mask_dice_weight: float = 0.0,
 ) -> MaskRCNN3D:
     """3-D Mask R-CNN over the backbone ``backbone``.
@@ -180,6 +185,8 @@ def maskrcnn3d(
             None: torchvision's predictor.
         mask_image_standardize: also give those convolutions each box's image patch standardised
             (per box and channel), which does not depend on the volume's brightness and contrast.
+        mask_image_margin: sample the image for those convolutions this many mask-grid cells beyond
+            each face of the box (context outside the box; the logits stay on the box's grid).
         mask_dice_weight: add this times a soft Dice loss to the mask loss (0: cross-entropy alone).
 
     The backbone's outputs must all have the same number of channels (an FPN or a feature
@@ -287,7 +294,7 @@ def maskrcnn3d(
         mask_head=MaskRCNNHeads3D(in_channels=out_channels, layers=mask_layers, dilation=mask_dilation),
         mask_predictor=_mask_predictor(
             mask_layers[-1], mask_dim_reduced, num_classes, in_channels, mask_image_layers,
-            mask_image_standardize,
+            mask_image_standardize, mask_image_margin,
         ),
         mask_dice_weight=mask_dice_weight,
     )

@@ -90,6 +90,12 @@ class ImageGuidedMaskPredictor3D(nn.Module):
     border lies relative to the box's own intensities, whatever the brightness, background and
     contrast of the volume.
 
+    With ``margin``, the image is sampled on the mask grid extended by ``margin`` cells on each side
+    of each box (same cell size: the inner cells are sampled exactly as without it), the
+    up-sampled features are padded with zeros to that grid, and the logits are cut back to the
+    box: the convolutions next to the box's faces see what lies just outside it (the background
+    level, a neighbour) instead of zero padding.
+
     Input: mask-head features ``(K, in_channels, m...)``, the batch ``(B, C, Z, Y, X)`` the boxes
     refer to, and the boxes of each image (``(K_i, 6)``, in the batch's voxel coordinates) ->
     logits ``(K, num_classes, 2m...)``.
@@ -101,13 +107,14 @@ class ImageGuidedMaskPredictor3D(nn.Module):
         layers: output channels of the refining 3x3x3 convolutions (at least one).
         num_classes: number of classes including the background.
         standardize: also pass each patch standardised per box and channel.
+        margin: cells of image context sampled beyond each face of the box (0: none).
     """
 
     uses_image = True
     """Tells :class:`~ls_detection.roi_heads.RoIHeads3D` to pass the image and the boxes."""
 
     def __init__(self, *, in_channels: int, dim_reduced: int, image_channels: int, layers: Sequence[int],
-                 num_classes: int, standardize: bool = False) -> None:
+                 num_classes: int, standardize: bool = False, margin: int = 0) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"ImageGuidedMaskPredictor3D: num_classes counts the background and must be "
@@ -119,6 +126,9 @@ class ImageGuidedMaskPredictor3D(nn.Module):
             raise ValueError(f"ImageGuidedMaskPredictor3D: image_channels must be >= 1, got {image_channels}")
         self.image_channels = int(image_channels)
         self.standardize = bool(standardize)
+        if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+            raise ValueError(f"ImageGuidedMaskPredictor3D: margin must be an int >= 0, got {margin!r}")
+        self.margin = margin
         self.upsample = nn.ConvTranspose3d(in_channels, dim_reduced, kernel_size=2, stride=2)
         blocks = []
         channels = dim_reduced + self.image_channels * (2 if self.standardize else 1)
@@ -148,9 +158,24 @@ class ImageGuidedMaskPredictor3D(nn.Module):
         if rois.shape[0] != x.shape[0]:
             raise ValueError(f"ImageGuidedMaskPredictor3D: {rois.shape[0]} boxes for {x.shape[0]} mask "
                              f"feature maps")
-        patches = roi_align3d(images, rois, tuple(x.shape[-3:]), 1.0, -1, aligned=True).to(x.dtype)
+        grid = tuple(x.shape[-3:])
+        m = self.margin
+        if m:
+            rois = extended_rois(rois, grid, m)
+            grid = tuple(n + 2 * m for n in grid)
+            x = nn.functional.pad(x, [m] * 6)
+        patches = roi_align3d(images, rois, grid, 1.0, -1, aligned=True).to(x.dtype)
         parts = [x, patches, standardized(patches)] if self.standardize else [x, patches]
-        return self.mask_fcn_logits(self.refine(torch.cat(parts, dim=1)))
+        logits = self.mask_fcn_logits(self.refine(torch.cat(parts, dim=1)))
+        return logits[..., m:-m, m:-m, m:-m] if m else logits
+
+
+def extended_rois(rois: Tensor, grid: Sequence[int], margin: int) -> Tensor:
+    """``(K, 7)`` RoIs ``(batch, z1, y1, x1, z2, y2, x2)`` grown by ``margin`` cells of a ``grid``
+    ``(gz, gy, gx)`` on each face, so that the grown grid of ``grid + 2 margin`` cells has the
+    same cells inside the original box."""
+    cells = (rois[:, 4:] - rois[:, 1:4]) / torch.tensor(grid, dtype=rois.dtype, device=rois.device)
+    return torch.cat([rois[:, :1], rois[:, 1:4] - margin * cells, rois[:, 4:] + margin * cells], dim=1)
 
 
 def standardized(patches: Tensor, eps: float = 1e-3) -> Tensor:
