@@ -5,6 +5,7 @@ Tests taking ``catalog_url`` run on SQLite and on a real PostgreSQL server (conf
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import warnings
@@ -504,13 +505,55 @@ def test_register_rejects_negative_label_ids(tmp_path, monkeypatch):
             catalog.register_folder(data)
         assert sorted(p[0] for p in info.value.problems) == ["neg", "zneg"]
         reasons = {p[0]: p[2] for p in info.value.problems}
-        assert f"label volume '{bad_tiff}' (int32) holds negative ids (min -4 in z 0..3)" in reasons["neg"]
+        negative = f"label volume '{bad_tiff}' (int32) holds negative ids (min -4 in z 0..3, y 0..7, x 0..7)"
+        assert negative in reasons["neg"]
         assert str(bad_zarr / "labels" / "cells") in reasons["zneg"] and "min -4" in reasons["zneg"]
         assert len(catalog) == 0
-        # Signed volumes above the read limit are not read at registration (the index build
-        # rejects their negative ids).
-        monkeypatch.setattr(register_module, "LABEL_CHECK_MAX_VOXELS", 4 * 8 * 8 - 1)
-        assert sorted(catalog.register_folder(data).added) == ["fine", "neg", "zneg"]
+        # read in blocks smaller than a plane: the block with the negative id is named
+        monkeypatch.setattr(register_module, "LABEL_BLOCK_VOXELS", 5)
+        with pytest.raises(RegisterError) as info:
+            catalog.register_folder(data)
+        reasons = {p[0]: p[2] for p in info.value.problems}
+        assert "holds negative ids (min -4 in z 3..3, y 7..7, x 5..7)" in reasons["neg"]
+
+
+def test_register_rejects_negative_ids_in_a_signed_volume_of_any_size(tmp_path):
+    """A signed label volume over 2^26 voxels (sparse memory-mapped TIFFs: fast) is read block by
+    block: its one negative voxel, in the last plane, is found before anything is registered."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shape = (65, 1024, 1024)
+    assert math.prod(shape) > 2**26
+    for kind, dtype in (("image", np.uint8), ("labels", np.int8)):
+        volume = tifffile.memmap(data / f"big_{kind}.tif", shape=shape, dtype=dtype, metadata={"axes": "ZYX"})
+        if kind == "labels":
+            volume[64, 1000, 1000] = -3
+        volume.flush()
+        del volume
+    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True) as catalog:
+        with pytest.raises(RegisterError) as info:
+            catalog.register_folder(data)
+        [(name, _, reason)] = info.value.problems
+        assert name == "big" and str(data / "big_labels.tif") in reason
+        assert "(int8) holds negative ids (min -3 in z 64..64, y 0..1023, x 0..1023)" in reason
+        assert len(catalog) == 0
+
+
+@pytest.mark.parametrize("chunks", [None, (4, 16, 16)])
+@pytest.mark.parametrize("budget", [1, 5, 100, 2000, 10**6])
+def test_label_blocks_cover_the_volume_within_the_budget(chunks, budget):
+    from ls_data.catalog.register import _label_blocks
+
+    shape = (9, 40, 30)
+    seen = np.zeros(shape, dtype=np.int32)
+    windows = list(_label_blocks(shape, chunks, budget))
+    step = [w.stop - w.start for w in windows[0]]
+    for window in windows:
+        seen[window] += 1
+        assert math.prod(w.stop - w.start for w in window) <= budget
+        for w, k, c in zip(window, step, chunks or (), strict=False):
+            assert k < c or w.start % c == 0  # a side of a chunk or more: blocks start on chunks
+    assert (seen == 1).all()
 
 
 def test_register_same_name_twice_in_one_folder(tmp_path):

@@ -560,6 +560,24 @@ def test_ome_zarr_volume(tmp_path):
         ]
 
 
+def test_a_missing_image_chunk_fails_the_build_unless_allowed(tmp_path):
+    """A chunk file deleted in the middle of an OME-Zarr image (not the first or last voxel, which
+    the build reads) is found by the build, before any training, naming the chunk."""
+    from ls_data.io import write_ome_zarr
+
+    image, labels, _ = make_volume(13)
+    group = write_ome_zarr(tmp_path / "v.ome.zarr", image, (2.0, 0.5, 0.5), labels=labels, chunks=(4, 8, 8))
+    (group / "0" / "0" / "1" / "1" / "1").unlink()  # channel 0, z 4:8, y 8:16, x 8:16
+    src = VolumeSource(name="z", image_path=group, label_path=group / "labels" / "cells")
+    with pytest.raises(DataError, match=r"volume 'z'.*chunk \(0, 1, 1, 1\) of Zarr array .* is missing"):
+        build_crop_index(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
+    assert not (tmp_path / "i.sqlite").exists()
+    index = build_crop_index(
+        volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12), allow_missing_chunks=True
+    )
+    assert len(index) > 0
+
+
 def test_build_from_catalog_selection(tmp_path):
     from ls_data.catalog import Catalog, Selection
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 from pathlib import Path
@@ -9,6 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from ls_train.storage import StorageFullError
+from ls_train.trainer import checkpoint as checkpoint_module
 from ls_train.trainer.checkpoint import (
     RANK_KEY,
     STATE_FILE,
@@ -54,6 +57,40 @@ def test_a_failed_write_leaves_the_previous_checkpoint(
     monkeypatch.undo()
     assert load_state(tmp_path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == [STATE_FILE]
+
+
+def test_a_full_disk_is_a_storage_full_error_naming_the_file_and_leaves_nothing(mount_tmpfs) -> None:
+    """A real 64 KiB tmpfs: torch.save's own error wraps the ENOSPC; the message names the file."""
+    disk = mount_tmpfs("disk", "size=64k")
+    manager = LocalCheckpointManager(disk, num_to_keep=1, score_attribute="ap@50", score_order="max")
+    manager.save("e1", {"w": torch.zeros(100)}, {"ap@50": 0.5})
+    with pytest.raises(StorageFullError, match=rf"checkpoint {disk}/checkpoints/e2/state\.pt: no space left"):
+        manager.save("e2", {"w": torch.zeros(100_000)}, {"ap@50": 0.9})
+    assert sorted(p.name for p in (disk / "checkpoints").iterdir()) == ["e1", "index.json"]
+    again = LocalCheckpointManager(disk, num_to_keep=1, score_attribute="ap@50", score_order="max")
+    assert again.latest().name == "e1" and load_state(again.latest())["w"].shape == (100,)
+
+
+def test_an_index_that_cannot_be_written_drops_no_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With num_to_keep=1 the new checkpoint replaces the old one only once the index says so: a
+    full disk while writing the index leaves the old checkpoint listed and on disk."""
+    manager = LocalCheckpointManager(tmp_path, num_to_keep=1, score_attribute="ap@50", score_order="max")
+    manager.save("e1", {"w": torch.zeros(3)}, {"ap@50": 0.5})
+    real = checkpoint_module.atomic_write
+
+    def full_for_the_index(path, write):
+        if Path(path).name == "index.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_write", full_for_the_index)
+    with pytest.raises(StorageFullError, match=r"checkpoints/index\.json: no space left on device"):
+        manager.save("e2", {"w": torch.ones(3)}, {"ap@50": 0.9})
+    monkeypatch.undo()
+    again = LocalCheckpointManager(tmp_path, num_to_keep=1, score_attribute="ap@50", score_order="max")
+    assert again.latest().name == "e1" and load_state(again.latest())["w"].sum() == 0
 
 
 def test_pickled_objects_are_refused(tmp_path: Path) -> None:

@@ -186,3 +186,15 @@ def test_sigterm_outside_a_training_loop_stops_with_status_0(capsys: pytest.Capt
     assert run_app(App("ls-evaluate", task), ["-cn", "quickstart", "cluster=local"]) == 0
     assert "ls-evaluate: stopped on request (SIGTERM)" in capsys.readouterr().out
     assert not reached and signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_a_failure_while_working_exits_1_not_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit status 2 means refused input; an error raised by the command's work (Ray that could
+    not start, a crash) is 1, and Hydra prints it."""
+    from ls_train.hydra_app import App, run_app
+
+    def task(cfg: dict) -> int:
+        raise RuntimeError("The current node timed out during startup")
+
+    assert run_app(App("ls-evaluate", task), ["-cn", "quickstart", "cluster=local"]) == 1
+    assert "The current node timed out during startup" in capsys.readouterr().err

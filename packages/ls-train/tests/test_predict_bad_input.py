@@ -175,23 +175,14 @@ def test_nan_in_the_normalization_sample_names_the_file_and_block(tmp_path):
 
 
 @pytest.fixture
-def read_only(tmp_path, monkeypatch) -> Path:
-    """A folder without write permission (for root, who may write anyway, os.access is made to
-    answer by the permission bits, as for any other user)."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o555)
+def read_only(tmp_path, mount_tmpfs) -> Path:
+    """A folder that cannot be written: without write permission for a user, a read-only tmpfs for
+    root (who ignores permission bits; skipped where mounting is not permitted)."""
     if os.geteuid() == 0:
-        real = os.access
-
-        def access(path, mode, **kwargs):
-            if mode & os.W_OK and not os.stat(path).st_mode & 0o200:
-                return False
-            return real(path, mode, **kwargs)
-
-        monkeypatch.setattr(checks_module.os, "access", access)
-    yield folder
-    folder.chmod(0o755)
+        return mount_tmpfs("ro", "ro")
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o555)
+    return folder
 
 
 def test_an_output_work_folder_or_table_in_a_read_only_folder_is_refused_before_any_work(
@@ -203,6 +194,7 @@ def test_an_output_work_folder_or_table_in_a_read_only_folder_is_refused_before_
     assert predict_main([*args, f"output={out}"]) == 2
     err = capsys.readouterr().err
     assert f"output={out}: the folder {read_only} is not writable" in err
+    assert ("(a read-only file system)" if os.geteuid() == 0 else "(permission denied)") in err
     ok = tmp_path / "ok.ome.zarr"
     with pytest.raises(ConfigError, match=f"predict.work_dir={read_only / 'w'}: the folder {read_only}"):
         _run(_cfg(tmp_path, f"predict.work_dir={read_only / 'w'}"), tif, ok)

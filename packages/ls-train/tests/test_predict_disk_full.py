@@ -3,14 +3,13 @@ once there is space, finishes from the finished tiles (issue 18).
 
 The disk is made full where the writes happen: the tile store (TensorStore, whose error carries
 ``os_error_code=28``) and the OME-Zarr label writer (an ``OSError`` ENOSPC), and, where this
-process may mount one, a real tmpfs too small for the output."""
+process may mount one, a real tmpfs too small for the output, written by this process or by Ray
+workers (``predict.executor=ray``)."""
 
 from __future__ import annotations
 
 import errno
-import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ ARGS = (
     "predict.chunks=[8,16,16]",
     "predict.progress=false",
 )
+RAY_ARGS = ("predict.executor=ray", "predict.num_workers=1", "predict.threads_per_worker=1")
 TENSORSTORE_ENOSPC = (
     'RESOURCE_EXHAUSTED: Error writing local file "{path}": Failed to write 3610 bytes to file 3: '
     "No space left on device [os_error_code='28']"
@@ -46,9 +46,10 @@ def volume(tmp_path: Path) -> Path:
     return path
 
 
-def _predict(tmp_path: Path, tif: Path, out: Path) -> int:
+def _predict(tmp_path: Path, tif: Path, out: Path, *extra: str) -> int:
     return predict_main(
-        ["--config-name=quickstart", f"data.root={tmp_path / 'data'}", *ARGS, f"input={tif}", f"output={out}"]
+        ["--config-name=quickstart", f"data.root={tmp_path / 'data'}", *ARGS, *extra, f"input={tif}",
+         f"output={out}"]
     )
 
 
@@ -64,6 +65,21 @@ def test_the_errors_of_a_full_disk_are_recognised_through_their_causes() -> None
     assert no_space_left(OSError(errno.EDQUOT, "Disk quota exceeded")) is not None
     assert no_space_left(OSError(errno.EACCES, "Permission denied")) is None
     assert no_space_left(ValueError("RESOURCE_EXHAUSTED: out of memory")) is None
+
+
+def test_a_full_disk_in_a_ray_task_is_found_in_its_cause() -> None:
+    """A Ray task error's text is the worker's traceback (first line ``ray::Class.method() (pid=…)``);
+    the worker's exception is its ``cause``, and names the file."""
+
+    class TaskError(RuntimeError):  # what ray.get raises: RayTaskError(ValueError), with .cause
+        def __init__(self, cause: BaseException) -> None:
+            super().__init__(f"ray::TileWorker.run() (pid=1, ip=10.0.0.1)\n  File x.py\n{cause!r}")
+            self.cause = cause
+
+    store = ValueError(TENSORSTORE_ENOSPC.format(path="/x/tiles.zarr/0/0"))
+    assert no_space_left(TaskError(store)).startswith('RESOURCE_EXHAUSTED: Error writing local file "/x/')
+    full = OSError(errno.ENOSPC, "No space left on device", "/x/a")
+    assert no_space_left(TaskError(full)).endswith(": /x/a")
 
 
 @pytest.mark.parametrize("where", ["tile store", "label writer"])
@@ -103,33 +119,29 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_finishes(
     np.testing.assert_array_equal(_labels(out), _labels(tmp_path / "clean.ome.zarr"))
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 64 KiB tmpfs (root only; skipped where mounting is not allowed)."""
-    mount = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mount.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
-    argv = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]
-    made = subprocess.run(argv, capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
+@pytest.mark.parametrize("executor", ["local", "ray"])
 def test_a_real_full_disk_is_a_clear_error_and_the_rerun_finishes(
-    small_disk: Path, volume: Path, tmp_path: Path, capsys
+    executor: str, mount_tmpfs, volume: Path, tmp_path: Path, capsys, request
 ) -> None:
+    """Also with the tiles written by Ray workers: the error found in a Ray task's cause names the
+    file. (One Ray instance for both runs, started here: ls-predict leaves it running.)"""
+    if executor == "ray":
+        ray = pytest.importorskip("ray")
+        ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="WARNING")
+        request.addfinalizer(ray.shutdown)
+    small_disk = mount_tmpfs("disk", "size=64k")
     big = tmp_path / "big.tif"
     tifffile.imwrite(big, np.tile(tifffile.imread(volume), (1, 3, 3)), imagej=True, metadata={"axes": "ZYX"})
     out = small_disk / "out.ome.zarr"
+    extra = RAY_ARGS if executor == "ray" else ()
     capsys.readouterr()
-    assert _predict(tmp_path, big, out) == 1
+    assert _predict(tmp_path, big, out, *extra) == 1
     err = capsys.readouterr().err
     assert "ls-predict: error: no space left on device" in err and "Traceback" not in err
+    assert f"{small_disk}/out.ome.zarr.ls-predict/" in err.split(";")[0]  # the file that was refused
+    assert "tiles are finished and kept in" in err
     subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
-    assert _predict(tmp_path, big, out) == 0
+    assert _predict(tmp_path, big, out, *extra) == 0
     assert _predict(tmp_path, big, tmp_path / "clean.ome.zarr") == 0
     np.testing.assert_array_equal(_labels(out), _labels(tmp_path / "clean.ome.zarr"))
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,8 @@ from ls_data.io import check_ngff_image, check_ngff_labels, open_labels, write_o
 from ls_train.config import ConfigError, load_config
 from ls_train.predict import run_prediction
 from ls_train.predict.segmenters import ThresholdSegmenter
+from ls_train.predict.tilestore import TileStore
+from ls_train.trainer.faults import FAULT_DIR_ENV, FAULT_ENV
 
 SPACING = (2.0, 0.5, 0.5)
 
@@ -48,18 +54,18 @@ def same_partition(result: np.ndarray, truth: np.ndarray) -> bool:
     return len(np.unique(fg[0])) == fg.shape[1] == len(np.unique(fg[1]))
 
 
+PREDICT_ARGS = (
+    "predict.segmenter=threshold",
+    "predict.threshold_segmenter.threshold=500",
+    "predict.tile_shape=[8,32,32]",
+    "predict.overlap=[4,12,12]",
+    "predict.chunks=[8,16,16]",
+    "predict.progress=false",
+)
+
+
 def predict_cfg(tmp_path: Path, *extra: str) -> dict:
-    overrides = [
-        f"data.root={tmp_path / 'data'}",
-        "predict.segmenter=threshold",
-        "predict.threshold_segmenter.threshold=500",
-        "predict.tile_shape=[8,32,32]",
-        "predict.overlap=[4,12,12]",
-        "predict.chunks=[8,16,16]",
-        "predict.progress=false",
-        *extra,
-    ]
-    return load_config("quickstart", overrides)
+    return load_config("quickstart", [f"data.root={tmp_path / 'data'}", *PREDICT_ARGS, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +232,37 @@ def test_interrupted_run_resumes_with_the_tiles_not_yet_done(tmp_path, volume, m
         run_prediction(other, input=path, output=tmp_path / "k2.ome.zarr", print_fn=lambda s: None)
     run_prediction(
         other, input=path, output=tmp_path / "k2.ome.zarr", overwrite=True, print_fn=lambda s: None
+    )
+
+
+def test_a_killed_prediction_resumes_with_the_tiles_done(tmp_path, volume):
+    """ls-predict killed (SIGKILL, no chance to clean up) after its 3rd tile was handed to the
+    writer: the same command finishes from the tiles that were complete and gives a clean run's
+    labels."""
+    path, _ = volume
+    clean = tmp_path / "clean.ome.zarr"
+    tiles = run_prediction(predict_cfg(tmp_path), input=path, output=clean, print_fn=lambda s: None).tiles
+    out = tmp_path / "k.ome.zarr"
+    argv = [sys.executable, "-m", "ls_train.cli", "predict", "--config-name=quickstart",
+            f"data.root={tmp_path / 'data'}", *PREDICT_ARGS, f"input={path}", f"output={out}"]
+    folder = tmp_path / "fault"
+    folder.mkdir()
+    env = {**os.environ, FAULT_ENV: "predict.tile:3", FAULT_DIR_ENV: str(folder)}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not (folder / "paused").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (folder / "paused").exists(), proc.communicate()[0][-3000:]
+    time.sleep(1.0)  # the writer threads go on while the main thread is paused
+    proc.kill()
+    proc.wait()
+    done = TileStore.tiles_done(tmp_path / "k.ome.zarr.ls-predict")
+    assert 0 < done <= 3 < tiles and not out.exists()
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"{done} already done" in again.stdout
+    np.testing.assert_array_equal(
+        open_labels(out / "labels" / "instances").read(), open_labels(clean / "labels" / "instances").read()
     )
 
 

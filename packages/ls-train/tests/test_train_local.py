@@ -296,11 +296,10 @@ def test_a_truncated_last_checkpoint_resumes_from_the_one_before(
 def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_last_one(
     root: Path, tiny: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A full disk during the epoch-2 checkpoint: a CheckpointError naming the file (exit status 2
-    from ls-train), no temporary file left, the epoch-1 checkpoint intact; the same command resumes."""
+    """A full disk during the epoch-2 checkpoint: the run stops naming the file (TrainingStopped:
+    exit status 1 from ls-train), no temporary file left, the epoch-1 checkpoint intact; the same
+    command resumes."""
     import errno
-
-    from ls_train.trainer import CheckpointError
 
     overrides = tiny(root, "trainer.epochs=2", "trainer.run_name=full")
     real_save = torch.save
@@ -313,11 +312,29 @@ def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_last
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
-    with pytest.raises(CheckpointError, match=r"checkpoint .*iter00000004/state\.pt: cannot be written "
-                       r"\(No space left on device\); the checkpoints already on disk are kept"):
+    with pytest.raises(TrainingStopped, match=r"checkpoint .*iter00000004/state\.pt: no space left on "
+                       r"device; the checkpoints already on disk are kept"):
         train(load_config("quickstart", overrides))
     folder = root / "runs" / "full" / "checkpoints"
     assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
     assert load_state(folder / "checkpoint_epoch0001_iter00000002")["global_iter"] == 2
     monkeypatch.setattr(torch, "save", real_save)
     assert load_state(train(load_config("quickstart", overrides)).latest_checkpoint)["global_iter"] == 4
+
+
+def test_ray_that_cannot_start_is_a_clear_error(
+    root: Path, tiny: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an overloaded machine Ray's own start can time out (a bare Exception from ray.init): one
+    TrainingStopped message (exit status 1) that says to re-run, not a traceback."""
+    import ray
+
+    def slow_start(*args, **kwargs):
+        raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setattr(ray, "init", slow_start)
+    overrides = tiny(root, "trainer.epochs=1", "trainer.run_name=noray", "cluster=cpu",
+                     "cluster.num_workers=2")
+    with pytest.raises(TrainingStopped, match=r"Ray could not start \(The current node timed out during "
+                       r"startup.*re-run the same command to resume"):
+        train(load_config("quickstart", overrides))

@@ -1,10 +1,12 @@
 """Ray Train on a local 2-CPU Ray instance: 2 gloo workers, a crashed worker restarted from the
 last checkpoint (FailureConfig), a re-run with the same name resuming the run, and a run stopped
-between two validations resuming (checkpoints without a score never break Ray's ranking)."""
+between two validations resuming (checkpoints without a score never break Ray's ranking), a full
+disk during a checkpoint write."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -180,3 +182,25 @@ def test_each_worker_computes_with_its_cpu_allocation(cluster: Path, tiny: Calla
     record = f"transforms.transforms_list=[{{_target_:ls_test_crash.RecordThreads,path:'{threads}'}}]"
     train(load_config("quickstart", tiny(cluster, "trainer.run_name=t", "trainer.epochs=1", record)))
     assert threads.read_text().split() == ["1", "1"]  # cluster=cpu: {CPU: 1} per worker
+
+
+def test_a_full_disk_during_a_checkpoint_write_stops_with_a_clear_error_and_the_rerun_resumes(
+    cluster: Path, tiny: Callable[..., list[str]], mount_tmpfs: Callable[[str, str], Path]
+) -> None:
+    """The run folder on a real 9 MiB tmpfs: the epoch-1 checkpoint (about 6 MiB) fits, the epoch-2
+    one does not. Every worker stops at once (no Ray retry, which would only fill the disk again)
+    with one error naming the file; nothing is left half-written; the rerun resumes."""
+    disk = mount_tmpfs("runs", "size=9m")
+    common = ("trainer.epochs=2", "trainer.run_name=full", f"trainer.runs_root={disk}")
+    cfg = load_config("quickstart", tiny(cluster, *common))
+    run = disk / "full"
+    refused = run / "checkpoint_epoch0002_iter00000002" / "state.pt"
+    with pytest.raises(TrainingStopped, match=rf"checkpoint {refused}: no space left on device; the "
+                       r"checkpoints already on disk are kept: free space and re-run the same command"):
+        train(cfg)
+    assert not refused.parent.exists() and not list(run.rglob("*.tmp"))
+    assert load_state(run / "checkpoint_epoch0001_iter00000001")["global_iter"] == 1
+    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+    again = train(load_config("quickstart", tiny(cluster, *common)))
+    assert load_state(again.latest_checkpoint)["global_iter"] == 2
+    assert [r["epoch"] for r in read_csv_rows(run / "metrics.csv")] == [1.0, 2.0]

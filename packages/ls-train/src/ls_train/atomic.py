@@ -18,6 +18,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
 
     Returns:
         ``path``.
+
+    Raises:
+        OSError: the file cannot be written (a full disk: ``errno`` ENOSPC); it names ``path``
+            where the failing call named no file (a write, a flush).
     """
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -27,6 +31,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -303,6 +303,9 @@ def run_app(app: App, argv: Sequence[str] | None = None) -> int:
             except StopRequested:
                 print(f"{app.prog}: stopped on request (SIGTERM); re-run the same command to go on")
                 statuses.append(0)
+            except Exception:
+                statuses.append(1)  # a failure while working (Hydra prints it), not a refused input (2)
+                raise
         return statuses[-1]
 
     # Hydra adds the package of a task function's module as the primary config path even with

@@ -3,7 +3,8 @@
 Python's own writes raise ``OSError`` with ``errno`` ENOSPC or EDQUOT; TensorStore (the OME-Zarr
 and tile-store writes) raises a ``ValueError`` whose message carries ``RESOURCE_EXHAUSTED``, the
 file and ``os_error_code=28``. Both may be wrapped by the code in between (``raise ... from``, a
-worker's future, a Ray task error), so the whole chain of causes is searched.
+worker's future, a Ray task error, whose ``cause`` is the worker's exception), so the whole chain of
+causes is searched.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ def no_space_left(exc: BaseException) -> str | None:
         if isinstance(e, OSError) and e.errno in _CODES:
             where = f": {e.filename}" if e.filename else ""
             return f"{e.strerror or 'no space left on device'}{where}"
-        text = str(e)
-        if any(marker in text for marker in _MARKERS):
-            return text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        cause = getattr(e, "cause", None)  # a Ray task error: its text is the worker's traceback
+        if isinstance(cause, BaseException):
+            todo.append(cause)
+            continue
+        lines = [line.strip() for line in str(e).splitlines() if any(m in line for m in _MARKERS)]
+        if lines:
+            return lines[-1]
         todo += [e.__cause__, e.__context__]
     return None

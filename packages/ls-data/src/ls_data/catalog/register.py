@@ -9,8 +9,8 @@ A folder holds any mix of
 
 Each volume's shape, channel count and spacing are read through :mod:`ls_data.io` (metadata
 only), and the image and label spatial shapes must agree. A label volume of a signed integer
-dtype must not hold negative ids: small ones (up to :data:`LABEL_CHECK_MAX_VOXELS` voxels) are
-read to check; larger ones are checked by the crop index build. With ``recursive=True`` sub-folders
+dtype must not hold negative ids: it is read block by block (blocks of at most
+:data:`LABEL_BLOCK_VOXELS` voxels, whatever its size) to check. With ``recursive=True`` sub-folders
 are searched too (not the inside of ``.ome.zarr`` groups) and a volume's name is prefixed with
 its sub-folder (``sub/dir/<name>``), so names stay unique.
 
@@ -29,7 +29,6 @@ volumes are left out with a warning each and listed with their reasons in the re
 from __future__ import annotations
 
 import json
-import math
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -45,10 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RegisterReport", "SkippedVolume", "register_folder"]
 
-#: Signed label volumes of up to this many voxels are read whole at registration to reject
-#: negative ids (unsigned ones need no read); larger ones are left to the crop index build.
-LABEL_CHECK_MAX_VOXELS = 2**26
-_LABEL_SLAB_VOXELS = 2**23
+#: Signed label volumes are read in blocks of at most about this many voxels at registration to
+#: reject negative ids (unsigned ones need no read), so memory stays bounded at any volume size.
+LABEL_BLOCK_VOXELS = 2**23
 
 _TIFF_PATTERN = re.compile(r"^(?P<name>.+)_(?P<kind>image|labels)\.(?P<ext>(?:ome\.)?tiff?)$", re.IGNORECASE)
 _ZARR_SUFFIX = ".ome.zarr"
@@ -232,27 +230,44 @@ def _close(reader: Any) -> None:
         close()
 
 
+def _label_blocks(
+    shape: tuple[int, ...], chunks: tuple[int, int, int] | None, budget: int
+) -> Iterator[tuple[slice, slice, slice]]:
+    """Windows covering ``shape`` (Z, Y, X) of at most ``budget`` voxels (one at least): whole
+    planes stacked in z where a plane fits, else rows of a plane, else pieces of a row; a side
+    that spans a storage chunk (of ``chunks``, where known) spans a whole number of them."""
+    step, rest = [1, 1, 1], max(1, budget)
+    for axis in (2, 1, 0):
+        side = max(1, min(shape[axis], rest))
+        if chunks and side >= chunks[axis]:
+            side = side // chunks[axis] * chunks[axis]
+        step[axis] = side
+        rest = max(1, rest // side)
+    for z0 in range(0, shape[0], step[0]):
+        for y0 in range(0, shape[1], step[1]):
+            for x0 in range(0, shape[2], step[2]):
+                starts = (z0, y0, x0)
+                yield tuple(slice(a, min(a + k, n)) for a, k, n in zip(starts, step, shape, strict=True))
+
+
 def _check_label_ids(labels: Any, path: Path, shape: tuple[int, ...]) -> None:
     """Raise DataError when a signed label volume holds negative ids.
 
-    Unsigned dtypes cannot; signed volumes of up to :data:`LABEL_CHECK_MAX_VOXELS` voxels are
-    read in z-slabs of about :data:`_LABEL_SLAB_VOXELS` voxels. Larger signed volumes are not
-    read here (too slow for registration); the crop index build rejects their negative ids.
+    Unsigned dtypes cannot; signed volumes of any size are read in blocks of at most about
+    :data:`LABEL_BLOCK_VOXELS` voxels (:func:`_label_blocks`), so memory stays bounded.
     """
     import numpy as np  # the catalog itself imports no numpy; reading a volume does anyway
 
     dtype = np.dtype(labels.dtype)
-    if not np.issubdtype(dtype, np.signedinteger) or math.prod(shape) > LABEL_CHECK_MAX_VOXELS:
+    if not np.issubdtype(dtype, np.signedinteger):
         return
-    depth, height, width = shape
-    step = max(1, _LABEL_SLAB_VOXELS // max(1, height * width))
-    for z0 in range(0, depth, step):
-        z1 = min(depth, z0 + step)
-        slab = np.asarray(labels.read((slice(z0, z1), slice(0, height), slice(0, width))))
-        low = int(slab.min()) if slab.size else 0
+    for window in _label_blocks(shape, labels.chunks, LABEL_BLOCK_VOXELS):
+        block = np.asarray(labels.read(window))
+        low = int(block.min()) if block.size else 0
         if low < 0:
+            where = ", ".join(f"{ax} {w.start}..{w.stop - 1}" for ax, w in zip("zyx", window, strict=True))
             raise DataError(
-                f"label volume {str(path)!r} ({dtype}) holds negative ids (min {low} in z {z0}..{z1 - 1}); "
+                f"label volume {str(path)!r} ({dtype}) holds negative ids (min {low} in {where}); "
                 "instance ids must be >= 0 (0 = background)"
             )
 

@@ -38,6 +38,7 @@ from ls_data.index.reader import CropIndex, read_meta
 from ls_data.index.schema import SCHEMA_VERSION, create_schema
 from ls_data.index.stats import stream_instance_stats
 from ls_data.io import classes_sidecar_path, open_image, open_labels
+from ls_data.io.omezarr import OmeZarrVolumeReader
 
 if TYPE_CHECKING:
     from ls_data.catalog import Catalog, Selection, VolumeRecord
@@ -317,7 +318,10 @@ def _index_volume(
         raise _bad(source, f"channels {list(channels)} out of range for an image with {n_channels} channels")
     origins = crop_origins(spatial, config.crop_shape, config.stride, volume_name=source.name)
     try:
-        # Probe the first and last voxel: catches truncated and unreadable image files early.
+        # Probe the first and last voxel: catches truncated and unreadable image files early;
+        # every chunk file of an OME-Zarr image must be there (labels are read whole below).
+        if isinstance(image, OmeZarrVolumeReader):
+            image.check_chunks()
         last = tuple(slice(s - 1, s) for s in spatial)
         image.read((slice(0, 1), slice(0, 1), slice(0, 1)), channels=[channels[0]])
         image.read(last, channels=[channels[-1]])  # type: ignore[arg-type]

@@ -262,6 +262,14 @@ class OmeZarrVolumeReader(MappedVolumeReader):
         self.path = Path(path)
         self._source = _ZarrArray(self.path, level, "CZYX", allow_missing_chunks=allow_missing_chunks)
 
+    def check_chunks(self) -> None:
+        """Raise VolumeReadError naming the first chunk file of the level that is missing (one
+        file check per chunk, no data read), unless the reader allows missing chunks; so a crop
+        index build finds a deleted chunk before training rather than in the middle of an epoch."""
+        source = self._source
+        if not source.allow_missing_chunks:
+            source._check_chunks(tuple(slice(0, n) for n in source.file_shape))
+
 
 class OmeZarrLabelReader(MappedLabelReader):
     """Instance labels ``(Z, Y, X)`` from an OME-Zarr label group (``image-label`` metadata).

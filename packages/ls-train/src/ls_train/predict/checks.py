@@ -168,7 +168,7 @@ def check_writable(folder: Path, key: str, value: object) -> None:
     if not place.is_dir():
         raise ConfigError(f"{key}={value}: {place} is not a folder; cannot write into it")
     if not os.access(place, os.W_OK | os.X_OK):
+        why = "a read-only file system" if os.statvfs(place).f_flag & os.ST_RDONLY else "permission denied"
         raise ConfigError(
-            f"{key}={value}: the folder {place} is not writable (permission denied); "
-            f"choose a location you can write to"
+            f"{key}={value}: the folder {place} is not writable ({why}); choose a location you can write to"
         )

@@ -393,20 +393,22 @@ def _run_tiles(
     ]
     queue = list(chunks)
     in_flight: dict[Any, Any] = {}
-    for actor in actors:  # two calls in flight per actor: it never waits for the driver
-        for _ in range(2):
+    try:
+        for actor in actors:  # two calls in flight per actor: it never waits for the driver
+            for _ in range(2):
+                if queue:
+                    in_flight[actor.run.remote(queue.pop(0))] = actor
+        while in_flight:
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            actor = in_flight.pop(done[0])
+            for report in _ray_get(done[0]):
+                forward += report.seconds
+                progress.update()
             if queue:
                 in_flight[actor.run.remote(queue.pop(0))] = actor
-    while in_flight:
-        done, _ = ray.wait(list(in_flight), num_returns=1)
-        actor = in_flight.pop(done[0])
-        for report in _ray_get(done[0]):
-            forward += report.seconds
-            progress.update()
-        if queue:
-            in_flight[actor.run.remote(queue.pop(0))] = actor
-    for actor in actors:
-        ray.kill(actor)
+    finally:  # also after a failed tile (a full disk): on a joined cluster the actors would stay
+        for actor in actors:
+            ray.kill(actor)
     return forward
 
 

@@ -25,6 +25,7 @@ from ls_train.predict.table import BlockStats, block_stats
 from ls_train.predict.tilestore import TileStore
 from ls_train.predict.tiling import Box, TileGrid
 from ls_train.predict.volume import InputVolume
+from ls_train.trainer.faults import fault_point
 
 __all__ = ["MemoryKeeper", "PaintJob", "SegmenterSpec", "TileReport", "TileWorker", "paint_blocks"]
 
@@ -221,6 +222,7 @@ class TileWorker:
                     reports.append(TileReport(index, int(tile.scores.shape[0]), seconds))
                     if on_tile is not None:
                         on_tile(reports[-1])
+                    fault_point("predict.tile")  # after a tile was handed to the writer
             for w in writes:
                 w.result()
         return reports

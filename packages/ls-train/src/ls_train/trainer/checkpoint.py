@@ -19,8 +19,8 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ls_train.atomic import atomic_write
+from ls_train.storage import StorageFullError, no_space_left
 
 __all__ = [
     "CONFIG_KEY",
@@ -92,19 +93,33 @@ def save_state(directory: str | os.PathLike[str], state: Mapping[str, Any]) -> P
         The path of the written file.
 
     Raises:
-        CheckpointError: the file cannot be written (full disk, permissions); nothing is left
-            behind and an existing ``state.pt`` stays as it was.
+        StorageFullError: no space left (or a quota); nothing is left behind and an existing
+            ``state.pt`` stays as it was.
+        CheckpointError: the file cannot be written for another reason (permissions).
     """
     folder = Path(directory)
     target = folder / STATE_FILE
     try:
         folder.mkdir(parents=True, exist_ok=True)
         return atomic_write(target, lambda f: torch.save(dict(state), f))
-    except OSError as exc:  # a full disk, a quota, a folder that went read-only
-        raise CheckpointError(
-            f"checkpoint {target}: cannot be written ({exc.strerror or exc}); the checkpoints already "
-            f"on disk are kept: free space (or fix the folder) and re-run the same command to resume"
-        ) from exc
+    except (OSError, RuntimeError) as exc:  # torch.save may wrap the OSError of its writer
+        with suppress(OSError):
+            folder.rmdir()  # only when empty: a folder this failed write created
+        raise _write_error(target, exc) from exc
+
+
+def _write_error(target: Path, exc: BaseException) -> Exception:
+    """The error for a checkpoint file that could not be written: a :class:`StorageFullError` for
+    a full disk or a quota, a :class:`CheckpointError` for another ``OSError``; ``exc`` itself
+    for anything else."""
+    keep = "the checkpoints already on disk are kept: free space"
+    if no_space_left(exc) is not None:
+        return StorageFullError(f"checkpoint {target}: no space left on device; {keep} and re-run the "
+                                f"same command to resume")
+    if isinstance(exc, OSError):  # a folder that went read-only
+        return CheckpointError(f"checkpoint {target}: cannot be written ({exc.strerror or exc}); {keep} "
+                               f"(or fix the folder) and re-run the same command to resume")
+    return exc
 
 
 def load_state(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -229,27 +244,31 @@ class LocalCheckpointManager:
         return self.folder / max(ranked)[2] if ranked else None
 
     def save(self, name: str, state: Mapping[str, Any], metrics: Mapping[str, Any]) -> Path:
-        """Write checkpoint ``name`` and drop the worst ones beyond ``num_to_keep``."""
+        """Write checkpoint ``name`` and drop the worst ones beyond ``num_to_keep``.
+
+        The index is written before any checkpoint is removed, so a write that fails (a full disk:
+        :class:`StorageFullError`) leaves every checkpoint the index lists on disk.
+        """
         folder = self.folder / name
         save_state(folder, state)
-        self.entries = [e for e in self.entries if e["name"] != name]
         plain = {
             k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
         }
-        self.entries.append({"name": name, "metrics": plain})
-        latest = self.entries[-1]
+        latest = {"name": name, "metrics": plain}
         ranked = sorted(
-            self.entries[:-1], key=lambda e: _rank(e["metrics"], self.score_attribute, self.score_order)
+            (e for e in self.entries if e["name"] != name),
+            key=lambda e: _rank(e["metrics"], self.score_attribute, self.score_order),
         )
-        while len(ranked) + 1 > self.num_to_keep and ranked:
-            dropped = ranked.pop(0)
-            shutil.rmtree(self.folder / dropped["name"], ignore_errors=True)
-            self.entries.remove(dropped)
-        self.entries = [e for e in self.entries if e is not latest] + [latest]
-        fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".tmp", dir=self.folder)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"checkpoints": self.entries}, f, indent=1)
-        os.replace(tmp, self._index_path)
+        dropped = ranked[: max(0, len(ranked) + 1 - self.num_to_keep)]
+        kept = [e for e in self.entries if e["name"] != name and e not in dropped] + [latest]
+        text = json.dumps({"checkpoints": kept}, indent=1).encode()
+        try:
+            atomic_write(self._index_path, lambda f: f.write(text))
+        except OSError as exc:
+            raise _write_error(self._index_path, exc) from exc
+        self.entries = kept
+        for entry in dropped:
+            shutil.rmtree(self.folder / entry["name"], ignore_errors=True)
         return folder
 
 

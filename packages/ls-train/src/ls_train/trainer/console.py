@@ -127,7 +127,8 @@ def quiet_ray_logging() -> None:
 def keep_ray_logs(run_dir: Path) -> Path | None:
     """Copy the log files of the running local Ray instance into ``run_dir/logs/ray-<time>/``.
 
-    Returns the folder, or None when there is no local Ray session to copy from.
+    Returns the folder, or None when there is no local Ray session to copy from or the copy
+    fails (a full disk): the logs are a courtesy, and a partial copy is removed.
     """
     try:
         import ray._private.worker as ray_worker
@@ -139,8 +140,12 @@ def keep_ray_logs(run_dir: Path) -> Path | None:
     if source is None or not source.is_dir():
         return None
     target = run_dir / "logs" / time.strftime("ray-%Y%m%d-%H%M%S")
-    target.mkdir(parents=True, exist_ok=True)
-    for file in source.iterdir():
-        if file.is_file() and file.suffix in (".out", ".err", ".log"):
-            shutil.copy2(file, target / file.name)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for file in source.iterdir():
+            if file.is_file() and file.suffix in (".out", ".err", ".log"):
+                shutil.copy2(file, target / file.name)
+    except OSError:
+        shutil.rmtree(target, ignore_errors=True)
+        return None
     return target

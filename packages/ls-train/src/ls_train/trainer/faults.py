@@ -7,6 +7,7 @@
   Ray runs the driver catches it and writes a stop file in the run folder, which every worker
   polls (a worker's training function does not run in its process's main thread, where Python
   signal handlers live).
+- :class:`StopReason` carries why the workers of a Ray run stopped early to the driver.
 - :func:`fault_point` marks the places where the fault-injection tests stop a run (a pause point,
   free when the tests' environment variable is unset).
 """
@@ -27,6 +28,7 @@ __all__ = [
     "STOP_FILE",
     "BadStepCounter",
     "NonFiniteLossError",
+    "StopReason",
     "StopRequest",
     "fault_point",
     "request_stop",
@@ -92,6 +94,25 @@ class BadStepCounter:
         self.total = int(state.get("total", 0))
 
 
+class StopReason:
+    """Why the workers of a Ray run stopped before the end (non-finite losses, a full disk), kept
+    for the driver in a Ray actor (``ray.remote(StopReason)``): Ray Train hands the driver only the
+    metrics reported with a checkpoint, and a stop reported without one would look like a finished
+    run. The first reason set is kept."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> None:
+        """Record ``reason`` unless one was recorded before."""
+        if self.reason is None:
+            self.reason = reason
+
+    def get(self) -> str | None:
+        """The recorded reason, or None."""
+        return self.reason
+
+
 def request_stop(run_dir: str | os.PathLike[str]) -> Path:
     """Ask the workers of the run in ``run_dir`` to checkpoint and stop (writes the stop file)."""
     path = Path(run_dir) / STOP_FILE
@@ -143,7 +164,8 @@ def fault_point(name: str) -> None:
     ``train.prepare`` (before each crop index is built or reused, in the driver), ``train.step``
     (after an iteration's optimizer step), ``train.validation`` (before a validation),
     ``train.checkpoint`` (after an epoch's checkpoint was reported), ``train.evaluation``
-    (before the evaluation at the end of ``ls-train``).
+    (before the evaluation at the end of ``ls-train``), ``predict.tile`` (in ``ls-predict``, after a
+    segmented tile was handed to the tile store's writer).
     """
     spec = os.environ.get(FAULT_ENV)
     if not spec or spec.split(":")[0] != name:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ls_train.config import evaluation_config, trainer_config
 from ls_train.evaluate import sample_spacings, spacing_kwargs
+from ls_train.storage import StorageFullError
 from ls_train.trainer.checkpoint import (
     CONFIG_KEY,
     RANK_KEY,
@@ -47,7 +48,7 @@ from ls_train.trainer.schedule import build_scheduler
 __all__ = ["STOP_REASON_KEY", "STOP_REQUESTED_KEY", "TrainingStopped", "train_loop_per_worker"]
 
 STOP_REASON_KEY = "stop_reason"
-"""Reported metric naming why a Ray run stopped early (non-finite losses)."""
+"""Key of the driver's metrics naming why a Ray run stopped early (non-finite losses, a full disk)."""
 STOP_REQUESTED_KEY = "stop_requested"
 """Reported metric (1.0) when the run checkpointed and stopped on request (SIGTERM)."""
 
@@ -144,6 +145,12 @@ class _Session:
         return max(states, key=lambda st: int(st["global_iter"])) if states else None
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None, name: str) -> None:
+        """Report ``metrics`` with checkpoint ``name`` holding ``state`` (None: metrics only).
+
+        Raises:
+            StorageFullError: on every worker, when the checkpoint could not be written for lack of
+                space (nothing was reported: the caller reports why it stops).
+        """
         if self.local:
             if state is not None:
                 self.manager.save(name, state, metrics)
@@ -151,13 +158,31 @@ class _Session:
         import ray.train
 
         with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if state is not None and self.rank == 0:
-                save_state(tmp, state)
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(
-                metrics, checkpoint=checkpoint, checkpoint_dir_name=name if state is not None else None
-            )
+            checkpoint, upload = None, {}
+            if state is not None:
+                checkpoint, upload = self._write_checkpoint(state, name, Path(tmp))
+            named = name if state is not None else None
+            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=named, **upload)
+
+    def _write_checkpoint(self, state: dict[str, Any], name: str, tmp: Path) -> tuple[Any, dict[str, Any]]:
+        """Rank 0 writes the checkpoint, straight into the run folder where Ray Train (V2) takes it
+        without a copy (else into ``tmp``, which Ray copies there); every worker learns whether the
+        write failed. Returns the checkpoint (None on other ranks) and ``ray.train.report``'s
+        upload argument."""
+        import ray.train
+
+        mode = getattr(ray.train, "CheckpointUploadMode", None)
+        folder = self.run_dir / name if mode is not None else tmp
+        checkpoint, failure = None, None
+        if self.rank == 0:
+            try:
+                save_state(folder, state)
+                checkpoint = ray.train.Checkpoint.from_directory(folder)
+            except StorageFullError as exc:
+                failure = exc
+        if _agree([1.0 if failure is not None else 0.0], self.world)[0]:
+            raise failure or StorageFullError(f"worker 0 could not write checkpoint {self.run_dir / name}")
+        return checkpoint, {} if mode is None else {"checkpoint_upload_mode": mode.NO_UPLOAD}
 
 
 def _agree(flags: list[float], world: int) -> list[float]:
@@ -233,13 +258,16 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
 
     Args:
         config: ``{"cfg": resolved experiment config, "run_dir": run folder, "local": bool,
-            "console": file or None}``; ``local`` runs without Ray (checkpoints under
-            ``run_dir/checkpoints``); rank 0 writes its console lines to ``console`` when given
-            (else to stdout).
+            "console": file or None, "stop_reason": actor or None}``; ``local`` runs without Ray
+            (checkpoints under ``run_dir/checkpoints``); rank 0 writes its console lines to
+            ``console`` when given (else to stdout); a Ray run that stops early tells its
+            :class:`~ls_train.trainer.faults.StopReason` actor why.
 
     Raises:
-        NonFiniteLossError: in-process runs, after ``trainer.max_bad_steps`` bad iterations in a row
-            (Ray runs report the reason under ``stop_reason`` and return, so the run is not retried).
+        NonFiniteLossError: after ``trainer.max_bad_steps`` bad iterations in a row (Ray runs with a
+            ``stop_reason`` actor tell it why and return, so the run is not retried).
+        StorageFullError: a checkpoint that could not be written for lack of space (the same in
+            Ray runs: retrying would fill the disk again).
     """
     from ls_train.factory import build_eval_dataset, build_model, build_train_loaders
     from ls_train.trainer.logging import RunLogger
@@ -444,12 +472,15 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
                 logger.epoch_end(row)
             session.report(metrics, snapshot(epoch + 1, 0, metrics), name(epoch + 1, 0))
             fault_point("train.checkpoint")
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, StorageFullError) as exc:
         if logger is not None:
             logger.message(str(exc))
-        if local:
+        if local or config.get("stop_reason") is None:
             raise
-        session.report({STOP_REASON_KEY: str(exc), RANK_KEY: UNRANKED}, None, "")
+        if session.rank == 0:
+            import ray
+
+            ray.get(config["stop_reason"].set.remote(str(exc)))
         return
     finally:
         stop.restore()

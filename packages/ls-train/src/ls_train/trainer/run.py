@@ -22,9 +22,10 @@ from typing import Any
 
 from ls_train.config import ConfigError, check_score_attribute, cluster_config, data_config, trainer_config
 from ls_train.ray_session import prepare_ray_auth, ray_init_kwargs
+from ls_train.storage import StorageFullError
 from ls_train.trainer.checkpoint import RANK_KEY, UNRANKED, checkpoint_rank
 from ls_train.trainer.console import CONSOLE_FILE, ConsoleRelay, keep_ray_logs, quiet_ray_logging
-from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, fault_point, request_stop
+from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, StopReason, fault_point, request_stop
 from ls_train.trainer.logging import CSV_FILE, CURVES_FILE, plot_curves
 from ls_train.trainer.loop import STOP_REASON_KEY, STOP_REQUESTED_KEY, TrainingStopped, train_loop_per_worker
 
@@ -128,10 +129,18 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], No
             quiet_ray_logging()
         quiet_kwargs = {"log_to_driver": False, "logging_level": "WARNING"} if quiet else {}
         prepare_ray_auth(cl)
-        ray.init(**ray_init_kwargs(cl), **quiet_kwargs)
+        try:
+            ray.init(**ray_init_kwargs(cl), **quiet_kwargs)
+        except Exception as exc:  # Ray raises a bare Exception when its processes start too slowly
+            raise TrainingStopped(
+                f"Ray could not start ({str(exc).strip().splitlines()[0]}); an overloaded machine can "
+                f"delay Ray's start past its limit. The checkpoints on disk are kept: re-run the same "
+                f"command to resume"
+            ) from exc
         started = True
     console = run_dir / CONSOLE_FILE if quiet else None
     resources = dict(cl.resources_per_worker) if cl.resources_per_worker else None
+    stop_reason = ray.remote(num_cpus=0)(StopReason).remote()
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -139,6 +148,7 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], No
             "run_dir": str(run_dir),
             "local": False,
             "console": None if console is None else str(console),
+            "stop_reason": stop_reason,
         },
         torch_config=TorchConfig(backend="nccl" if cl.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
@@ -161,16 +171,18 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], No
         relay = ConsoleRelay(console, print_fn=print_fn, stream=terminal) if console is not None else None
         with relay or nullcontext():
             result = trainer.fit()
+        reason = ray.get(stop_reason.get.remote())
     except ray.train.TrainingFailedError as exc:
         raise TrainingStopped(_failure_summary(exc, tr.max_failures)) from exc
     finally:
         stopper.restore()
+        ray.kill(stop_reason)
         if started:
             logs = keep_ray_logs(run_dir) if quiet else None
             ray.shutdown()
             if logs is not None:
                 print_fn(f"Ray's logs (every worker's output): {logs}")
-    metrics = dict(result.metrics or {})
+    metrics = dict(result.metrics or {}, **({STOP_REASON_KEY: reason} if reason else {}))
     latest = Path(result.checkpoint.path) if result.checkpoint is not None else None
     ranked = [
         (rank, Path(ckpt.path))
@@ -200,7 +212,7 @@ def _local_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
 
     try:
         train_loop_per_worker({"cfg": dict(cfg), "run_dir": str(run_dir), "local": True})
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, StorageFullError) as exc:
         raise TrainingStopped(str(exc)) from exc
     tr = trainer_config(cfg)
     manager = LocalCheckpointManager(
@@ -245,7 +257,8 @@ def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) ->
         A :class:`TrainResult`.
 
     Raises:
-        TrainingStopped: the run stopped early on non-finite losses (the message says why).
+        TrainingStopped: the run stopped early on non-finite losses or a checkpoint that a full disk
+            refused (the message says why; the checkpoints on disk are kept).
         ConfigError: the data or the model cannot be built from the config.
     """
     check_score_attribute(cfg)
