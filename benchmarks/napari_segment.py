@@ -54,8 +54,9 @@ def _ls_predict(args: argparse.Namespace, tif: Path, out: Path) -> tuple[float, 
 def _widget(
     args: argparse.Namespace, image: np.ndarray, spacing: tuple[float, ...]
 ) -> tuple[float, np.ndarray]:
-    from ls_napari.segment import SegmentSettings, segment_layer
     from napari.layers import Image, Labels
+
+    from ls_napari.segment import SegmentSettings, segment_layer
 
     layer = Image(image, scale=spacing, name="volume")
     settings = SegmentSettings(checkpoint=str(args.checkpoint), overrides=tuple(args.overrides))
@@ -68,7 +69,6 @@ def _widget(
 
 def _in_process(args: argparse.Namespace, image: np.ndarray, spacing: tuple[float, ...]) -> float:
     from ls_napari.model import model_config
-
     from ls_train.predict import predict_array
 
     cfg = model_config(str(args.checkpoint), overrides=args.overrides)
