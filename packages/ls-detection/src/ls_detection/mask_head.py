@@ -12,7 +12,13 @@ from torchvision.ops.misc import Conv3dNormActivation
 
 from ls_ops import roi_align3d
 
-__all__ = ["ImageGuidedMaskPredictor3D", "MaskRCNNHeads3D", "MaskRCNNPredictor3D"]
+__all__ = [
+    "ImageGuidedMaskPredictor3D",
+    "MaskRCNNHeads3D",
+    "MaskRCNNPredictor3D",
+    "extended_rois",
+    "standardized",
+]
 
 
 class MaskRCNNHeads3D(nn.Sequential):
@@ -88,7 +94,7 @@ class ImageGuidedMaskPredictor3D(nn.Module):
     With ``standardize``, each box's image patch is also given standardised (per box and channel:
     minus its mean, over its standard deviation), so the refining convolutions see where the
     border lies relative to the box's own intensities, whatever the brightness, background and
-    contrast of the volume.
+    contrast of the volume (with a ``margin``, the statistics cover the extended patch).
 
     With ``margin``, the image is sampled on the mask grid extended by ``margin`` cells on each side
     of each box (same cell size: the inner cells are sampled exactly as without it), the
