@@ -105,7 +105,10 @@ def save_state(directory: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     except (OSError, RuntimeError) as exc:  # torch.save may wrap the OSError of its writer
         with suppress(OSError):
             folder.rmdir()  # only when empty: a folder this failed write created
-        raise _write_error(target, exc) from exc
+        error = _write_error(target, exc)
+        if error is exc:  # a RuntimeError of torch.save that is not about the disk
+            raise
+        raise error from exc
 
 
 def _write_error(target: Path, exc: BaseException) -> Exception:
