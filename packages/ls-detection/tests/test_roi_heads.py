@@ -247,6 +247,40 @@ def test_the_detection_cap_follows_the_voxel_count_with_a_test_caps_shape() -> N
     assert heads.train().detections_for((16, 16, 16)) == 1  # training keeps the plain count
 
 
+@pytest.mark.parametrize("cap", [3, 50])
+def test_min_score_keeps_exactly_the_detections_at_or_above_it(cap: int) -> None:
+    """The detections scored >= min_score, their boxes, labels and masks, are those of a run without
+    it (NMS and the cap only ever prefer higher scores); ``capped`` then speaks of them alone."""
+    heads = _heads(detections_per_img=cap).eval()
+    feats, shapes = _features(), [IMAGE, (7, 15, 16)]
+    with torch.no_grad():
+        full, _ = heads(feats, _proposals(), shapes)
+        capped_full = list(heads.capped)
+        scores = torch.cat([r["scores"] for r in full])
+        threshold = float(scores.median())  # a score that is itself a detection's: ">=" keeps it
+        cut, _ = heads(feats, _proposals(), shapes, min_score=threshold)
+    assert any(bool((r["scores"] < threshold).any()) for r in full)  # something is dropped
+    for r, c in zip(full, cut, strict=True):
+        keep = r["scores"] >= threshold
+        assert int(keep.sum()) == c["scores"].shape[0]
+        for key in ("boxes", "scores", "labels", "masks"):
+            torch.testing.assert_close(c[key], r[key][keep], rtol=1e-5, atol=1e-6)
+    capped_cut = list(heads.capped)
+    with torch.no_grad():  # how many detections >= threshold survive NMS when nothing caps them
+        uncapped, _ = _heads(detections_per_img=1000).eval()(feats, _proposals(), shapes)
+    above = [int((r["scores"] >= threshold).sum()) for r in uncapped]
+    assert capped_cut == [n > cap for n in above]
+    assert capped_full == [r["scores"].shape[0] > cap for r in uncapped]
+    assert capped_full != capped_cut or cap == 50  # the cap of 3 drops detections below the threshold
+
+
+def test_min_score_must_be_a_score() -> None:
+    heads = _heads()
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="min_score"):
+            heads.eval()(_features(), _proposals(), [IMAGE, IMAGE], min_score=bad)
+
+
 def test_eval_under_half_autocast_gives_float32_boxes_and_scores() -> None:
     """Boxes far from the origin and scores are not rounded to the bf16 of the head's outputs."""
     heads = _heads(detections_per_img=50).eval()

@@ -134,3 +134,35 @@ def test_a_detector_with_a_target_spacing_gets_the_volume_spacing(tmp_path, setu
     cfg = _cfg(root, tiny_model, "models.target_spacing=[2.0,1.0,1.0]")
     result = run_prediction(cfg, input=path, output=out, checkpoint=str(ckpt), print_fn=lambda s: None)
     assert result.tiles == 4 and open_labels(out / "labels" / "instances").shape == (8, 48, 56)
+
+
+def test_the_segmenter_masks_only_detections_above_the_score_threshold(setup, tiny_model):
+    """The score threshold reaches the model as ``min_score`` (no mask for a detection that would
+    not be painted), and the labels are those of thresholding after the model."""
+    from ls_detection import paste_masks_into_label_volume
+    from ls_train.predict.segmenters import DetectorSegmenter
+
+    root, _path, ckpt = setup
+    model = build_model(_cfg(root, tiny_model))
+    model.load_state_dict(torch.load(ckpt)["model"])
+    from ls_data.synth import synthesize_volume
+
+    image = synthesize_volume(shape=(8, 48, 56), channels=1, num_objects=12, num_classes=1, seed=3).image
+    tile = np.ascontiguousarray(image[:, :, :32, :32], dtype=np.float32)
+    tile = (tile - tile.mean()) / tile.std()
+    with torch.no_grad():
+        full = model.predict([torch.from_numpy(tile)], paste_masks=False)[0]
+    threshold = float(full["scores"].sort(descending=True).values[len(full["scores"]) // 2 - 1])
+    assert 0 < int((full["scores"] >= threshold).sum()) < full["scores"].shape[0]
+    expected, _ = paste_masks_into_label_volume(
+        full["masks"], full["boxes"], full["scores"], tile.shape[1:], mask_threshold=0.45,
+        score_threshold=threshold,
+    )
+    calls = []
+    predict = model.predict
+    model.predict = lambda *a, **k: calls.append(k["min_score"]) or predict(*a, **k)
+    segmenter = DetectorSegmenter(model, mask_threshold=0.45, score_threshold=threshold)
+    (result,) = segmenter([tile])
+    assert calls == [threshold]
+    np.testing.assert_array_equal(result.labels, expected.numpy())
+    assert len(result.scores) == int((full["scores"] >= threshold).sum())

@@ -83,6 +83,7 @@ class MaskRCNN3D(nn.Module):
         spacings: Sequence[Sequence[float]] | None = None,
         *,
         paste_masks: bool = True,
+        min_score: float | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Losses (train mode) or predictions (eval mode).
 
@@ -96,6 +97,10 @@ class MaskRCNN3D(nn.Module):
                 ``(N, 1, Z, Y, X)`` probabilities pasted into each image; ``False``: they stay
                 ``(N, 1, m, m, m)`` probabilities in the coordinates of their boxes (see
                 ``paste_masks_in_volume`` and ``paste_masks_into_label_volume``).
+            min_score: eval mode only: detections scored below it are dropped before their masks
+                are computed (the detections at or above it are exactly those of a run without it;
+                the mask branch is the dearest part of inference). ``None``: every detection above
+                the box head's ``score_thresh`` (what COCO AP needs).
         """
         if isinstance(images, Tensor):
             if images.dim() != 5:
@@ -125,7 +130,8 @@ class MaskRCNN3D(nn.Module):
         features = self.backbone_features(image_list.tensors)
         proposals, rpn_losses = self.rpn(image_list, features, targets)
         detections, roi_losses = self.roi_heads(
-            features, proposals, image_list.image_sizes, targets, images=image_list.tensors
+            features, proposals, image_list.image_sizes, targets, images=image_list.tensors,
+            min_score=None if self.training else min_score,
         )
         if self.training:
             return {**rpn_losses, **roi_losses}
@@ -145,15 +151,17 @@ class MaskRCNN3D(nn.Module):
         spacings: Sequence[Sequence[float]] | None = None,
         *,
         paste_masks: bool = True,
+        min_score: float | None = None,
     ) -> list[dict[str, Tensor]]:
         """Predictions in eval mode, restoring the previous mode afterwards.
 
         ``paste_masks=False`` keeps the masks ``(N, 1, m, m, m)`` in the coordinates of their boxes
-        instead of pasting them into ``(N, 1, Z, Y, X)`` volumes (see ``forward``).
+        instead of pasting them into ``(N, 1, Z, Y, X)`` volumes; ``min_score`` drops detections
+        below it before the mask branch (see ``forward``).
         """
         was_training = self.training
         self.eval()
         try:
-            return self(images, spacings=spacings, paste_masks=paste_masks)
+            return self(images, spacings=spacings, paste_masks=paste_masks, min_score=min_score)
         finally:
             self.train(was_training)

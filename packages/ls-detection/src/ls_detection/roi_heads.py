@@ -313,13 +313,18 @@ class RoIHeads3D(nn.Module):
 
     def postprocess_detections(
         self, class_logits: Tensor, box_regression: Tensor, proposals: Sequence[Tensor],
-        image_shapes: Sequence[Sequence[int]],
+        image_shapes: Sequence[Sequence[int]], min_score: float | None = None,
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """Per-image detections: boxes ``(N, 6)``, scores ``(N,)`` and labels ``(N,)`` int64.
 
         Softmax scores, per-class decoded boxes clipped to the image, background dropped, then
-        score threshold, removal of boxes thinner than 0.01 voxel, per-class NMS3D and the
-        :meth:`detections_for` best.
+        score threshold (``> score_thresh``, and ``>= min_score`` when given), removal of boxes
+        thinner than 0.01 voxel, per-class NMS3D and the :meth:`detections_for` best.
+
+        ``min_score`` drops detections a caller would drop afterwards anyway, before NMS and the cap:
+        NMS removes a box only for a higher-scored one and the cap keeps the best, so the detections
+        at or above ``min_score`` are exactly those of a run without it (and ``capped`` then says
+        whether the cap dropped one of *them*).
         """
         num_classes = class_logits.shape[-1]
         counts = [p.shape[0] for p in proposals]
@@ -335,7 +340,10 @@ class RoIHeads3D(nn.Module):
             boxes = boxes[:, 1:].reshape(-1, 6)
             scores = scores[:, 1:].reshape(-1)
             labels = labels[:, 1:].reshape(-1)
-            keep = torch.where(scores > self.score_thresh)[0]
+            passed = scores > self.score_thresh
+            if min_score is not None:
+                passed &= scores >= min_score
+            keep = torch.where(passed)[0]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
             keep = remove_small_boxes3d(boxes, MIN_DETECTION_SIZE)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
@@ -372,6 +380,7 @@ class RoIHeads3D(nn.Module):
         image_shapes: Sequence[Sequence[int]],
         targets: Sequence[Mapping[str, Tensor]] | None = None,
         images: Tensor | None = None,
+        min_score: float | None = None,
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
         """Losses (training) or detections (eval).
 
@@ -383,6 +392,8 @@ class RoIHeads3D(nn.Module):
                 required in training.
             images: the padded batch ``(B, C, Z, Y, X)`` the features were computed from; required
                 by a mask predictor that uses the image (``uses_image``).
+            min_score: eval only: detections scored below it are dropped before the mask branch
+                (see :meth:`postprocess_detections`); the others are unchanged.
 
         Returns:
             ``(detections, losses)``. Training: ``([], {"loss_classifier", "loss_box_reg",
@@ -390,6 +401,8 @@ class RoIHeads3D(nn.Module):
             ``boxes (N, 6)``, ``labels (N,)``, ``scores (N,)`` and ``masks (N, 1, m, m, m)`` (the
             predicted class's mask probabilities in box coordinates), and ``{}``.
         """
+        if min_score is not None and not 0.0 <= float(min_score) <= 1.0:
+            raise ValueError(f"RoIHeads3D: min_score must be a score threshold in [0, 1], got {min_score!r}")
         if len(proposals) != len(image_shapes):
             raise ValueError(f"RoIHeads3D: {len(proposals)} proposal tensors for {len(image_shapes)} "
                              "image shapes")
@@ -419,7 +432,7 @@ class RoIHeads3D(nn.Module):
             losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
         else:
             boxes, scores, det_labels = self.postprocess_detections(class_logits, box_regression, proposals,
-                                                                    image_shapes)
+                                                                    image_shapes, min_score)
             result = [{"boxes": b, "labels": lab, "scores": s}
                       for b, lab, s in zip(boxes, det_labels, scores, strict=True)]
 

@@ -100,9 +100,10 @@ class Normalization:
 
 
 def _capped_images(model: nn.Module, count: int) -> list[bool]:
-    """Per image of the model's last call, whether its RoI heads dropped detections at their cap
-    (``capped`` of ls-detection's ``RoIHeads3D``; other models: never). The RPN's proposal cap is
-    reached in nearly every image (most proposals are background), so it says nothing here."""
+    """Per image of the model's last call, whether its RoI heads dropped detections at or above the
+    score threshold at their cap (``capped`` of ls-detection's ``RoIHeads3D``; other models: never).
+    The RPN's proposal cap is reached in nearly every image (most proposals are background), so it
+    says nothing here."""
     reported = list(getattr(getattr(model, "roi_heads", None), "capped", []) or [])
     return [bool(c) for c in reported] if len(reported) == count else [False] * count
 
@@ -111,9 +112,11 @@ class DetectorSegmenter:
     """A detector's predictions on a tile as an instance label tile.
 
     Args:
-        model: An eval-mode detector whose ``predict(images, paste_masks=False)`` returns per image
-            ``boxes`` ``(N, 6)``, ``scores``, ``labels`` and box-coordinate ``masks``
-            ``(N, 1, a, b, c)`` (ls-detection's ``MaskRCNN3D``).
+        model: An eval-mode detector whose ``predict(images, paste_masks=False, min_score=t)``
+            returns per image ``boxes`` ``(N, 6)``, ``scores``, ``labels`` and box-coordinate
+            ``masks`` ``(N, 1, a, b, c)`` of the detections scored at least ``t`` (ls-detection's
+            ``MaskRCNN3D``). The score threshold is passed as ``min_score``, so no mask is computed
+            for a detection that would not be painted.
         normalization: Applied to every tile before the model (None: tiles as read, as float32).
         tile_transform: A per-tile callable ``(image, target, meta) -> (image, target, meta)``
             applied instead of ``normalization`` (the evaluation transforms, when statistics are
@@ -167,7 +170,9 @@ class DetectorSegmenter:
         batch = [self._prepare(image) for image in images]
         start = time.perf_counter()
         spacings = None if self.spacing is None else [self.spacing] * len(batch)
-        predictions = self.model.predict(batch, paste_masks=False, **spacing_kwargs(self.model, spacings))
+        predictions = self.model.predict(
+            batch, paste_masks=False, min_score=self.score_threshold, **spacing_kwargs(self.model, spacings)
+        )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.last_forward_seconds = time.perf_counter() - start
