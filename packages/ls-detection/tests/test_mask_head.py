@@ -10,6 +10,7 @@ from ls_detection.mask_head import (
     ImageGuidedMaskPredictor3D,
     MaskRCNNPredictor3D,
     extended_rois,
+    padded_concat,
     standardized,
 )
 from ls_detection.postprocess import paste_masks_in_volume
@@ -160,3 +161,28 @@ def test_a_predictor_with_a_margin_gives_logits_on_the_box_grid_that_see_outside
     with pytest.raises(ValueError, match="margin must be an int >= 0"):
         ImageGuidedMaskPredictor3D(in_channels=4, dim_reduced=3, image_channels=1, layers=[4],
                                    num_classes=2, margin=-1)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("margin", [0, 1, 2])
+def test_padded_concat_is_pad_then_cat_in_the_layout_of_its_input(channels_last: bool, margin: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 2, 4, 6, generator=gen)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    x.requires_grad_(True)
+    grid = (2 + 2 * margin, 4 + 2 * margin, 6 + 2 * margin)
+    parts = [torch.randn(3, c, *grid, generator=gen).requires_grad_(True) for c in (1, 2)]
+    reference = torch.cat([torch.nn.functional.pad(x, [margin] * 6), *parts], dim=1)
+    # NaNs freed at once: the next allocation of that size likely reuses their memory, so a margin
+    # left unzeroed shows
+    torch.full(reference.shape, float("nan"))
+    out = padded_concat(x, parts, margin)
+    assert torch.equal(out, reference)
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    assert out.is_contiguous(memory_format=layout)
+    weights = torch.randn(reference.shape, generator=gen)
+    grads = torch.autograd.grad((out * weights).sum(), [x, *parts])
+    expected = torch.autograd.grad((reference * weights).sum(), [x, *parts])
+    for got, want in zip(grads, expected, strict=True):
+        assert torch.equal(got, want)
