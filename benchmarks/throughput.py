@@ -4,12 +4,17 @@ reference (PyTorch's default memory layout, float32), measured in the same run, 
 - training step: forward, backward and AdamW step of a batch of 2 synthetic 16x64x64 crops (the
   quickstart's crop; ellipsoids style, 14 objects each), with ``--threads`` threads (1: what each
   of the quickstart's two Ray workers gets on 2 cores);
-- inference: one eval-mode forward (masks pasted) of a 32x128x128 tile (``predict.tile_shape``).
+- inference: ``ls-predict``'s call of the model on a 32x128x128 tile (``predict.tile_shape``):
+  ``predict(paste_masks=False)``, with masks for every detection (``min_score`` unset, what
+  ``ls-evaluate`` needs for COCO AP) or only for those at or above ``predict.score_threshold``
+  (0.5; ``ls-predict`` since it passes ``min_score``: the same painted objects).
 
-Medians over ``--repeats`` after a warm-up; the ratio is reference time / setting time.
+``--checkpoint`` loads trained weights (e.g. the quickstart's) into every setting; without it the
+models are untrained and seeded, their detections are noise and the score-threshold row means
+little. Medians over ``--repeats`` after a warm-up; the ratio is reference time / setting time.
 ``--device cuda`` measures on the GPU (``scripts/check-gpu.sh`` runs it).
 
-    hatch run python benchmarks/throughput.py
+    hatch run python benchmarks/throughput.py --checkpoint runs/quickstart/<checkpoint folder>
     hatch run python benchmarks/throughput.py --threads 2 --repeats 9
     hatch run python benchmarks/throughput.py --device cuda
 """
@@ -26,10 +31,19 @@ import torch
 
 from ls_data.synth import synthesize_volume
 from ls_data.transforms import boxes_from_masks
+from ls_train.checkpoint_config import config_from_checkpoint
 from ls_train.config import load_config
 from ls_train.factory import build_model
+from ls_train.trainer.checkpoint import load_model_weights, load_state
 
-SETTINGS = {"reference (default layout)": ["models.channels_last=false"], "channels_last": []}
+LAYOUTS = {"default layout": ["models.channels_last=false"], "channels_last": []}
+SCORE_THRESHOLD = 0.5  # predict.score_threshold's default
+# (row, layout, min_score); the first row is the reference
+SETTINGS = (
+    ("reference (default layout, masks of every detection)", "default layout", None),
+    ("channels_last", "channels_last", None),
+    ("channels_last + masks only at or above the score threshold", "channels_last", SCORE_THRESHOLD),
+)
 
 
 def _sample(shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -44,12 +58,17 @@ def _sample(shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, dict[
     return image, {"boxes": boxes_from_masks(masks), "labels": labels, "masks": masks}
 
 
-def _models(root: str) -> dict[str, torch.nn.Module]:
+def _models(root: str, checkpoint: str | None) -> dict[str, torch.nn.Module]:
     models = {}
-    for name, overrides in SETTINGS.items():
-        cfg = load_config("quickstart", [f"data.root={root}", *overrides])
-        torch.manual_seed(0)
-        models[name] = build_model(cfg)
+    for name, overrides in LAYOUTS.items():
+        if checkpoint is None:
+            cfg = load_config("quickstart", [f"data.root={root}", *overrides])
+            torch.manual_seed(0)
+            models[name] = build_model(cfg)
+        else:
+            cfg = config_from_checkpoint(checkpoint, overrides)
+            models[name] = build_model(cfg)
+            load_model_weights(models[name], load_state(checkpoint), source=checkpoint)
     return models
 
 
@@ -73,11 +92,13 @@ def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch:
 
 
 @torch.no_grad()
-def _infer(model: torch.nn.Module, tile: torch.Tensor, device: torch.device) -> float:
+def _infer(
+    model: torch.nn.Module, tile: torch.Tensor, device: torch.device, min_score: float | None
+) -> float:
     tile = tile.to(device)
     _sync(device)
     start = time.perf_counter()
-    model.eval()([tile])
+    model.predict([tile], paste_masks=False, min_score=min_score)
     _sync(device)
     return time.perf_counter() - start
 
@@ -89,33 +110,42 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--checkpoint", help="a checkpoint folder whose weights every setting loads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     crops = [_sample((16, 64, 64), seed) for seed in range(4)]
     tile = _sample((32, 128, 128), 99)[0]
     with tempfile.TemporaryDirectory() as root:
-        models = {name: model.to(device) for name, model in _models(root).items()}
-    optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True) for n, m in models.items()}
-    times: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in models}
+        models = {name: model.to(device) for name, model in _models(root, args.checkpoint).items()}
+    # inference first (training steps change the weights), then training; each round interleaved
+    infer: dict[str, list[float]] = {row: [] for row, _, _ in SETTINGS}
     for r in range(args.repeats + 1):  # the first round warms up (oneDNN primitives, allocator)
+        for row, layout, min_score in SETTINGS:
+            seconds = _infer(models[layout], tile, device, min_score)
+            if r:
+                infer[row].append(seconds)
+    optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True) for n, m in models.items()}
+    train: dict[str, list[float]] = {n: [] for n in models}
+    for r in range(args.repeats + 1):
         for name, model in models.items():
             torch.manual_seed(r)
             batch = [crops[(2 * r) % 4], crops[(2 * r + 1) % 4]]
-            train = _train_step(model, optimizers[name], batch, device)
-            infer = _infer(model, tile, device)
+            seconds = _train_step(model, optimizers[name], batch, device)
             if r:
-                times[name]["train"].append(train)
-                times[name]["infer"].append(infer)
-    ref = next(iter(times.values()))
+                train[name].append(seconds)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
-    print(f"\n{where}, medians of {args.repeats}\n")
+    weights = args.checkpoint or "untrained, seeded"
+    print(f"\n{where}, medians of {args.repeats}; weights: {weights}\n")
     print("| setting | training step (s) | ratio | 32x128x128 tile inference (s) | ratio |")
     print("| --- | --- | --- | --- | --- |")
-    for name, t in times.items():
-        train, infer = statistics.median(t["train"]), statistics.median(t["infer"])
-        r_train, r_infer = statistics.median(ref["train"]) / train, statistics.median(ref["infer"]) / infer
-        print(f"| {name} | {train:.3f} | {r_train:.2f}x | {infer:.3f} | {r_infer:.2f}x |")
+    ref_train = statistics.median(train["default layout"])
+    ref_infer = statistics.median(infer[SETTINGS[0][0]])
+    for row, layout, min_score in SETTINGS:
+        step = statistics.median(train[layout])
+        tile_s = statistics.median(infer[row])
+        step_cells = f"{step:.3f} | {ref_train / step:.2f}x" if min_score is None else "(as above) | "
+        print(f"| {row} | {step_cells} | {tile_s:.3f} | {ref_infer / tile_s:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 #   2. measures the quickstart model's training step and tile inference on the GPU, each memory
 #      layout against the reference (benchmarks/throughput.py --device cuda);
 #   3. trains the quickstart recipe for 2 short epochs on the GPU with ls-train (in-process);
-#   4. predicts a 24x288x288 volume with ls-predict predict.device=cuda;
+#   4. predicts a 24x288x288 volume with ls-predict predict.device=cuda (bf16 autocast, the
+#      default predict.amp=auto), and again in float32 (predict.amp=none), and scores the first
+#      against the second with ls-evaluate (the share of float32 objects matched at IoU 0.9);
 # and prints the card, ops timings, training it/s and predict Mvoxel/s. Results go to $OUT
 # (default: ./gpu-check); PYTHON picks the interpreter (default: python3, with the workspace
 # installed). Exit status 2 where there is no usable GPU, 1 when a step fails.
@@ -49,6 +51,12 @@ tifffile.imwrite(sys.argv[2], np.tile(tifffile.imread(sys.argv[1]), (1, 3, 3)), 
 PY
   "$py" -m ls_train.cli predict "checkpoint=$checkpoint" "input=$volume" "output=$out/predicted.ome.zarr" \
     overwrite=true predict.device=cuda predict.progress=false 2>&1 | tee "$out/predict.txt" || status=1
+  "$py" -m ls_train.cli predict "checkpoint=$checkpoint" "input=$volume" "output=$out/predicted_fp32.ome.zarr" \
+    overwrite=true predict.device=cuda predict.amp=none predict.progress=false 2>&1 \
+    | tee "$out/predict_fp32.txt" || status=1
+  "$py" -m ls_train.cli evaluate "pred=$out/predicted.ome.zarr/labels/instances" \
+    "gt=$out/predicted_fp32.ome.zarr/labels/instances" "evaluation.output_dir=$out/amp_vs_fp32" \
+    > "$out/amp_vs_fp32.txt" 2>&1 || status=1
 else
   echo "check-gpu: the training wrote no checkpoint; ls-predict not run" >&2
   status=1
@@ -58,6 +66,15 @@ echo
 echo "== check-gpu summary: $card, $((SECONDS - start)) s"
 grep -h -A4 '^| setting' "$out/throughput.txt" 2>/dev/null || true
 echo "training: $(grep -o '[0-9.]* it/s' "$out/train.txt" 2>/dev/null | tail -n 1 || echo '?')"
-echo "prediction: $(grep -o '([0-9.]* Mvoxel/s)' "$out/predict.txt" 2>/dev/null | tail -n 1 || echo '?')"
+echo "prediction: $(grep -o '([0-9.]* Mvoxel/s)' "$out/predict.txt" 2>/dev/null | tail -n 1 || echo '?') bf16," \
+  "$(grep -o '([0-9.]* Mvoxel/s)' "$out/predict_fp32.txt" 2>/dev/null | tail -n 1 || echo '?') float32"
+"$py" - "$out/amp_vs_fp32/metrics.json" <<'PY' || echo "bf16 against float32: no metrics (see $out/amp_vs_fp32.txt)"
+import json
+import sys
+
+s = json.load(open(sys.argv[1]))["summary"]
+print(f"bf16 against float32: {s['recall@90']:.4f} of the float32 objects matched at IoU 0.9 "
+      f"(goal >= 0.99), ap@50 {s['ap@50']:.4f}, ap@75 {s['ap@75']:.4f}")
+PY
 echo "ops: $out/ls-ops/ops_cuda.txt; CUDA tests: $out/ls-ops/test_cuda.txt"
 exit "$status"

@@ -166,3 +166,43 @@ def test_the_segmenter_masks_only_detections_above_the_score_threshold(setup, ti
     assert calls == [threshold]
     np.testing.assert_array_equal(result.labels, expected.numpy())
     assert len(result.scores) == int((full["scores"] >= threshold).sum())
+
+
+def test_amp_bf16_predicts_the_float32_objects_and_auto_is_float32_on_the_cpu(setup, tiny_model):
+    """``predict.amp``: ``auto`` is float32 on the CPU (bf16 autocast only on CUDA); ``bf16`` runs the
+    detector under bf16 autocast and finds the float32 run's objects (boxes and scores in float32)."""
+    from ls_data.synth import synthesize_volume
+    from ls_train.predict.segmenters import DetectorSegmenter
+
+    root, _path, ckpt = setup
+    model = build_model(_cfg(root, tiny_model))
+    model.load_state_dict(torch.load(ckpt)["model"])
+    image = synthesize_volume(shape=(8, 48, 56), channels=1, num_objects=12, num_classes=1, seed=3).image
+    tile = np.ascontiguousarray(image[:, :, :32, :32], dtype=np.float32)
+    tile = (tile - tile.mean()) / tile.std()
+    segmenters = {amp: DetectorSegmenter(model, mask_threshold=0.45, score_threshold=0.0, amp=amp)
+                  for amp in ("auto", "none", "bf16")}
+    assert segmenters["auto"].autocast_dtype is None and segmenters["none"].autocast_dtype is None
+    assert segmenters["bf16"].autocast_dtype == torch.bfloat16
+    reference, bf16 = segmenters["none"]([tile])[0], segmenters["bf16"]([tile])[0]
+    assert bf16.scores.dtype == np.float32 and len(bf16.scores) > 0
+    # every float32 object has a bf16 object of IoU >= 0.5 (bf16 rounds the features, not the boxes)
+    for label in range(1, int(reference.labels.max()) + 1):
+        mask = reference.labels == label
+        if not mask.any():
+            continue
+        ids, counts = np.unique(bf16.labels[mask], return_counts=True)
+        ious = [c / (mask.sum() + (bf16.labels == i).sum() - c)
+                for i, c in zip(ids, counts, strict=True) if i]
+        best = max(ious, default=0)
+        assert best >= 0.5, f"float32 object {label} has no bf16 match (best IoU {best:.2f})"
+    with pytest.raises(ValueError, match="amp"):
+        DetectorSegmenter(model, amp="fp16")
+
+
+def test_predict_amp_is_checked(tmp_path, tiny_model):
+    from ls_train.predict.config import predict_config
+
+    assert predict_config(_cfg(tmp_path, tiny_model)).amp == "auto"
+    with pytest.raises(Exception, match=r"predict\.amp"):
+        predict_config(_cfg(tmp_path, tiny_model, "predict.amp=float16"))

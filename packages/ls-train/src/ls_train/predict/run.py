@@ -134,7 +134,11 @@ def _checkpoint_and_device(pc: PredictConfig, checkpoint: str | None) -> tuple[s
 
 def _detector_kwargs(cfg: Mapping[str, Any], pc: PredictConfig, volume: InputVolume) -> dict[str, Any]:
     """DetectorSegmenter's arguments: thresholds, spacing and the intensity normalisation."""
-    kwargs: dict[str, Any] = {"mask_threshold": pc.mask_threshold, "score_threshold": pc.score_threshold}
+    kwargs: dict[str, Any] = {
+        "mask_threshold": pc.mask_threshold,
+        "score_threshold": pc.score_threshold,
+        "amp": pc.amp,
+    }
     entries = list((cfg.get("transforms") or {}).get("eval_transforms_list") or [])
     if pc.normalization == "tile":
         kwargs["per_tile_transforms"] = bool(entries)

@@ -126,6 +126,7 @@ class DetectorSegmenter:
         device: Where the model runs.
         spacing: Voxel spacing ``(sz, sy, sx)`` of the tiles, for a detector that resizes to a
             target spacing (None: not given).
+        amp: ``auto`` (bf16 autocast on CUDA, none on the CPU), ``bf16`` or ``none`` (float32).
     """
 
     def __init__(
@@ -138,7 +139,10 @@ class DetectorSegmenter:
         score_threshold: float = 0.5,
         device: str | torch.device = "cpu",
         spacing: tuple[float, float, float] | None = None,
+        amp: str = "auto",
     ) -> None:
+        if amp not in ("auto", "bf16", "none"):
+            raise ValueError(f"DetectorSegmenter: amp must be auto, bf16 or none, got {amp!r}")
         self.model = model.eval().to(device)
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
         self.normalization = normalization
@@ -146,6 +150,9 @@ class DetectorSegmenter:
         self.mask_threshold = float(mask_threshold)
         self.score_threshold = float(score_threshold)
         self.device = torch.device(device)
+        bf16 = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if bf16 else None
+        """The autocast dtype of the model's forward pass (None: float32)."""
         self.last_forward_seconds = 0.0
         """Seconds of the model's forward pass in the last call (the rest is normalising and painting)."""
 
@@ -170,9 +177,15 @@ class DetectorSegmenter:
         batch = [self._prepare(image) for image in images]
         start = time.perf_counter()
         spacings = None if self.spacing is None else [self.spacing] * len(batch)
-        predictions = self.model.predict(
-            batch, paste_masks=False, min_score=self.score_threshold, **spacing_kwargs(self.model, spacings)
-        )
+        with torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
+            predictions = self.model.predict(
+                batch,
+                paste_masks=False,
+                min_score=self.score_threshold,
+                **spacing_kwargs(self.model, spacings),
+            )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.last_forward_seconds = time.perf_counter() - start
