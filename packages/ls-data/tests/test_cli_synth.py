@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ls_data.io import open_image, open_labels
-
-pytestmark = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("ls_data.catalog_cli", "ls_data.index_cli")),
-    reason="the catalog / index CLI modules (helpers B and C) are not written yet",
-)
 
 TINY = ["--num-volumes", "2", "--shape", "6", "24", "24", "--objects", "4", "--radius-range", "2", "3"]
 

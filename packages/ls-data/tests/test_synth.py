@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ from ls_data.synth import (
 )
 
 SMALL = {"shape": (12, 48, 48), "spacing": (2.0, 0.5, 0.5), "num_objects": 20, "radius_range_um": (2.5, 4.0)}
-HAS_CATALOG = importlib.util.find_spec("ls_data.catalog") is not None
 
 
 def test_same_seed_same_arrays_other_seed_differs() -> None:
@@ -225,7 +223,6 @@ def test_dataset_files_without_catalog(tmp_path: Path) -> None:
     assert "ome-zarr" not in again.volumes[0].files
 
 
-@pytest.mark.skipif(not HAS_CATALOG, reason="ls_data.catalog (helper B) not written yet")
 def test_dataset_registers_every_written_volume(tmp_path: Path) -> None:
     from ls_data.catalog import Catalog
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import inspect
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from ls_data.synth import (
     synthesize_volume,
 )
 
-HAS_CATALOG = importlib.util.find_spec("ls_data.catalog") is not None
 NEW_STYLES = ("blobs", "dense")
 #: The same volume size for every style (the user report's 24 x 96 x 96 at 2.0 x 0.5 x 0.5 um).
 COMMON = {
@@ -403,7 +401,6 @@ def test_dataset_of_a_style_without_catalog(tmp_path: Path) -> None:
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.skipif(not HAS_CATALOG, reason="ls_data.catalog not available")
 def test_dataset_catalog_records_the_style_and_its_parameters(tmp_path: Path) -> None:
     from ls_data.catalog import Catalog
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import ndimage
 
 from ls_data.errors import DataError
 from ls_data.transforms import (
@@ -385,7 +386,6 @@ def test_random_window_varies_and_centre_does_not() -> None:
 
 
 def test_gaussian_smooth_matches_scipy() -> None:
-    ndimage = pytest.importorskip("scipy.ndimage")
     values = torch.rand((5, 7, 30), generator=torch.Generator().manual_seed(0))
     for dim, sigma in ((0, 0.8), (1, 2.6), (2, 1.3), (2, 0.1)):
         expected = ndimage.gaussian_filter1d(
@@ -397,7 +397,6 @@ def test_gaussian_smooth_matches_scipy() -> None:
 
 
 def test_blur_matches_scipy_gaussian_filter() -> None:
-    ndimage = pytest.importorskip("scipy.ndimage")
     image, target, meta = make_sample()
     out, t, m = RandomBlur(sigma_yx=(1.2, 1.2), sigma_z=(0.7, 0.7), p=1.0)(image, target, meta)
     for c in range(2):

@@ -129,10 +129,9 @@ def test_weights_of_another_model_config_are_refused(
 
 
 @pytest.mark.parametrize("script", ["ls-train", "ls-evaluate"])
-def test_console_scripts_when_installed(script: str) -> None:
+def test_console_scripts_are_installed_and_answer(script: str) -> None:
     exe = Path(sys.executable).parent / script
-    if not exe.exists():
-        pytest.skip(f"{script} is not installed (the lead adds the console scripts)")
+    assert exe.exists(), f"{script} is not installed next to {sys.executable}: a packaging break"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--config-name" in out.stdout
 

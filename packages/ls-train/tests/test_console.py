@@ -10,11 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from ls_train.trainer.console import ConsoleRelay
-
-pytest.importorskip("ray")
 
 RAY_INTERNALS = (
     "(TrainController",

@@ -126,7 +126,8 @@ def test_a_real_full_disk_is_a_clear_error_and_the_rerun_finishes(
     """Also with the tiles written by Ray workers: the error found in a Ray task's cause names the
     file. (One Ray instance for both runs, started here: ls-predict leaves it running.)"""
     if executor == "ray":
-        ray = pytest.importorskip("ray")
+        import ray
+
         ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="WARNING")
         request.addfinalizer(ray.shutdown)
     small_disk = mount_tmpfs("disk", "size=64k")

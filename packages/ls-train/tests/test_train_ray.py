@@ -13,12 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import ray
 
-ray = pytest.importorskip("ray")
-
-from ls_train.config import load_config  # noqa: E402
-from ls_train.trainer import TrainingStopped, load_state, train  # noqa: E402
-from ls_train.trainer.logging import read_csv_rows  # noqa: E402
+from ls_train.config import load_config
+from ls_train.trainer import TrainingStopped, load_state, train
+from ls_train.trainer.logging import read_csv_rows
 
 CRASH_MODULE = '''
 import os
