@@ -31,6 +31,7 @@ import torch
 
 from ls_data.synth import synthesize_volume
 from ls_data.transforms import boxes_from_masks
+from ls_detection import mask_head
 from ls_train.checkpoint_config import config_from_checkpoint
 from ls_train.config import load_config
 from ls_train.factory import build_model
@@ -38,12 +39,17 @@ from ls_train.trainer.checkpoint import load_model_weights, load_state
 
 LAYOUTS = {"default layout": ["models.channels_last=false"], "channels_last": []}
 SCORE_THRESHOLD = 0.5  # predict.score_threshold's default
-# (row, layout, min_score); the first row is the reference
+# (row, layout, min_score, concat); the first row is the reference. concat: how the image-guided
+# mask predictor joins its features and image patches (ls_detection.mask_head.padded_concat, or
+# its reference, pad + cat)
 SETTINGS = (
-    ("reference (default layout, masks of every detection)", "default layout", None),
-    ("channels_last", "channels_last", None),
-    ("channels_last + masks only at or above the score threshold", "channels_last", SCORE_THRESHOLD),
+    ("reference (default layout, masks of every detection, pad + cat)", "default layout", None, "reference"),
+    ("channels_last", "channels_last", None, "reference"),
+    ("channels_last + padded_concat", "channels_last", None, "fast"),
+    ("channels_last + padded_concat + masks only at or above the score threshold", "channels_last",
+     SCORE_THRESHOLD, "fast"),
 )
+CONCAT = {"reference": mask_head.padded_concat_reference, "fast": mask_head.padded_concat}
 
 
 def _sample(shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -118,35 +124,43 @@ def main() -> None:
     tile = _sample((32, 128, 128), 99)[0]
     with tempfile.TemporaryDirectory() as root:
         models = {name: model.to(device) for name, model in _models(root, args.checkpoint).items()}
-    # inference first (training steps change the weights), then training; each round interleaved
-    infer: dict[str, list[float]] = {row: [] for row, _, _ in SETTINGS}
-    for r in range(args.repeats + 1):  # the first round warms up (oneDNN primitives, allocator)
-        for row, layout, min_score in SETTINGS:
-            seconds = _infer(models[layout], tile, device, min_score)
-            if r:
-                infer[row].append(seconds)
+    # inference first (training steps change the weights), then training; each round interleaved.
+    # The concat setting swaps the function the mask predictor calls (restored afterwards).
+    infer: dict[str, list[float]] = {row: [] for row, *_ in SETTINGS}
+    trained = [setting for setting in SETTINGS if setting[2] is None]  # min_score: inference only
+    train: dict[str, list[float]] = {row: [] for row, *_ in trained}
     optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True) for n, m in models.items()}
-    train: dict[str, list[float]] = {n: [] for n in models}
-    for r in range(args.repeats + 1):
-        for name, model in models.items():
-            torch.manual_seed(r)
-            batch = [crops[(2 * r) % 4], crops[(2 * r + 1) % 4]]
-            seconds = _train_step(model, optimizers[name], batch, device)
-            if r:
-                train[name].append(seconds)
+    try:
+        for r in range(args.repeats + 1):  # the first round warms up (oneDNN primitives, allocator)
+            for row, layout, min_score, concat in SETTINGS:
+                mask_head.padded_concat = CONCAT[concat]
+                seconds = _infer(models[layout], tile, device, min_score)
+                if r:
+                    infer[row].append(seconds)
+        for r in range(args.repeats + 1):
+            for row, layout, _, concat in trained:
+                mask_head.padded_concat = CONCAT[concat]
+                torch.manual_seed(r)
+                batch = [crops[(2 * r) % 4], crops[(2 * r + 1) % 4]]
+                seconds = _train_step(models[layout], optimizers[layout], batch, device)
+                if r:
+                    train[row].append(seconds)
+    finally:
+        mask_head.padded_concat = CONCAT["fast"]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
     weights = args.checkpoint or "untrained, seeded"
     print(f"\n{where}, medians of {args.repeats}; weights: {weights}\n")
     print("| setting | training step (s) | ratio | 32x128x128 tile inference (s) | ratio |")
     print("| --- | --- | --- | --- | --- |")
-    ref_train = statistics.median(train["default layout"])
+    ref_train = statistics.median(train[SETTINGS[0][0]])
     ref_infer = statistics.median(infer[SETTINGS[0][0]])
-    for row, layout, min_score in SETTINGS:
-        step = statistics.median(train[layout])
+    for row, *_ in SETTINGS:
         tile_s = statistics.median(infer[row])
-        step_cells = f"{step:.3f} | {ref_train / step:.2f}x" if min_score is None else "(as above) | "
+        step_cells = "(as above) | "
+        if row in train:
+            step = statistics.median(train[row])
+            step_cells = f"{step:.3f} | {ref_train / step:.2f}x"
         print(f"| {row} | {step_cells} | {tile_s:.3f} | {ref_infer / tile_s:.2f}x |")
-
 
 if __name__ == "__main__":
     main()

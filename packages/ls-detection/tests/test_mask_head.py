@@ -11,6 +11,7 @@ from ls_detection.mask_head import (
     MaskRCNNPredictor3D,
     extended_rois,
     padded_concat,
+    padded_concat_reference,
     standardized,
 )
 from ls_detection.postprocess import paste_masks_in_volume
@@ -173,7 +174,8 @@ def test_padded_concat_is_pad_then_cat_in_the_layout_of_its_input(channels_last:
     x.requires_grad_(True)
     grid = (2 + 2 * margin, 4 + 2 * margin, 6 + 2 * margin)
     parts = [torch.randn(3, c, *grid, generator=gen).requires_grad_(True) for c in (1, 2)]
-    reference = torch.cat([torch.nn.functional.pad(x, [margin] * 6), *parts], dim=1)
+    reference = padded_concat_reference(x, parts, margin)
+    assert torch.equal(reference, torch.cat([torch.nn.functional.pad(x, [margin] * 6), *parts], dim=1))
     # NaNs freed at once: the next allocation of that size likely reuses their memory, so a margin
     # left unzeroed shows
     torch.full(reference.shape, float("nan"))
