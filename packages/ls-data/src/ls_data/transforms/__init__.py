@@ -11,6 +11,7 @@ random_crop            :class:`RandomCrop3D`
 random_flip            :class:`RandomFlip`
 random_rot90_yx        :class:`RandomRot90YX`
 random_zoom            :class:`RandomZoom3D`
+random_elastic         :class:`RandomElastic3D`
 normalize_intensity    :class:`NormalizeIntensity`
 random_gamma           :class:`RandomGamma`
 gaussian_noise         :class:`GaussianNoise`
@@ -24,6 +25,7 @@ rescale_to_spacing     :class:`RescaleToSpacing`
 from __future__ import annotations
 
 from ls_data.transforms.base import Compose, RandomTransform, Transform, build_transforms
+from ls_data.transforms.elastic import RandomElastic3D
 from ls_data.transforms.intensity import (
     GaussianNoise,
     NormalizeIntensity,
@@ -48,6 +50,7 @@ __all__ = [
     "NormalizeIntensity",
     "RandomBlur",
     "RandomCrop3D",
+    "RandomElastic3D",
     "RandomFlip",
     "RandomGamma",
     "RandomIntensityScale",
