@@ -12,10 +12,14 @@ Measures, in one run and on this machine:
   <= 1.3; peak RSS of the larger volume within 10 % of the smaller one;
 - consistency: a synthetic volume of one tile's depth and twice its height and width, predicted
   as one tile and tiled: the share of one-tile instances that the tiled result matches at IoU
-  0.5 and 0.9, and each one's ap@50 against the synthetic truth.
+  0.5 and 0.9, and each one's ap@50 against the synthetic truth;
+- with ``--reference``, the first volume again with the reference model settings
+  (``models.channels_last=false``: PyTorch's default memory layout, float32), in the same run,
+  and the speed ratio.
 
     python benchmarks/predict.py --checkpoint runs/quickstart/checkpoint_epoch0020_iter00000160
     python benchmarks/predict.py --checkpoint CKPT --shape 32 256 256 --no-larger   # quick check
+    python benchmarks/predict.py --checkpoint CKPT --shape 32 1024 1024 --no-larger --reference
 """
 
 from __future__ import annotations
@@ -95,7 +99,10 @@ print(json.dumps({"total": time.monotonic() - start, "forward": r.forward_second
 """
 
 
-def predict(args: argparse.Namespace, volume: Path, out: Path) -> dict:
+REFERENCE = ["models.channels_last=false"]
+
+
+def predict(args: argparse.Namespace, volume: Path, out: Path, extra: list[str] | None = None) -> dict:
     overrides = [
         f"predict.tile_shape=[{','.join(map(str, args.tile))}]",
         f"predict.overlap=[{','.join(map(str, args.overlap))}]",
@@ -105,6 +112,7 @@ def predict(args: argparse.Namespace, volume: Path, out: Path) -> dict:
         f"models.rpn_pre_nms_top_n_test={4 * args.max_detections}",
         f"models.rpn_post_nms_top_n_test={2 * args.max_detections}",
         f"models.box_detections_per_img={args.max_detections}",
+        *(extra or []),
     ]
     payload = {
         "config": args.config_name,
@@ -172,6 +180,8 @@ def main() -> None:
     parser.add_argument("--max-detections", type=int, default=1000, help="detections per tile at most")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--reference", action="store_true",
+                        help="also predict the first volume with " + " ".join(REFERENCE))
     args = parser.parse_args()
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="ls-bench-predict-"))
@@ -192,8 +202,11 @@ def main() -> None:
     same = consistency(args, root)
     print(f"consistency: {json.dumps(same)}", flush=True)
     results = {}
-    for name, path, vshape in volumes:
-        r = predict(args, path, root / f"{name}_labels.ome.zarr")
+    runs = [(name, path, vshape, []) for name, path, vshape in volumes]
+    if args.reference:
+        runs.insert(1, ("reference", base, shape, REFERENCE))
+    for name, path, vshape, extra in runs:
+        r = predict(args, path, root / f"{name}_labels.ome.zarr", extra)
         results[name] = {**r, "shape": vshape}
         print(f"{name}: {json.dumps(results[name])}", flush=True)
 
@@ -215,12 +228,12 @@ def main() -> None:
     )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
-    for r in results.values():
+    for name, r in results.items():
         print(
             " | ".join(
                 str(v)
                 for v in (
-                    "x".join(map(str, r["shape"])),
+                    f"{name} " + "x".join(map(str, r["shape"])),
                     r["voxels"],
                     r["tiles"],
                     r["objects"],
@@ -232,6 +245,9 @@ def main() -> None:
                 )
             )
         )
+    if "reference" in results:
+        speed = results["reference"]["total"] / results["base"]["total"]
+        print(f"base / reference ({' '.join(REFERENCE)}) speed: {speed:.2f}x, same volume, same run")
     if "larger" in results:
         ratio = results["larger"]["peak_rss_gb"] / results["base"]["peak_rss_gb"]
         print(f"peak RSS larger / base: {ratio:.3f} (goal <= 1.10)")
