@@ -62,6 +62,20 @@ def test_the_seed_defaults_list_picks_the_backbone_group() -> None:
     assert swapped["cluster"]["num_workers"] == 2
 
 
+@pytest.mark.parametrize("option", ["quickstart", "quickstart_lightsheet"])
+def test_the_quickstart_transforms_options_build(option: str) -> None:
+    """``transforms=quickstart_lightsheet`` replaces the quickstart's augmentation (the group option
+    is not overridden by the experiment), and every entry builds."""
+    from ls_train.factory import build_transforms
+
+    cfg = load_config("quickstart", [f"transforms={option}"])
+    names = [entry["name"] for entry in cfg["transforms"]["transforms_list"]]
+    assert names[:3] == ["normalize_intensity", "random_flip", "random_rot90_yx"]
+    extra = ["random_zoom", "random_blur", "random_intensity_scale"]
+    assert names[3:] == (extra if option == "quickstart_lightsheet" else [])
+    assert len(build_transforms(cfg, train=True).transforms) == len(names)
+
+
 def test_overrides_replace_scalars_and_lists() -> None:
     cfg = load_config("quickstart", ["trainer.epochs=3", "models.rpn_anchor_generator.sizes=[[4],[8],[16]]"])
     assert cfg["trainer"]["epochs"] == 3
