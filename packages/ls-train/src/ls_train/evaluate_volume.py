@@ -28,6 +28,15 @@ Outputs (``evaluation.output_dir``, default ``<pred name>_evaluation`` next to t
   matched partner at each threshold (``pred@50``: 0 = missed; ``gt@50``: 0 = false positive);
 - ``metrics_vs_iou.png`` and ``regions.png`` (the per-region F1 / accuracy at the first threshold).
 
+COCO mask AP (``coco_mask_ap``, ``coco_mask_ap50``, ``coco_mask_ap75``, ``coco_mask_ar``, class
+agnostic: the truth has no classes) joins the summary when ``coco_ap`` is in
+``metrics.metrics_list`` and the prediction carries the scores ``ls-predict`` stores with its
+labels (:func:`prediction_scores`): the label image's NGFF properties, else ``ls-predict``'s
+per-object table at its default place next to the output. It is computed from the overlapping
+pairs (:func:`~ls_train.metrics.coco_pairs.evaluate_pairs`: the numbers of
+:func:`~ls_train.metrics.coco.evaluate_masks` on the whole arrays); without scores the run says
+why it is not computed.
+
 Bad input -- a missing path, label arrays that are not integers, volumes of different shapes or
 voxel spacings, a pyramid level of one that does not fit the other -- raises
 :class:`~ls_data.errors.DataError` naming the files (and the level that fits, when there is
@@ -60,6 +69,7 @@ __all__ = [
     "default_output_dir",
     "evaluate_label_volumes",
     "open_label_volume",
+    "prediction_scores",
     "region_bounds",
     "run_volume_evaluation",
 ]
@@ -114,6 +124,95 @@ def open_label_volume(uri: str | Path, *, level: int = 0, arg: str = "pred") -> 
     except DataError as exc:
         raise DataError(f"{arg}={uri}: {exc}") from exc
     return LabelVolume(arg=arg, uri=str(uri), level=int(level), reader=reader)
+
+
+def _table_next_to_output(label_group: Path) -> Path:
+    """Where ``ls-predict`` writes its table by default for the label group ``<image>/labels/<name>``:
+    ``<image name without .ome.zarr>_<name>.csv`` beside the image."""
+    image = label_group.parent.parent
+    stem = image.name.removesuffix(".zarr").removesuffix(".ome")
+    return image.parent / f"{stem}_{label_group.name}.csv"
+
+
+def _scores_from_table(path: Path) -> dict[int, float]:
+    import csv
+
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"id", "score"} <= set(reader.fieldnames or ()):
+            raise DataError(
+                f"{path}: an ls-predict table needs the columns id and score, has {reader.fieldnames}"
+            )
+        try:
+            return {int(row["id"]): float(row["score"]) for row in reader}
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{path}: unreadable id or score ({exc})") from exc
+
+
+def prediction_scores(volume: LabelVolume) -> tuple[dict[int, float] | None, str]:
+    """The score of each object of a predicted label volume, as ``ls-predict`` stores them.
+
+    Looked up, in order: the label image's NGFF ``image-label`` properties (``label-value`` with
+    ``score``; ``ls-predict`` writes them up to 100 000 objects), then ``ls-predict``'s table at
+    its default place (``out.ome.zarr/labels/instances`` -> ``out_instances.csv`` beside
+    ``out.ome.zarr``).
+
+    Returns:
+        ``(scores, source)``: the scores by label id and where they came from, or ``(None, why)``.
+
+    Raises:
+        DataError: a property or table entry whose score is not a number (naming the file).
+    """
+    from ls_data.io.omezarr import group_attributes
+
+    if volume.reader.format != "ome-zarr":
+        return None, f"{volume.name} is a TIFF: ls-predict stores scores only with OME-Zarr labels"
+    group = volume.path
+    props = (group_attributes(group)[0].get("image-label") or {}).get("properties") or []
+    scored = [e for e in props if isinstance(e, dict) and "score" in e]
+    if scored:
+        try:
+            scores = {int(e["label-value"]): float(e["score"]) for e in scored}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"{group}: an image-label property has no numeric label-value or score ({exc})"
+            ) from exc
+        return scores, f"{group} (image-label properties)"
+    table = _table_next_to_output(group)
+    if table.is_file():
+        return _scores_from_table(table), str(table)
+    return None, (
+        f"{volume.name} has no scores: neither image-label properties with a score nor the ls-predict "
+        f"table {table}"
+    )
+
+
+def _score_array(ids: np.ndarray, scores: dict[int, float], volume: LabelVolume, source: str) -> np.ndarray:
+    """Scores in the order of ``ids``; ids without a score raise DataError naming both files."""
+    missing = [int(i) for i in ids if int(i) not in scores]
+    if missing:
+        raise DataError(
+            f"{volume.name}: {len(missing)} object(s) have no score in {source} (ids "
+            f"{missing[:10]}{', ...' if len(missing) > 10 else ''}); are the labels and the scores of one "
+            f"run?"
+        )
+    return np.array([scores[int(i)] for i in ids], dtype=np.float64)
+
+
+def _coco_summary(
+    pairs: OverlapPairs, pred: LabelVolume, max_detections: int | None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """COCO mask AP keys for the summary and what the meta says of them (source or reason)."""
+    from ls_train.metrics.coco import accumulate, summarize
+    from ls_train.metrics.coco_pairs import evaluate_pairs
+
+    scores, source = prediction_scores(pred)
+    if scores is None:
+        return {}, {"coco_not_computed": source}
+    ordered = _score_array(pairs.ids_pred, scores, pred, source)
+    ev = evaluate_pairs(pairs, ordered, max_detections=max_detections)
+    values = summarize([accumulate([ev])])
+    return {f"coco_mask_{k}": float(v) for k, v in values.items()}, {"scores": source}
 
 
 def _levels(volume: LabelVolume) -> list[tuple[int, tuple[int, ...], tuple[float, ...]]]:
@@ -440,6 +539,8 @@ def evaluate_label_volumes(
     accumulate: Callable[[LabelVolume, LabelVolume, list[Window], tuple[str, str]], PairAccumulator]
     | None = None,
     progress_stream: Any = None,
+    coco: bool = False,
+    coco_max_detections: int | None = None,
 ) -> VolumeEvaluation:
     """Score the label volume ``pred`` against ``gt``, reading both block by block.
 
@@ -453,9 +554,13 @@ def evaluate_label_volumes(
         check_spacing: refuse volumes whose voxel spacings differ.
         accumulate: how the block pass runs (default: :func:`accumulate_blocks` in this process).
         progress_stream: where a progress line goes (None: nowhere).
+        coco: also COCO mask AP, from the scores stored with ``pred`` (:func:`prediction_scores`);
+            without them ``meta["coco_not_computed"]`` says why.
+        coco_max_detections: keep the top-scoring detections (None: all).
 
     Raises:
-        DataError: see the module doc; nothing is read before the volumes are checked.
+        DataError: see the module doc; nothing is read before the volumes are checked. With
+            ``coco``, also objects of ``pred`` without a score.
     """
     from ls_train.predict.progress import Progress
 
@@ -482,6 +587,7 @@ def evaluate_label_volumes(
     edges = region_bounds(g.shape, region_grid)
     regions = (_region_of(centroids[0], edges), _region_of(centroids[1], edges))
     objects_gt, objects_pred = _object_tables(pairs, results, centroids, regions, criterion)
+    coco_values, coco_meta = _coco_summary(pairs, p, coco_max_detections) if coco else ({}, {})
     meta = {
         "pred": str(pred),
         "gt": str(gt),
@@ -498,11 +604,12 @@ def evaluate_label_volumes(
         "blocks": len(windows),
         "region_grid": [e.size - 1 for e in edges],
         "n_pairs": pairs.n_pairs,
+        **coco_meta,
         "read_seconds": round(read_seconds, 2),
         "seconds": round(time.monotonic() - start, 2),
     }
     return VolumeEvaluation(
-        summary=_summary(results, thresholds, criterion),
+        summary=_summary(results, thresholds, criterion) | coco_values,
         regions=_region_rows(pairs, results, regions, edges),
         objects_gt=objects_gt,
         objects_pred=objects_pred,
@@ -543,6 +650,16 @@ def _matching_settings(cfg: Mapping[str, Any]) -> tuple[list[float], str, list[s
     return [0.5, 0.75, 0.9], "iou", others
 
 
+def _coco_settings(cfg: Mapping[str, Any]) -> tuple[bool, int | None]:
+    """Whether ``coco_ap`` is in ``metrics.metrics_list``, and its ``max_detections``."""
+    from ls_train.factory import build_metrics
+    from ls_train.metrics.coco_metric import CocoAPMetric
+
+    metrics = build_metrics(cfg) if (cfg.get("metrics") or {}).get("metrics_list") else []
+    coco = [m for m in metrics if isinstance(m, CocoAPMetric)]
+    return bool(coco), (coco[0].max_detections if coco else None)
+
+
 def run_volume_evaluation(
     cfg: Mapping[str, Any],
     pred: str,
@@ -570,6 +687,7 @@ def run_volume_evaluation(
 
     ev = evaluation_config(cfg)
     thresholds, criterion, others = _matching_settings(cfg)
+    coco, coco_max_detections = _coco_settings(cfg)
     out = Path(out_dir or ev.output_dir or default_output_dir(pred)).expanduser().resolve()
     stream = sys.stderr if progress_stream == "stderr" else progress_stream
     accumulate = None
@@ -590,7 +708,11 @@ def run_volume_evaluation(
         check_spacing=ev.check_spacing,
         accumulate=accumulate,
         progress_stream=stream,
+        coco=coco,
+        coco_max_detections=coco_max_detections,
     )
+    if coco and "coco_not_computed" not in result.meta:
+        others = [name for name in others if name != "coco_ap"]
     meta = dict(result.meta, not_computed=others) if others else result.meta
     json_path = write_json(out / "metrics.json", result.summary, result.regions, meta, rows_key="per_region")
     write_csv(out / "metrics_summary.csv", [{"metric": k, "value": v} for k, v in result.summary.items()])
@@ -602,6 +724,9 @@ def run_volume_evaluation(
         plot_region_grid(result.regions, out / "regions.png", threshold=thresholds[0]),
     ]
     print_fn(format_table(result.summary))
+    if "coco_not_computed" in result.meta:
+        print_fn(f"coco_ap not computed: {result.meta['coco_not_computed']}")
+        others = [name for name in others if name != "coco_ap"]
     if others:
         print_fn(f"not computed on label volumes (they need detection scores): {', '.join(others)}")
     key = metric_key("f1", thresholds[0])
