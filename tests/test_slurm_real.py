@@ -10,22 +10,34 @@ tests are skipped where SLURM cannot be started (not root, packages missing), un
 ``LS_REQUIRE_SLURM=1`` (as in CI), where they fail.
 
 Three jobs, submitted as the README says for a partition without GPUs (``--gpus-per-node=0``),
-keep the time down (about two minutes on two idle cores):
+keep the time down (about four minutes on two idle cores):
 
-- a training job with a Ray token file (``~/.ray/auth_token``) present and ``REQUEUE_ON_TERM=1``,
-  stopped by ``scancel --batch --signal=TERM`` (the SIGTERM the ``--signal=B:TERM@...`` time
-  limit signal delivers) at a known step: it writes a stop checkpoint of that step, registered
-  with Ray Train, stops Ray, requeues itself, resumes at that step and ends COMPLETED at the
-  step count of an unstopped run (2 epochs of 2 steps);
+- a training job with a Ray token file (``~/.ray/auth_token``) present, ``REQUEUE_ON_TERM=1`` and
+  ``--signal=B:TERM@60``, held at a known step until it is asked to stop, whose time limit then
+  runs out: SLURM's time-limit signal stops it there (the test sends no signal), it writes a stop
+  checkpoint of that step, registered with Ray Train, stops Ray, requeues itself, resumes at that
+  step and ends COMPLETED at the step count of an unstopped run (2 epochs of 2 steps).
+  ``scancel --batch --signal=TERM``, which delivers the same SIGTERM to the batch script, is
+  covered with stand-ins (``test_slurm_scripts.py``);
 - then, side by side with one CPU each, an evaluation job (no token file; Ray tasks on its
   cluster) and a prediction job (a token file; Ray tile workers) on the trained checkpoint:
   COMPLETED, with metrics and labels.
+
+The time limit (whole minutes) is set with ``scontrol update`` once the run holds its step: the
+first one whose signal (60 s before it) is due at least 5 s later. The signal then comes while
+the run holds its step however slow the machine is, and soon (SLURM may send it up to a minute
+early, says ``sbatch(1)``; here it came 1 to 10 s early), and the run has at least 60 s to stop.
+A fixed limit cannot be both short and safe: with ``--time=3 --signal=B:TERM@30`` the run
+reached its step 78 s after it started on a loaded machine, 222 s under a heavier load, and a
+signal before that stops Ray or ls-train while they start. The requeued run gets 15 minutes, as
+a user continuing a run would resubmit it with the time it needs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -45,6 +57,9 @@ REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "scripts" / "slurm"
 REQUIRE_SLURM_ENV = "LS_REQUIRE_SLURM"
 JOB_TIMEOUT_S = 420  # a hang guard; the jobs take 20-60 s on 2 idle cores
+# the training job's time-limit signal, SIGNAL_BEFORE_END_S before the time limit that the test
+# sets once the run holds its step (see the module's docstring)
+SIGNAL_BEFORE_END_S = 60
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
@@ -239,6 +254,11 @@ class SingleNodeSlurm:
         if result.returncode != 0:
             raise RuntimeError(f"sbatch {' '.join(args)} failed: {result.stderr.strip()}")
         return int(result.stdout.strip().split(";")[0])
+
+    def started(self, job_id: int) -> float:
+        """When the job's current run started (``StartTime``), in seconds since the epoch."""
+        start = self.job(job_id).get("StartTime", "")
+        return time.mktime(time.strptime(start, "%Y-%m-%dT%H:%M:%S"))
 
     def job(self, job_id: int) -> dict[str, str]:
         """``scontrol show job`` as a dict (JobState, ExitCode, Restarts, RunTime, ...)."""
@@ -464,10 +484,55 @@ def _ray_processes_of(temp_dir: Path) -> list[str]:
     return found
 
 
+def _wait_for_hold(jobs: Jobs, job: int, reached: Path) -> float:
+    """Wait until the training job holds its step; when that happened, in seconds after the job
+    started."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not reached.exists():
+        state, log = jobs.slurm.state(job), jobs.log(job, "ls-train")
+        assert state in ("PENDING", "RUNNING", "CONFIGURING"), f"{state}\n{log}"
+        assert time.monotonic() < deadline, log
+        time.sleep(0.5)
+    return reached.stat().st_mtime - jobs.slurm.started(job)
+
+
+def _run_out_of_time(jobs: Jobs, job: int) -> float:
+    """Set the job's time limit to the first whole minute that leaves at least 5 s before its
+    ``--signal=B:TERM@SIGNAL_BEFORE_END_S`` is due; when the signal is due, in seconds after the
+    job started."""
+    elapsed = time.time() - jobs.slurm.started(job)
+    minutes = math.ceil((elapsed + SIGNAL_BEFORE_END_S + 5) / 60)
+    jobs.slurm.run("scontrol", "update", f"JobId={job}", f"TimeLimit={minutes}")
+    return minutes * 60 - SIGNAL_BEFORE_END_S
+
+
+def _extend_the_requeued_run(jobs: Jobs, job: int) -> None:
+    """Once the job has requeued itself, give its next run 15 minutes (it is held ``cred_expire``
+    = 10 s before it starts again)."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while jobs.slurm.job(job).get("Restarts") != "1":
+        state, log = jobs.slurm.state(job), jobs.log(job, "ls-train")
+        assert state in ("RUNNING", "COMPLETING", "PENDING", "REQUEUED"), f"{state}\n{log}"
+        assert time.monotonic() < deadline, log
+        time.sleep(0.5)
+    jobs.slurm.run("scontrol", "update", f"JobId={job}", "TimeLimit=15")
+
+
+def _signal_time(log: str, job_start: float) -> float | None:
+    """When the batch script got its SIGTERM, in seconds after ``job_start`` (None: it got none)."""
+    for line in log.splitlines():
+        if "received SIGTERM: forwarding it" in line:
+            clock = line.split("[ls-slurm ", 1)[1].split("]", 1)[0]
+            day = time.strftime("%Y-%m-%d", time.localtime(job_start))
+            return time.mktime(time.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M:%S")) - job_start
+    return None
+
+
 def _train(jobs: Jobs) -> dict[str, Any]:
-    """The training job, with a Ray token file in its home folder and ``REQUEUE_ON_TERM=1``: the
-    first sample of its second epoch holds that step until the run is asked to stop; then the job
-    gets SIGTERM as the time limit signal would deliver it. Its fields, log, run folder and id."""
+    """The training job, with a Ray token file in its home folder, ``REQUEUE_ON_TERM=1`` and a
+    time limit whose signal stops it: the first sample of its second epoch holds that step until
+    the run is asked to stop. Its fields, log, run folder and id, and when (after its start) it
+    reached the hold and got the signal."""
     plugin = jobs.root / "plugin"
     plugin.mkdir()
     (plugin / "ls_test_hold.py").write_text(textwrap.dedent(HOLD_MODULE))
@@ -479,17 +544,17 @@ def _train(jobs: Jobs) -> dict[str, Any]:
         f"counter:'{jobs.root / 'hold-calls'}',at_call:3,reached:'{reached}',stop_file:'{run / 'STOP'}'}}]"
     )
     env = jobs.env("train", token=True, PYTHONPATH=str(plugin), REQUEUE_ON_TERM="1")
-    job = jobs.submit("train.sbatch", *jobs.overrides(*TRAINING, "trainer.run_name=stopped", hold), env=env)
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while not reached.exists():
-        state = jobs.slurm.state(job)
-        assert state in ("PENDING", "RUNNING", "CONFIGURING"), f"{state}\n{jobs.log(job, 'ls-train')}"
-        assert time.monotonic() < deadline, jobs.log(job, "ls-train")
-        time.sleep(0.5)
-    # what SLURM does at --signal=B:TERM@<seconds> before the time limit: SIGTERM to the batch shell
-    jobs.slurm.run("scancel", "--batch", "--signal=TERM", str(job))
+    overrides = jobs.overrides(*TRAINING, "trainer.run_name=stopped", hold)
+    walltime_signal = f"--signal=B:TERM@{SIGNAL_BEFORE_END_S}"
+    job = jobs.submit("train.sbatch", *overrides, env=env, sbatch=(walltime_signal,))
+    held_after = _wait_for_hold(jobs, job, reached)
+    first_start = jobs.slurm.started(job)
+    due_after = _run_out_of_time(jobs, job)
+    _extend_the_requeued_run(jobs, job)  # after SLURM's time-limit signal stopped the first run
     fields, log = jobs.finish(job, "ls-train")
-    return {"fields": fields, "log": log, "run": run, "job": job}
+    signalled_after = _signal_time(log, first_start)
+    timing = {"held after": held_after, "due after": due_after, "signalled after": signalled_after}
+    return {"fields": fields, "log": log, "run": run, "job": job, "timing": timing}
 
 
 def _evaluate_and_predict(jobs: Jobs, checkpoint: Path) -> dict[str, Any]:
@@ -528,8 +593,19 @@ def _evaluate_and_predict(jobs: Jobs, checkpoint: Path) -> dict[str, Any]:
     return {"jobs": finished, "evaluation": evaluation, "labels": labels}
 
 
+def _check_walltime_signal(timing: dict[str, float | None], log: str) -> None:
+    """The time-limit signal came while the job held its step, when it was due (SLURM may send it
+    up to a minute early)."""
+    held, due, signalled = timing["held after"], timing["due after"], timing["signalled after"]
+    print(f"\ntraining job: held its step {held:.0f} s after it started; the time-limit signal was due "
+          f"{due:.0f} s after and came {signalled} s after")
+    assert signalled is not None, f"the batch script never got SIGTERM\n{log}"
+    assert held - 2 <= signalled <= due + 2, f"{timing}\n{log}"  # the log's clock: whole seconds
+
+
 def _check_training(trained: dict[str, Any], jobs: Jobs) -> None:
     fields, log, run, job = trained["fields"], trained["log"], trained["run"], trained["job"]
+    _check_walltime_signal(trained["timing"], log)
     _expect_completed(fields, log)
     # the token file turned token authentication on for `ray start` and for every client alike
     token = f"Ray token authentication on (token from {jobs.root}/home-train/.ray/auth_token"

@@ -21,6 +21,9 @@ CASES = [
     # in-process: 2 iterations per epoch, validation every 2nd epoch (and after the last)
     ("local", Fault("train.step", at=3, signal=signal.SIGTERM)),
     ("local", Fault("train.validation", at=1, signal=signal.SIGKILL)),
+    # killed while its 2nd checkpoint file is written, before it is moved into place: the re-run
+    # removes the temporary file (and the new checkpoint's folder), saying so in one line
+    ("local", Fault("train.checkpoint_write", at=2, signal=signal.SIGKILL)),
     # Ray, 2 workers, 1 iteration per epoch: the driver stopped between two validations (the
     # matrix of benchmarks/faults.py has the other points and signals)
     ("ray", Fault("train.step", at=3, signal=signal.SIGTERM)),
@@ -77,3 +80,11 @@ def test_a_stopped_run_resumes_to_where_an_unstopped_one_ends(
     assert outcome.verdict == "resumed identically", f"{outcome.verdict}\n{logs}"
     if fault.signal == signal.SIGTERM:
         assert outcome.first_rc == 0 and "stopped on request" in outcome.first_tail
+    if fault.point == "train.checkpoint_write":
+        left = "checkpoints/checkpoint_epoch0002_iter00000004/.state.pt.tmp-"
+        lines = outcome.resumed_tail.splitlines()
+        removed = [line for line in lines if "removed what a killed write left" in line]
+        assert len(removed) == 1 and left in removed[0] and removed[0].endswith(
+            ".tmp, checkpoints/checkpoint_epoch0002_iter00000004/"
+        ), logs
+        assert not list((tmp_path / "runs" / "f").rglob("*.tmp"))

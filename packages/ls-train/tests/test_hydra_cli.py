@@ -198,3 +198,90 @@ def test_a_failure_while_working_exits_1_not_2(capsys: pytest.CaptureFixture[str
 
     assert run_app(App("ls-evaluate", task), ["-cn", "quickstart", "cluster=local"]) == 1
     assert "The current node timed out during startup" in capsys.readouterr().err
+
+
+SIGNALLING_MODULE = '''
+import atexit
+import os
+import signal
+import sys
+import time
+
+from hydra.experimental.callback import Callback
+
+from ls_train.hydra_app import App, run_app
+
+
+def sigterm_to_self() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)  # the handler runs here
+
+
+class SigtermAtJobStart(Callback):
+    """Before the task: while Hydra still sets the job up."""
+
+    def on_job_start(self, config, **kwargs) -> None:
+        sigterm_to_self()
+
+
+class SigtermAtJobEnd(Callback):
+    """After the task returned: Hydra's teardown of the job."""
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        sigterm_to_self()
+
+
+def task(cfg: dict) -> int:
+    print("working", flush=True)
+    atexit.register(sigterm_to_self)  # after run_app returned: the interpreter's exit
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_app(App("ls-evaluate", task)))
+'''
+
+
+@pytest.fixture
+def signalling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A module (``ls_test_signalling``, importable here and in child processes) whose Hydra callbacks
+    and task send SIGTERM to their own process at chosen moments."""
+    (tmp_path / "ls_test_signalling.py").write_text(SIGNALLING_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "ls_test_signalling.py"
+
+
+def test_a_sigterm_after_the_work_is_done_ends_the_command_with_its_status(signalling: Path) -> None:
+    """A SIGTERM in Hydra's teardown of the job and one during the interpreter's exit (after run_app
+    returned, where the default handler would kill the process: status 143) are noted; the
+    command ends with the status of its work."""
+    callback = "+hydra.callbacks.late._target_=ls_test_signalling.SigtermAtJobEnd"
+    done = subprocess.run(
+        [sys.executable, str(signalling), "-cn", "quickstart", "cluster=local", callback],
+        capture_output=True, text=True, timeout=300, cwd=signalling.parent,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("working") == 1 and "stopped on request" not in done.stdout
+    notes = done.stderr.count("ls-evaluate: SIGTERM after the work was done: nothing to stop")
+    assert notes == 2, done.stderr
+
+
+def test_a_sigterm_before_the_work_starts_stops_it_before_it_starts(
+    signalling: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    import ls_test_signalling  # type: ignore[import-not-found]
+
+    from ls_train.hydra_app import App, run_app
+
+    previous = signal.getsignal(signal.SIGTERM)
+    callback = "+hydra.callbacks.early._target_=ls_test_signalling.SigtermAtJobStart"
+    argv = ["-cn", "quickstart", "cluster=local", callback]
+    assert run_app(App("ls-evaluate", ls_test_signalling.task), argv) == 0
+    out = capsys.readouterr().out
+    assert "ls-evaluate: stopped on request (SIGTERM)" in out and "working" not in out
+    assert signal.getsignal(signal.SIGTERM) is previous

@@ -192,15 +192,16 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ls_train.cli {train,evaluate,predict} ...``: ls-train, ls-evaluate, ls-predict."""
+    process = argv is None  # the whole process: the SIGTERM handler stays until it exits
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main}
+    commands = {"train": TRAIN, "evaluate": EVALUATE, "predict": PREDICT}
     if not argv or argv[0] not in commands:
         print(
             "usage: python -m ls_train.cli {train,evaluate,predict} --config-name=NAME [overrides]",
             file=sys.stderr,
         )
         return 2
-    return commands[argv[0]](argv[1:])
+    return run_app(commands[argv[0]], argv[1:], process=process)
 
 
 if __name__ == "__main__":

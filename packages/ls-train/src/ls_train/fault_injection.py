@@ -42,7 +42,7 @@ class Fault:
 
     Args:
         point: Fault point name (``train.prepare``, ``train.step``, ``train.validation``,
-            ``train.checkpoint``, ``train.evaluation``).
+            ``train.checkpoint_write``, ``train.checkpoint``, ``train.evaluation``).
         at: Stop at the ``at``-th time any process reaches the point.
         signal: ``SIGTERM`` or ``SIGKILL``.
         target: ``"driver"`` (the ``ls-train`` process) or ``"paused"`` (the process that reached

@@ -32,7 +32,10 @@ What the project adds to a plain Hydra application:
 - **SIGTERM** outside a training loop (data preparation, the final evaluation, a prediction) ends
   the command with "stopped on request" and status 0, as a stopped training does: re-running the
   same command goes on (a training loop stops at a checkpoint by itself, see
-  :mod:`ls_train.trainer.faults`).
+  :mod:`ls_train.trainer.faults`). One that arrives before the work starts (while Hydra composes
+  the config) stops it before it starts; one that arrives after the work is done (Hydra's
+  teardown, the interpreter's exit) is noted and the command ends as it would have, with its
+  status (see :class:`SigtermPolicy`).
 
 Exit status: the worst of the jobs' statuses (0 done or stopped on request, 1 stopped on an error,
 2 bad config, arguments, input or checkpoint); 2 when Hydra itself refuses the command line or the
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -61,6 +65,7 @@ __all__ = [
     "RESULT_FILE",
     "App",
     "MultirunSummary",
+    "SigtermPolicy",
     "StopRequested",
     "experiments",
     "run_app",
@@ -261,9 +266,9 @@ class StopRequested(BaseException):
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into :class:`StopRequested` (a training loop installs its own handler and
-    puts the previous one back when it ends; ``ray.init()`` installs Ray's, so a command enters
-    this again after starting Ray)."""
+    """Turn SIGTERM into :class:`StopRequested` for the ``with`` block, whatever handler was there
+    (a training loop installs its own and puts the previous one back when it ends; ``ray.init()``
+    installs Ray's, which :func:`ls_train.ray_session.start_ray` replaces by the caller's again)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -278,17 +283,80 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_app(app: App, argv: Sequence[str] | None = None) -> int:
-    """Run ``app`` on ``argv`` (default: ``sys.argv[1:]``) as Hydra's ``hydra.main`` would."""
+class SigtermPolicy:
+    """SIGTERM over a whole command, from Hydra's start to the process's exit.
+
+    While a job works (:meth:`working`), SIGTERM raises :class:`StopRequested` (the job ends with
+    "stopped on request", status 0). Outside the work it interrupts nothing: the signal is
+    remembered, so that a job that has not started yet (Hydra still composing its config, or the
+    next job of a multirun) stops before it starts, and after the work is done it is noted in one
+    line and the command ends with its status: a late SIGTERM (a SLURM time limit during the
+    teardown) never turns a finished run into a killed one (exit status 143).
+
+    Args:
+        prog: The command's name, for the message.
+    """
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+        self.requested = False
+        self.finished_jobs = 0
+        self._working = False
+        self._previous: Any = None
+        self._installed = False
+
+    def install(self) -> SigtermPolicy:
+        """Install the handler (in the main thread only; elsewhere this does nothing)."""
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
+        return self
+
+    def restore(self) -> None:
+        """Put back the handler that was there before :meth:`install`."""
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._working:
+            raise StopRequested
+        self.requested = True
+        if self.finished_jobs:
+            note = f"{self.prog}: SIGTERM after the work was done: nothing to stop, it ends with its status\n"
+            os.write(2, note.encode())  # not print(): the signal may have interrupted a print
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """The block of a job's work; :class:`StopRequested` at once when a SIGTERM came before it."""
+        if self.requested:
+            raise StopRequested
+        self._working = True
+        try:
+            yield
+        finally:
+            self._working = False
+            self.finished_jobs += 1
+
+
+def run_app(app: App, argv: Sequence[str] | None = None, *, process: bool | None = None) -> int:
+    """Run ``app`` on ``argv`` (default: ``sys.argv[1:]``) as Hydra's ``hydra.main`` would.
+
+    ``process``: this call is the whole process (a console script; default: when ``argv`` is None),
+    which ends when this returns: the SIGTERM handler of :class:`SigtermPolicy` then stays
+    installed until the process exits. Otherwise the previous handler is put back on return."""
     from hydra import version
     from hydra._internal.utils import _run_hydra
 
     from ls_train.config import ConfigError
+    from ls_train.ray_session import RayStartError
     from ls_train.trainer import CheckpointError
 
     global ACTIVE
+    is_process = argv is None if process is None else process
     argv = list(sys.argv[1:] if argv is None else argv)
     statuses: list[int] = []
+    sigterm = SigtermPolicy(app.prog)
 
     def task(cfg: DictConfig) -> int:
         try:
@@ -297,15 +365,18 @@ def run_app(app: App, argv: Sequence[str] | None = None) -> int:
             print(f"{app.prog}: error: {exc}", file=sys.stderr)
             statuses.append(2)
             return 2
-        with stop_on_sigterm():
-            try:
+        try:
+            with sigterm.working():
                 statuses.append(app.task(plain))
-            except StopRequested:
-                print(f"{app.prog}: stopped on request (SIGTERM); re-run the same command to go on")
-                statuses.append(0)
-            except Exception:
-                statuses.append(1)  # a failure while working (Hydra prints it), not a refused input (2)
-                raise
+        except StopRequested:
+            print(f"{app.prog}: stopped on request (SIGTERM); re-run the same command to go on")
+            statuses.append(0)
+        except RayStartError as exc:  # after work started, not a refused input: status 1
+            print(f"{app.prog}: error: {exc}", file=sys.stderr)
+            statuses.append(1)
+        except Exception:
+            statuses.append(1)  # a failure while working (Hydra prints it), not a refused input (2)
+            raise
         return statuses[-1]
 
     # Hydra adds the package of a task function's module as the primary config path even with
@@ -320,6 +391,7 @@ def run_app(app: App, argv: Sequence[str] | None = None) -> int:
     _register_resolvers()
     version.setbase("1.3")
     ACTIVE = True
+    sigterm.install()
     try:
         _run_hydra(args=args, args_parser=parser, task_function=task, config_path=None, config_name=None)
     except SystemExit as exc:
@@ -332,6 +404,8 @@ def run_app(app: App, argv: Sequence[str] | None = None) -> int:
         return max([code, *statuses])
     finally:
         ACTIVE = False
+        if not is_process:
+            sigterm.restore()
     return max(statuses, default=0)
 
 

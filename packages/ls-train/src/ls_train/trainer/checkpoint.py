@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ls_train.atomic import atomic_write
+from ls_train.atomic import atomic_write, stale_temp_files
 from ls_train.storage import StorageFullError, no_space_left
+from ls_train.trainer.faults import fault_point
 
 __all__ = [
     "CONFIG_KEY",
@@ -43,6 +44,7 @@ __all__ = [
     "load_model_weights",
     "load_state",
     "model_state_dict",
+    "remove_stale_writes",
     "save_state",
     "unwrap_model",
 ]
@@ -99,9 +101,14 @@ def save_state(directory: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     """
     folder = Path(directory)
     target = folder / STATE_FILE
+
+    def write(f: Any) -> None:
+        torch.save(dict(state), f)
+        fault_point("train.checkpoint_write")  # written, not yet in place
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return atomic_write(target, lambda f: torch.save(dict(state), f))
+        return atomic_write(target, write)
     except (OSError, RuntimeError) as exc:  # torch.save may wrap the OSError of its writer
         with suppress(OSError):
             folder.rmdir()  # only when empty: a folder this failed write created
@@ -287,6 +294,28 @@ def checkpoint_folders(run_dir: str | os.PathLike[str]) -> list[Path]:
         if match and (folder / STATE_FILE).is_file():
             found.append(((int(match[2]), int(match[1])), folder))
     return [folder for _, folder in sorted(found, key=lambda kf: kf[0], reverse=True)]
+
+
+def remove_stale_writes(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Remove what killed writes left in the run folder ``run_dir``: the temporary files of
+    :func:`save_state` and of the run's other atomic writes (``result.json``, ``metrics.csv``,
+    ``checkpoints/index.json``) whose writer is gone (see :func:`ls_train.atomic.stale_temp_files`),
+    and the checkpoint folders that held nothing else (a new checkpoint whose write was killed).
+    Returns what was removed, relative to ``run_dir`` (folders end with ``/``)."""
+    run = Path(run_dir)
+    local = run / "checkpoints"
+    folders = [run, local, *sorted(run.glob("checkpoint_epoch*")), *sorted(local.glob("checkpoint_epoch*"))]
+    removed = []
+    for folder in folders:
+        stale = stale_temp_files(folder)
+        for path in stale:
+            path.unlink(missing_ok=True)
+            removed.append(str(path.relative_to(run)))
+        if stale and folder != run and _NAME.match(folder.name):
+            with suppress(OSError):
+                folder.rmdir()  # only when nothing else is in it
+                removed.append(f"{folder.relative_to(run)}/")
+    return removed
 
 
 def load_first_readable(

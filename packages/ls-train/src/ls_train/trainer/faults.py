@@ -163,7 +163,8 @@ def fault_point(name: str) -> None:
     (to this process or another one) and then removes the file to let a survivor go on. Points:
     ``train.prepare`` (before each crop index is built or reused, in the driver), ``train.step``
     (after an iteration's optimizer step), ``train.validation`` (before a validation),
-    ``train.checkpoint`` (after an epoch's checkpoint was reported), ``train.evaluation``
+    ``train.checkpoint_write`` (a checkpoint file written to its temporary name, not yet moved into
+    place), ``train.checkpoint`` (after an epoch's checkpoint was reported), ``train.evaluation``
     (before the evaluation at the end of ``ls-train``), ``predict.tile`` (in ``ls-predict``, after a
     segmented tile was handed to the tile store's writer).
     """

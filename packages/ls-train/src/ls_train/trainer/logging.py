@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ls_train.atomic import atomic_write
+
 __all__ = [
     "CSV_FILE",
     "CURVES_FILE",
@@ -173,9 +175,8 @@ class RunLogger:
         writer.writeheader()
         for r in self.rows:
             writer.writerow({k: r.get(k, "") for k in columns})
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, self.csv_path)
+        text = buf.getvalue().encode()
+        atomic_write(self.csv_path, lambda f: f.write(text))
 
     def close(self) -> None:
         """Flush and close the TensorBoard writer."""

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ls_train.config import ConfigError, check_score_attribute, cluster_config, data_config, trainer_config
-from ls_train.ray_session import prepare_ray_auth, ray_init_kwargs
+from ls_train.ray_session import RayStartError, start_ray
 from ls_train.storage import StorageFullError
-from ls_train.trainer.checkpoint import RANK_KEY, UNRANKED, checkpoint_rank
+from ls_train.trainer.checkpoint import RANK_KEY, UNRANKED, checkpoint_rank, remove_stale_writes
 from ls_train.trainer.console import CONSOLE_FILE, ConsoleRelay, keep_ray_logs, quiet_ray_logging
 from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, StopReason, fault_point, request_stop
 from ls_train.trainer.logging import CSV_FILE, CURVES_FILE, plot_curves
@@ -128,15 +128,11 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], No
         if quiet:
             quiet_ray_logging()
         quiet_kwargs = {"log_to_driver": False, "logging_level": "WARNING"} if quiet else {}
-        prepare_ray_auth(cl)
         try:
-            ray.init(**ray_init_kwargs(cl), **quiet_kwargs)
-        except Exception as exc:  # Ray raises a bare Exception when its processes start too slowly
-            raise TrainingStopped(
-                f"Ray could not start ({str(exc).strip().splitlines()[0]}); an overloaded machine can "
-                f"delay Ray's start past its limit. The checkpoints on disk are kept: re-run the same "
-                f"command to resume"
-            ) from exc
+            start_ray(cl, **quiet_kwargs)  # keeps this process's SIGTERM handler, not Ray's
+        except RayStartError as exc:
+            raise TrainingStopped(f"{exc}. The checkpoints on disk are kept: re-run the same command to "
+                                  f"resume") from exc
         started = True
     console = run_dir / CONSOLE_FILE if quiet else None
     resources = dict(cl.resources_per_worker) if cl.resources_per_worker else None
@@ -165,7 +161,7 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], No
             failure_config=ray.train.FailureConfig(max_failures=tr.max_failures),
         ),
     )
-    stopper = _DriverStop(run_dir)  # after ray.init(), which installs a SIGTERM handler of its own
+    stopper = _DriverStop(run_dir)  # until Ray is shut down: a SIGTERM then is one more stop request
     try:
         terminal = sys.stdout if print_fn is print and sys.stdout.isatty() else None
         relay = ConsoleRelay(console, print_fn=print_fn, stream=terminal) if console is not None else None
@@ -175,13 +171,15 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], No
     except ray.train.TrainingFailedError as exc:
         raise TrainingStopped(_failure_summary(exc, tr.max_failures)) from exc
     finally:
-        stopper.restore()
-        ray.kill(stop_reason)
-        if started:
-            logs = keep_ray_logs(run_dir) if quiet else None
-            ray.shutdown()
-            if logs is not None:
-                print_fn(f"Ray's logs (every worker's output): {logs}")
+        try:
+            ray.kill(stop_reason)
+            if started:
+                logs = keep_ray_logs(run_dir) if quiet else None
+                ray.shutdown()
+                if logs is not None:
+                    print_fn(f"Ray's logs (every worker's output): {logs}")
+        finally:
+            stopper.restore()
     metrics = dict(result.metrics or {}, **({STOP_REASON_KEY: reason} if reason else {}))
     latest = Path(result.checkpoint.path) if result.checkpoint is not None else None
     ranked = [
@@ -231,10 +229,9 @@ def _local_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
 
 
 class _DriverStop:
-    """SIGTERM on the driver of a Ray run: write the stop file the workers poll.
-
-    Installed after ``ray.init()``: a driver that starts Ray gets Ray's own SIGTERM handler, which
-    kills the local Ray processes and exits at once, with no stop checkpoint."""
+    """SIGTERM on the driver of a Ray run: write the stop file the workers poll (Ray's own handler
+    would kill the local Ray processes and exit at once, with no stop checkpoint; :func:`start_ray`
+    keeps the one before ``ray.init()``, which :meth:`restore` puts back)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -248,6 +245,14 @@ class _DriverStop:
     def restore(self) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+
+
+def _remove_stale_writes(run_dir: Path, print_fn: Callable[[str], None]) -> None:
+    """Remove the temporary files of checkpoint (and other) writes that a killed run left, in one line."""
+    removed = remove_stale_writes(run_dir)
+    if removed:
+        shown = ", ".join(removed[:4]) + (f", ... ({len(removed)} in all)" if len(removed) > 4 else "")
+        print_fn(f"removed what a killed write left in {run_dir} (its writer no longer runs): {shown}")
 
 
 def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) -> TrainResult:
@@ -275,6 +280,7 @@ def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) ->
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
+    _remove_stale_writes(run_dir, print_fn)
     prepare_data(cfg, print_fn=print_fn)
     mode = (
         "in-process (cluster.num_workers=0)"
