@@ -136,20 +136,25 @@ def test_a_detector_with_a_target_spacing_gets_the_volume_spacing(tmp_path, setu
     assert result.tiles == 4 and open_labels(out / "labels" / "instances").shape == (8, 48, 56)
 
 
+def _model_and_tile(setup, tiny_model) -> tuple[torch.nn.Module, np.ndarray]:
+    """The setup's tiny model with its weights, and a standardised 8x32x32 tile of a synthetic volume."""
+    from ls_data.synth import synthesize_volume
+
+    root, _path, ckpt = setup
+    model = build_model(_cfg(root, tiny_model))
+    model.load_state_dict(torch.load(ckpt)["model"])
+    image = synthesize_volume(shape=(8, 48, 56), channels=1, num_objects=12, num_classes=1, seed=3).image
+    tile = np.ascontiguousarray(image[:, :, :32, :32], dtype=np.float32)
+    return model, (tile - tile.mean()) / tile.std()
+
+
 def test_the_segmenter_masks_only_detections_above_the_score_threshold(setup, tiny_model):
     """The score threshold reaches the model as ``min_score`` (no mask for a detection that would
     not be painted), and the labels are those of thresholding after the model."""
     from ls_detection import paste_masks_into_label_volume
     from ls_train.predict.segmenters import DetectorSegmenter
 
-    root, _path, ckpt = setup
-    model = build_model(_cfg(root, tiny_model))
-    model.load_state_dict(torch.load(ckpt)["model"])
-    from ls_data.synth import synthesize_volume
-
-    image = synthesize_volume(shape=(8, 48, 56), channels=1, num_objects=12, num_classes=1, seed=3).image
-    tile = np.ascontiguousarray(image[:, :, :32, :32], dtype=np.float32)
-    tile = (tile - tile.mean()) / tile.std()
+    model, tile = _model_and_tile(setup, tiny_model)
     with torch.no_grad():
         full = model.predict([torch.from_numpy(tile)], paste_masks=False)[0]
     threshold = float(full["scores"].sort(descending=True).values[len(full["scores"]) // 2 - 1])
@@ -171,15 +176,9 @@ def test_the_segmenter_masks_only_detections_above_the_score_threshold(setup, ti
 def test_amp_bf16_predicts_the_float32_objects_and_auto_is_float32_on_the_cpu(setup, tiny_model):
     """``predict.amp``: ``auto`` is float32 on the CPU (bf16 autocast only on CUDA); ``bf16`` runs the
     detector under bf16 autocast and finds the float32 run's objects (boxes and scores in float32)."""
-    from ls_data.synth import synthesize_volume
     from ls_train.predict.segmenters import DetectorSegmenter
 
-    root, _path, ckpt = setup
-    model = build_model(_cfg(root, tiny_model))
-    model.load_state_dict(torch.load(ckpt)["model"])
-    image = synthesize_volume(shape=(8, 48, 56), channels=1, num_objects=12, num_classes=1, seed=3).image
-    tile = np.ascontiguousarray(image[:, :, :32, :32], dtype=np.float32)
-    tile = (tile - tile.mean()) / tile.std()
+    model, tile = _model_and_tile(setup, tiny_model)
     segmenters = {amp: DetectorSegmenter(model, mask_threshold=0.45, score_threshold=0.0, amp=amp)
                   for amp in ("auto", "none", "bf16")}
     assert segmenters["auto"].autocast_dtype is None and segmenters["none"].autocast_dtype is None
