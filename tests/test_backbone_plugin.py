@@ -44,6 +44,7 @@ def test_plugin_is_listed_without_being_imported(plugin_site: Path) -> None:
     """)
 
 
+@pytest.mark.slow(seconds=11)
 def test_plugin_is_created_by_name_and_honours_the_contract(plugin_site: Path) -> None:
     run_with_plugin(plugin_site, """
         import torch

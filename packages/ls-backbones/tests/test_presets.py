@@ -25,6 +25,7 @@ def test_builtin_entry_points_cover_each_family_and_size() -> None:
 
 
 @pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.slow(seconds=7)
 def test_preset_builds_and_matches_its_declarations(name: str, check_contract) -> None:
     torch.manual_seed(0)
     net = create_backbone(name, **KWARGS.get(name, {})).eval()

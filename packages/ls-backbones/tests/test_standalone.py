@@ -10,6 +10,8 @@ import textwrap
 from importlib.metadata import requires
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1]
 SIBLINGS = ("ls_ops", "ls_detection", "ls_data", "ls_train")
 
@@ -33,6 +35,7 @@ def test_sources_import_only_stdlib_torch_and_itself() -> None:
             assert not bad, f"{path.name}:{node.lineno} imports {bad}"
 
 
+@pytest.mark.slow(seconds=5)
 def test_installed_wheel_works_without_sibling_packages(tmp_path: Path) -> None:
     """pip-install the distribution into an empty folder and use every preset from it, in a
     fresh interpreter where importing any other ls-* package fails."""

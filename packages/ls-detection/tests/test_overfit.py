@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 MAX_ITERATIONS = 400
@@ -17,6 +18,7 @@ def _worst_object_iou(model, image, target, mask_iou) -> float:
     return worst
 
 
+@pytest.mark.slow(seconds=85)
 def test_overfits_one_volume_to_mask_iou_08_for_every_object(small_detector, scene, mask_iou):
     torch.manual_seed(0)
     model = small_detector()

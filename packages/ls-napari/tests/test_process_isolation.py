@@ -9,6 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 PROBE = """
 import sys
 import ls_napari.evaluate_widget, ls_napari.reader, ls_napari.sample_data, ls_napari.segment_widget
@@ -23,6 +25,7 @@ print("loaded:", loaded)
 """
 
 
+@pytest.mark.slow(seconds=5)
 def test_plugin_modules_do_not_import_the_model_stack():
     run = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -50,6 +50,7 @@ def _ls_predict(checkpoint: Path, tif: Path) -> tuple[np.ndarray, Path]:
     return open_labels(out / "labels" / "instances").read(), tif.parent / "sample_instances.csv"
 
 
+@pytest.mark.slow(seconds=27)
 def test_segment_gives_the_labels_and_table_of_ls_predict(
     qt_works, make_napari_viewer, qtbot, tiny_checkpoint, tmp_path, artifacts
 ):

@@ -373,6 +373,7 @@ def test_compile_fullgraph() -> None:
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+@pytest.mark.slow(seconds=5)
 def test_compile_fullgraph_inductor() -> None:
     """The default backend (inductor) generates and compiles C++ around the op: ~25 s on 2 cores."""
     def pool(features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:

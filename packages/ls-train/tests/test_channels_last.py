@@ -41,6 +41,7 @@ def test_the_weights_are_channels_last_and_equal_to_the_reference(tmp_path: Path
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow(seconds=7)
 def test_inference_gives_the_reference_detections(tmp_path: Path, tiny_model) -> None:
     reference, fast = _models(tmp_path, tiny_model)
     with torch.no_grad():
@@ -52,6 +53,7 @@ def test_inference_gives_the_reference_detections(tmp_path: Path, tiny_model) ->
     torch.testing.assert_close(b["masks"], a["masks"], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow(seconds=19)
 def test_a_training_step_gives_the_reference_losses_and_gradients(tmp_path: Path, tiny_model) -> None:
     reference, fast = _models(tmp_path, tiny_model)
     ids = torch.zeros(8, 32, 32, dtype=torch.long)

@@ -14,6 +14,7 @@ import zarr
 from ls_train.cli import evaluate_main, main, predict_main, train_main
 
 
+@pytest.mark.slow(seconds=6)
 def test_a_misspelled_key_exits_2_listing_the_valid_keys(capsys) -> None:
     assert train_main(["--config-name=quickstart", "trainer.epcohs=1"]) == 2
     err = capsys.readouterr().err
@@ -41,6 +42,7 @@ def test_cfg_job_prints_the_resolved_yaml(capsys) -> None:
     assert "name: vitdet3d_s_sfp" in out and "epochs: 4" in out and "run_name: mrcnn_vitDet" in out
 
 
+@pytest.mark.slow(seconds=5)
 def test_evaluate_needs_a_checkpoint(capsys) -> None:
     assert evaluate_main(["--config-name=skittlez_evaluation_hiera"]) == 2
     assert "checkpoint=PATH" in capsys.readouterr().err
@@ -52,6 +54,7 @@ def test_evaluate_needs_a_checkpoint(capsys) -> None:
 TINY_RUN = ("trainer.epochs=1", "trainer.warmup_iters=1", "cluster=local")
 
 
+@pytest.mark.slow(seconds=51)
 def test_train_then_evaluate_end_to_end(
     tmp_path: Path, tiny_overrides: Callable[..., list[str]], capsys
 ) -> None:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from ls_train.trainer.console import ConsoleRelay
 
 RAY_INTERNALS = (
@@ -64,6 +66,7 @@ def test_on_a_terminal_each_epoch_leaves_one_progress_line(tmp_path: Path) -> No
     assert len(printed) == 6 and not any(line.startswith("\r") for line in printed)  # a log: every line
 
 
+@pytest.mark.slow(seconds=137)
 def test_a_ray_run_shows_its_own_lines_only(tmp_path: Path, tiny_overrides: Callable[..., list[str]]) -> None:
     epochs = 3
     overrides = tiny_overrides(

@@ -120,6 +120,7 @@ EVAL_EXTRA = (
 )
 
 
+@pytest.mark.slow(seconds=42)
 def test_run_evaluation_writes_reports_and_pictures_locally_and_on_ray_tasks(
     tmp_path: Path, capsys, tiny_overrides
 ) -> None:

@@ -165,6 +165,7 @@ def test_the_packaged_config_needs_no_model_and_checks_its_keys() -> None:
         load_config("evaluate_volume", ["pred=null", "gt=b"])
 
 
+@pytest.mark.slow(seconds=14)
 def test_ray_tasks_give_the_same_files(volumes, tmp_path: Path) -> None:
     from ls_train.config import load_config
     from ls_train.evaluate_volume import run_volume_evaluation

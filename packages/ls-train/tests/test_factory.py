@@ -96,6 +96,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+@pytest.mark.slow(seconds=9)
 def test_a_third_party_backbone_is_selected_by_an_override(plugin_site: Path, tmp_path: Path) -> None:
     (tmp_path / "models" / "backbones").mkdir(parents=True)
     (tmp_path / "models" / "backbones" / "toy.yaml").write_text(

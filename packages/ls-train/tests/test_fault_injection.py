@@ -61,6 +61,7 @@ def unstopped_local(
 
 
 @pytest.mark.parametrize(("mode", "fault"), CASES, ids=[f"{m}-{f.signal.name}-{f.point}" for m, f in CASES])
+@pytest.mark.slow(seconds=194)
 def test_a_stopped_run_resumes_to_where_an_unstopped_one_ends(
     mode: str, fault: Fault, tmp_path: Path, tiny_overrides: Callable[..., list[str]], capsys,
     request: pytest.FixtureRequest,

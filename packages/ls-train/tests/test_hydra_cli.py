@@ -43,6 +43,7 @@ def user_configs(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow(seconds=14)
 def test_help_lists_experiments_and_config_groups_of_the_package_and_of_configs(user_configs: Path) -> None:
     for script in ("ls-train", "ls-evaluate", "ls-predict"):
         out = run(script, "--help", cwd=user_configs)
@@ -60,6 +61,7 @@ def test_help_lists_experiments_and_config_groups_of_the_package_and_of_configs(
     )
 
 
+@pytest.mark.slow(seconds=13)
 def test_cfg_resolve_and_package(user_configs: Path) -> None:
     job = run(
         "ls-train", "-cn", "my_experiment", "trainer.epochs=4", "--cfg", "job", "--resolve", cwd=user_configs
@@ -80,6 +82,7 @@ def test_cfg_resolve_and_package(user_configs: Path) -> None:
     assert f"dir: runs{os.sep}mine" in everything.stdout  # the run folder: runs_root/run_name
 
 
+@pytest.mark.slow(seconds=19)
 def test_info_config_path_and_config_dir(
     user_configs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -107,6 +110,7 @@ def test_info_config_path_and_config_dir(
     assert "trainer/fast" in defaults.stdout
 
 
+@pytest.mark.slow(seconds=12)
 def test_shell_completion(user_configs: Path) -> None:
     install = run("ls-train", "--shell-completion", "install=bash", cwd=user_configs)
     assert install.returncode == 0 and "complete" in install.stdout and "ls-train" in install.stdout
@@ -144,6 +148,7 @@ def test_a_checkpoint_without_its_config_is_refused_naming_config_name(tmp_path:
     assert "carries no config" in err and "--config-name" in err
 
 
+@pytest.mark.slow(seconds=17)
 def test_a_multirun_trains_each_job_in_its_own_run_folder_and_ends_with_a_summary(
     tmp_path: Path,
     tiny_overrides: Callable[..., list[str]],
@@ -254,6 +259,7 @@ def signalling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "ls_test_signalling.py"
 
 
+@pytest.mark.slow(seconds=16)
 def test_a_sigterm_after_the_work_is_done_ends_the_command_with_its_status(signalling: Path) -> None:
     """A SIGTERM in Hydra's teardown of the job and one during the interpreter's exit (after run_app
     returned, where the default handler would kill the process: status 143) are noted; the

@@ -41,6 +41,7 @@ def test_builtins_are_registered() -> None:
     assert names == sorted(names)
 
 
+@pytest.mark.slow(seconds=8)
 def test_listing_imports_no_metric_module() -> None:
     code = textwrap.dedent(
         """

@@ -85,6 +85,7 @@ def one_channel_model(tmp_path_factory, tiny_model) -> tuple[Path, list[str]]:
     return ckpt, ["--config-name=quickstart", *args, f"checkpoint={ckpt}"]
 
 
+@pytest.mark.slow(seconds=6)
 def test_three_channel_tiff_to_a_one_channel_model_is_refused_before_any_work(
     tmp_path, one_channel_model, capsys
 ):
@@ -185,6 +186,7 @@ def read_only(tmp_path, mount_tmpfs) -> Path:
     return folder
 
 
+@pytest.mark.slow(seconds=8)
 def test_an_output_work_folder_or_table_in_a_read_only_folder_is_refused_before_any_work(
     tmp_path, read_only, capsys
 ):

@@ -50,6 +50,7 @@ def setup(tmp_path_factory, tiny_model):
     return root, path, ckpt
 
 
+@pytest.mark.slow(seconds=104)
 def test_two_ray_workers_give_the_same_labels_as_one(tmp_path, setup, tiny_model):
     root, path, ckpt = setup
     outs = {}
@@ -87,6 +88,7 @@ def test_checkpoint_of_another_model_is_refused_before_any_work(tmp_path, setup,
     assert not out.exists() and not (tmp_path / "x.ome.zarr.ls-predict").exists()
 
 
+@pytest.mark.slow(seconds=6)
 def test_command_line(tmp_path, setup, tiny_model, capsys):
     root, path, ckpt = setup
     out = tmp_path / "cli.ome.zarr"

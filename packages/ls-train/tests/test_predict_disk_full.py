@@ -83,6 +83,7 @@ def test_a_full_disk_in_a_ray_task_is_found_in_its_cause() -> None:
 
 
 @pytest.mark.parametrize("where", ["tile store", "label writer"])
+@pytest.mark.slow(seconds=5)
 def test_a_full_disk_is_a_clear_error_and_the_rerun_finishes(
     where: str, volume: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
@@ -120,6 +121,7 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_finishes(
 
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
+@pytest.mark.slow(seconds=42)
 def test_a_real_full_disk_is_a_clear_error_and_the_rerun_finishes(
     executor: str, mount_tmpfs, volume: Path, tmp_path: Path, capsys, request
 ) -> None:

@@ -235,6 +235,7 @@ def test_interrupted_run_resumes_with_the_tiles_not_yet_done(tmp_path, volume, m
     )
 
 
+@pytest.mark.slow(seconds=18)
 def test_a_killed_prediction_resumes_with_the_tiles_done(tmp_path, volume):
     """ls-predict killed (SIGKILL, no chance to clean up) after its 3rd tile was handed to the
     writer: the same command finishes from the tiles that were complete and gives a clean run's

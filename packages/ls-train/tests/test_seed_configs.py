@@ -124,6 +124,7 @@ def _train_step_and_predict(model: torch.nn.Module) -> list[dict]:
 # -- missing sections --------------------------------------------------------------------------
 
 
+@pytest.mark.slow(seconds=8)
 def test_the_seed_skeleton_composes_and_trains_one_step(
     configs: Path, indices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

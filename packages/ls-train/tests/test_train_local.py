@@ -41,6 +41,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("local")
 
 
+@pytest.mark.slow(seconds=18)
 def test_a_run_writes_checkpoints_csv_tensorboard_and_curves_then_resumes(
     root: Path, tiny: Callable[..., list[str]], capsys
 ) -> None:
@@ -78,6 +79,7 @@ def test_a_run_writes_checkpoints_csv_tensorboard_and_curves_then_resumes(
     assert state["global_iter"] == 2 and state["scheduler"]["last_epoch"] == 1
 
 
+@pytest.mark.slow(seconds=8)
 def test_a_run_stopped_mid_epoch_resumes_with_the_batches_not_yet_trained(
     root: Path, tiny: Callable[..., list[str]], monkeypatch
 ) -> None:
@@ -112,6 +114,7 @@ def test_a_run_stopped_mid_epoch_resumes_with_the_batches_not_yet_trained(
     assert len(fetched) == 1 and fetched[0] != first[0]
 
 
+@pytest.mark.slow(seconds=33)
 def test_a_run_stopped_mid_epoch_and_resumed_trains_the_weights_of_an_unstopped_run(
     root: Path, tiny: Callable[..., list[str]], monkeypatch
 ) -> None:
@@ -147,6 +150,7 @@ def test_a_run_stopped_mid_epoch_and_resumed_trains_the_weights_of_an_unstopped_
         assert torch.equal(value, b["model"][key]), f"{key} differs after the resume"
 
 
+@pytest.mark.slow(seconds=8)
 def test_a_checkpoint_without_rng_states_resumes_and_says_so(
     root: Path, tiny: Callable[..., list[str]], capsys
 ) -> None:
@@ -175,6 +179,7 @@ def test_a_detector_with_a_target_spacing_gets_the_crops_spacing(
     assert math.isfinite(rows[-1]["loss"]) and "ap@50" in rows[-1]
 
 
+@pytest.mark.slow(seconds=11)
 def test_non_finite_losses_are_skipped_then_stop_the_run(
     root: Path, tiny: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,6 +248,7 @@ def _wait_for_checkpoint(proc: subprocess.Popen, index: Path, timeout: float = 1
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+@pytest.mark.slow(seconds=31)
 def test_a_signalled_run_resumes_from_its_last_checkpoint(
     root: Path, tiny: Callable[..., list[str]], sig: signal.Signals
 ) -> None:
@@ -275,6 +281,7 @@ def test_a_signalled_run_resumes_from_its_last_checkpoint(
     )
 
 
+@pytest.mark.slow(seconds=8)
 def test_a_truncated_last_checkpoint_resumes_from_the_one_before(
     root: Path, tiny: Callable[..., list[str]], capsys
 ) -> None:
@@ -293,6 +300,7 @@ def test_a_truncated_last_checkpoint_resumes_from_the_one_before(
     assert (state["epoch"], state["global_iter"]) == (3, 6)
 
 
+@pytest.mark.slow(seconds=13)
 def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_keeps_the_last_one(
     root: Path, tiny: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

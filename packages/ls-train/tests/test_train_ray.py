@@ -107,6 +107,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     sys.path.remove(str(plugin))
 
 
+@pytest.mark.slow(seconds=141)
 def test_two_workers_survive_a_crash_and_a_rerun_resumes(
     cluster: Path, tiny: Callable[..., list[str]]
 ) -> None:
@@ -137,6 +138,7 @@ def test_two_workers_survive_a_crash_and_a_rerun_resumes(
     assert again[:2] == rows
 
 
+@pytest.mark.slow(seconds=124)
 def test_a_run_stopped_between_validations_resumes_to_the_same_end(
     cluster: Path, tiny: Callable[..., list[str]]
 ) -> None:
@@ -166,6 +168,7 @@ def test_a_run_stopped_between_validations_resumes_to_the_same_end(
     assert not (run / "STOP").exists()
 
 
+@pytest.mark.slow(seconds=55)
 def test_a_worker_failure_beyond_max_failures_is_one_clear_message(
     cluster: Path, tiny: Callable[..., list[str]]
 ) -> None:
@@ -176,6 +179,7 @@ def test_a_worker_failure_beyond_max_failures_is_one_clear_message(
         train(cfg)
 
 
+@pytest.mark.slow(seconds=53)
 def test_each_worker_computes_with_its_cpu_allocation(cluster: Path, tiny: Callable[..., list[str]]) -> None:
     threads = cluster / "threads"
     record = f"transforms.transforms_list=[{{_target_:ls_test_crash.RecordThreads,path:'{threads}'}}]"
@@ -183,6 +187,7 @@ def test_each_worker_computes_with_its_cpu_allocation(cluster: Path, tiny: Calla
     assert threads.read_text().split() == ["1", "1"]  # cluster=cpu: {CPU: 1} per worker
 
 
+@pytest.mark.slow(seconds=145)
 def test_a_full_disk_during_a_checkpoint_write_stops_with_a_clear_error_and_the_rerun_resumes(
     cluster: Path, tiny: Callable[..., list[str]], mount_tmpfs: Callable[[str, str], Path]
 ) -> None:

@@ -1,0 +1,24 @@
+"""Suite-wide pytest hooks: tests marked ``slow`` run first, the longest first.
+
+``hatch run test`` spreads the suite over two pytest-xdist workers with work stealing. A few tests
+take minutes (a real SLURM job waits on its time limit, Ray runs are stopped and resumed); when
+one of them starts last, one worker runs it alone while the other idles. Collected longest first,
+they start at once and the short tests fill the other worker around them. ``seconds`` is the
+test's measured time on 2 cores (an ordering hint, never asserted). ``hatch run test-fast``
+leaves the slow tests out (``-m "not slow"``) for the edit-test loop.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _expected_seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    if marker is None:
+        return 0.0
+    return float(marker.kwargs.get("seconds", marker.args[0] if marker.args else 1.0))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_expected_seconds, reverse=True)  # stable: the rest keeps its collection order
