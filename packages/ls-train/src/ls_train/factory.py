@@ -132,16 +132,13 @@ def prepare_dataset(section: Mapping[str, Any], where: str) -> tuple[Dataset, st
         workers pass to :func:`build_train_loaders` / :func:`build_eval_dataset`.
 
     Raises:
-        ConfigError: the entry is malformed, or its index or dataset cannot be built (the key named).
+        DataError: the entry is malformed (the key named), or its index or dataset cannot be built.
     """
-    from ls_data import DataError, parse_dataset_entry
+    from ls_data import parse_dataset_entry
 
-    try:
-        entry = parse_dataset_entry(section, where)
-        fingerprint = entry.index.build().fingerprint if entry.index is not None else None
-        return entry.open(fingerprint=fingerprint), fingerprint
-    except DataError as exc:
-        raise ConfigError(str(exc)) from exc
+    entry = parse_dataset_entry(section, where)
+    fingerprint = entry.index.build().fingerprint if entry.index is not None else None
+    return entry.open(fingerprint=fingerprint), fingerprint
 
 
 def _open_dataset(
