@@ -158,9 +158,10 @@ def build_train_loaders(
     """``{"train": loader}`` plus ``"val"`` when ``datasets.val_fraction > 0``.
 
     Opens ``datasets.database`` (its index must exist: :func:`prepare_dataset` builds it) with the
-    training transforms and the loader keys of ``datasets`` (:func:`ls_data.loader_options`, the
-    batch size from ``worker_batch_size`` when set). Uses a DistributedSampler when
-    torch.distributed is initialised (Ray workers).
+    training transforms and the loader keys of ``datasets`` (:func:`ls_data.loader_options`; the
+    original system's ``worker_batch_size`` arrives as ``datasets.batch_size``, see
+    :mod:`ls_train.config_aliases`). Uses a DistributedSampler when torch.distributed is initialised
+    (Ray workers).
 
     Args:
         cfg: The experiment config.
@@ -170,7 +171,7 @@ def build_train_loaders(
     from ls_data import build_dataloaders, loader_options
 
     section = cfg["datasets"]
-    options = loader_options(section, worker_batch_size=cfg.get("worker_batch_size"))
+    options = loader_options(section)
     options.pop("return_dataloaders")
     transforms = build_transforms(cfg, train=True)
     dataset = _open_dataset(section["database"], "datasets.database", transforms, fingerprints)
