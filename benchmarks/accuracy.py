@@ -307,13 +307,12 @@ def watershed_labels(image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
 def baseline(setup: Setup, style: str) -> dict[str, Any]:
     """The baseline on ``style``'s test crops, scored by the evaluator's ``matching`` metric."""
-    from ls_data.registry import instantiate
     from ls_train.evaluate import gt_label_volume
-    from ls_train.factory import build_metrics
+    from ls_train.factory import build_metrics, prepare_dataset
 
     cfg = load_config(CONFIG, [*setup.overrides(style), *setup.test_overrides(style)])
     database = evaluation_config(cfg).database
-    dataset = instantiate(database, kind="dataset", where="evaluation.database")  # raw, no transforms
+    dataset, _ = prepare_dataset(database, "evaluation.database")  # index built if needed; raw, no transforms
     metrics = [m for m in build_metrics(cfg) if getattr(m, "name", None) == "matching"]
     if not metrics:
         raise SystemExit("the recipe's metrics.metrics_list has no 'matching' metric for the baseline")

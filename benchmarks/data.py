@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from ls_data.catalog import Selection
 from ls_data.cli import main as cli_main
 from ls_data.dataset import SkittlezDataset
-from ls_data.index import build_crop_index
+from ls_data.index import CropIndexConfig, build_crop_index
 from ls_data.loader import collate_detection
 from ls_data.synth import synthesize_dataset
 
@@ -136,8 +136,7 @@ def main() -> None:
                 catalog=bench.catalog_url,
                 selection=Selection(formats=[fmt]),
                 index_path=path,
-                crop_shape=crop,
-                stride=stride,
+                config=CropIndexConfig(crop_shape=crop, stride=stride),
                 roots=[root],
             )
             index, t = timed(lambda kwargs=kwargs: build_crop_index(**kwargs, rebuild=True))

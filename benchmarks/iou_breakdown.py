@@ -37,7 +37,7 @@ from ls_detection.roi_heads import project_masks_on_boxes
 from ls_ops import box_iou3d
 from ls_train.checkpoint_config import config_from_checkpoint
 from ls_train.config import evaluation_config, load_config
-from ls_train.factory import build_eval_dataset, build_model
+from ls_train.factory import build_eval_dataset, build_model, prepare_dataset
 from ls_train.trainer.checkpoint import load_model_weights, load_state
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -168,6 +168,8 @@ def main() -> int:
     model = build_model(cfg)
     load_model_weights(model, load_state(args.checkpoint), source=args.checkpoint)
     model.eval()
+    if ev.database is not None:
+        prepare_dataset(ev.database, "evaluation.database")  # build its index when missing or stale
     dataset = build_eval_dataset(cfg)
     totals: dict[str, list] = defaultdict(list)
     for i in range(len(dataset)):

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ls_data.dataset import SkittlezDataset
 from ls_data.errors import DataError
-from ls_data.index import VolumeSource, build_crop_index
+from ls_data.index import CropIndexConfig, VolumeSource, build_crop_index
 from ls_data.io import write_ome_zarr, write_tiff_pair
 
 SPACING = (2.0, 0.5, 0.5)
@@ -39,8 +39,7 @@ def tiff_index(tmp_path) -> tuple[Path, np.ndarray, np.ndarray, dict]:
     build_crop_index(
         volumes=[VolumeSource("v", image_path, label_path)],
         index_path=path,
-        crop_shape=CROP,
-        stride=(3, 5, 6),
+        config=CropIndexConfig(crop_shape=CROP, stride=(3, 5, 6)),
     )
     return path, image, labels, classes
 
@@ -105,7 +104,9 @@ def test_ome_zarr_samples(tmp_path):
     )
     path = tmp_path / "index.sqlite"
     build_crop_index(
-        volumes=[VolumeSource("v", group, group / "labels" / "cells")], index_path=path, crop_shape=CROP
+        volumes=[VolumeSource("v", group, group / "labels" / "cells")],
+        index_path=path,
+        config=CropIndexConfig(crop_shape=CROP),
     )
     ds = SkittlezDataset(index_path=path, channels=[1])
     for i in range(len(ds)):
@@ -124,11 +125,12 @@ def test_ome_zarr_without_empty_chunks(tmp_path):
     keys = (array / "2" / "2" / "2", array / "2.2.2", array / "c" / "2" / "2" / "2")  # v2 "/" or ".", v3
     (chunk,) = [p for p in keys if p.exists()]
     chunk.unlink()
-    kwargs = {"volumes": [VolumeSource("v", group, group / "labels" / "cells")], "crop_shape": CROP}
+    volumes = [VolumeSource("v", group, group / "labels" / "cells")]
     with pytest.raises(DataError, match=r"chunk \(2, 2, 2\).*missing.*allow_missing_chunks=True"):
-        build_crop_index(index_path=tmp_path / "strict.sqlite", **kwargs)
+        build_crop_index(volumes=volumes, index_path=tmp_path / "strict.sqlite", config=CropIndexConfig(CROP))
     path = tmp_path / "index.sqlite"
-    build_crop_index(index_path=path, allow_missing_chunks=True, **kwargs)
+    config = CropIndexConfig(crop_shape=CROP, allow_missing_chunks=True)
+    build_crop_index(volumes=volumes, index_path=path, config=config)
     ds = SkittlezDataset(index_path=path)  # the index says how to read
     assert ds.allow_missing_chunks and len(ds) > 0
     for i in range(len(ds)):
@@ -139,59 +141,30 @@ def test_stale_label_file_is_reported(tmp_path):
     image, labels, classes = make_volume(2)
     image_path, label_path = write_tiff_pair(tmp_path, "v", image, labels, SPACING, classes)
     path = tmp_path / "index.sqlite"
-    build_crop_index(volumes=[VolumeSource("v", image_path, label_path)], index_path=path, crop_shape=CROP)
+    build_crop_index(
+        volumes=[VolumeSource("v", image_path, label_path)], index_path=path, config=CropIndexConfig(CROP)
+    )
     labels[:] = 0
     write_tiff_pair(tmp_path, "v", image, labels, SPACING, classes)
     with pytest.raises(DataError, match=r"v_labels.tif.*changed since the index was built"):
         SkittlezDataset(index_path=path)[0]
 
 
-def test_build_from_catalog_through_the_constructor(tmp_path):
-    from ls_data.catalog import Catalog
-    from ls_data.registry import create_dataset
-
-    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
-    with Catalog(url, roots=[tmp_path], create=True) as catalog:
-        for k, split in enumerate(["train", "val"]):
-            image, labels, classes = make_volume(10 + k)
-            image_path, label_path = write_tiff_pair(
-                tmp_path / "tiff", f"v{k}", image, labels, SPACING, classes
-            )
-            catalog.add_volume(
-                name=f"v{k}",
-                image_uri=str(image_path),
-                label_uri=str(label_path),
-                format="tiff",
-                shape=image.shape,
-                channels=3,
-                spacing=SPACING,
-                split=split,
-            )
-    ds = create_dataset(
-        "skittlez",
-        index_path=tmp_path / "train.sqlite",
-        catalog=url,
-        selection={"splits": ["train"]},
-        crop_shape=list(CROP),
-        channels=[0],
-        roots=[tmp_path],
-    )
-    assert isinstance(ds, SkittlezDataset)
-    assert {v.name for v in ds.index.volumes()} == {"v0"}
-    assert ds[0][0].shape == (1, *CROP)
-    with pytest.raises(DataError, match="crop_shape is required"):
-        SkittlezDataset(index_path=tmp_path / "x.sqlite", catalog=url)
-    with pytest.raises(DataError, match="bad selection"):
-        SkittlezDataset(index_path=tmp_path / "x.sqlite", catalog=url, crop_shape=6, selection={"nope": 1})
+def test_a_missing_index_is_an_error_naming_it_and_how_to_build_it(tmp_path):
+    missing = tmp_path / "nowhere" / "train.sqlite"
+    pattern = rf"crop index '{missing}' does not exist; build it first.*build_crop_index"
+    with pytest.raises(DataError, match=pattern):
+        SkittlezDataset(missing)
+    assert not (tmp_path / "nowhere").exists()
 
 
-def test_a_mistyped_catalog_is_an_error_and_creates_nothing(tmp_path):
-    from ls_data.catalog import CatalogNotFoundError
-
-    typo = tmp_path / "typo.sqlite"
-    with pytest.raises(CatalogNotFoundError, match=rf"no file '{typo}'.*ls-data catalog register"):
-        SkittlezDataset(index_path=tmp_path / "i.sqlite", catalog=f"sqlite:///{typo}", crop_shape=6)
-    assert list(tmp_path.iterdir()) == []
+def test_a_stale_index_is_an_error_naming_it(tiff_index):
+    path = tiff_index[0]
+    built = SkittlezDataset(path).index.fingerprint
+    assert len(SkittlezDataset(path, fingerprint=built)) > 0
+    pattern = rf"crop index '{path}' is stale: its fingerprint is {built[:12]}, expected 0000"
+    with pytest.raises(DataError, match=pattern):
+        SkittlezDataset(path, fingerprint="0" * 64)
 
 
 class _WithWorkerInfo(Dataset):
@@ -241,7 +214,9 @@ def test_ome_zarr_with_spawned_workers_after_the_parent_used_tensorstore(tmp_pat
     group = write_ome_zarr(tmp_path / "v.ome.zarr", image, SPACING, labels=labels, classes=classes)
     path = tmp_path / "index.sqlite"
     build_crop_index(
-        volumes=[VolumeSource("v", group, group / "labels" / "cells")], index_path=path, crop_shape=CROP
+        volumes=[VolumeSource("v", group, group / "labels" / "cells")],
+        index_path=path,
+        config=CropIndexConfig(crop_shape=CROP),
     )
     ds = SkittlezDataset(index_path=path)
     ds[0]  # TensorStore is now in use here: workers must not be forked from this process
@@ -254,21 +229,3 @@ def test_ome_zarr_with_spawned_workers_after_the_parent_used_tensorstore(tmp_pat
         check_sample((images[0], targets[0], metas[0]), record, image, labels, classes, channels=(0, 1, 2))
         seen += 1
     assert seen == len(ds)
-
-
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        ({"crop_shape": [0, 64, 64]}, r"crop_shape must be >= 1"),
-        ({"crop_shape": [8, 64, 64], "stride": [8, -1, 8]}, r"stride must be >= 1"),
-        ({"crop_shape": None}, r"crop_shape is required"),
-        ({"crop_shape": 8, "mask_dtype": "float"}, r"mask_dtype must be one of"),
-    ],
-)
-def test_check_arguments_refuses_bad_values_without_opening_anything(
-    tmp_path: Path, arguments: dict, message: str
-) -> None:
-    catalog = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
-    with pytest.raises(DataError, match=message):
-        SkittlezDataset.check_arguments(catalog=catalog, **arguments)
-    assert not list(tmp_path.iterdir())

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from ls_data.errors import DataError
 from ls_data.index import (
     CropCriteria,
     CropIndex,
+    CropIndexConfig,
     SkippedVolumeWarning,
     VolumeSource,
     axis_starts,
@@ -38,6 +40,14 @@ from ls_data.index import (
 from ls_data.index import build as build_module
 from ls_data.index.grid import as_triple
 from ls_data.io import classes_sidecar_path
+
+_CONFIG_FIELDS = {f.name for f in fields(CropIndexConfig) if f.init}
+
+
+def build(**kwargs):
+    """``build_crop_index`` with the :class:`CropIndexConfig` fields given as keywords too."""
+    config = CropIndexConfig(**{k: kwargs.pop(k) for k in _CONFIG_FIELDS & set(kwargs)})
+    return build_crop_index(config=config, **kwargs)
 
 
 def reference_stats(labels: np.ndarray) -> dict[int, tuple[tuple[int, ...], int]]:
@@ -303,7 +313,7 @@ def test_build_matches_brute_force_and_keeps_valid_crops(tmp_path):
     kwargs = dict(
         crop_shape=(6, 10, 12), stride=(3, 5, 6), min_visible_fraction=0.2, min_instances_per_crop=2
     )
-    index = build_crop_index(volumes=sources, index_path=tmp_path / "index.sqlite", slab_size=5, **kwargs)
+    index = build(volumes=sources, index_path=tmp_path / "index.sqlite", slab_size=5, **kwargs)
     criteria = CropCriteria(min_visible_fraction=0.2, min_instances_per_crop=2)
     assert len(index) > 0
     listed = check_against_reference(index, (6, 10, 12), criteria)
@@ -329,7 +339,7 @@ def test_build_matches_brute_force_and_keeps_valid_crops(tmp_path):
 
 def test_min_instances_zero_keeps_every_grid_crop(tmp_path):
     src = write_pair(tmp_path, "v", seed=3)
-    index = build_crop_index(
+    index = build(
         volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(12, 10, 8), min_instances_per_crop=0
     )
     assert len(index) == len(crop_origins((12, 20, 24), (12, 10, 8), (12, 10, 8))) == 6
@@ -339,7 +349,7 @@ def test_min_instances_zero_keeps_every_grid_crop(tmp_path):
 def test_crop_record_and_reader(tmp_path):
     src = write_pair(tmp_path, "v", seed=4)
     path = tmp_path / "i.sqlite"
-    index = build_crop_index(volumes=[src], index_path=path, crop_shape=(6, 10, 12), channels=[1])
+    index = build(volumes=[src], index_path=path, crop_shape=(6, 10, 12), channels=[1])
     last = index.crop(-1)
     assert last.index == len(index) - 1 and last.shape == (6, 10, 12) and last.channels == (1,)
     assert last.volume.name == "v" and last.volume.image_path == src.image_path.resolve()
@@ -367,33 +377,33 @@ def test_reuse_rebuild_on_change_and_forced_rebuild(tmp_path, monkeypatch):
     real = build_module._write_index
     monkeypatch.setattr(build_module, "_write_index", lambda *a, **k: (calls.append(1), real(*a, **k)))
     kwargs = dict(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
-    first = build_crop_index(**kwargs)
-    build_crop_index(**kwargs)
+    first = build(**kwargs)
+    build(**kwargs)
     assert len(calls) == 1
-    build_crop_index(**kwargs, rebuild=True)
+    build(**kwargs, rebuild=True)
     assert len(calls) == 2
-    build_crop_index(**{**kwargs, "stride": (3, 10, 12)})
+    build(**{**kwargs, "stride": (3, 10, 12)})
     assert len(calls) == 3
-    build_crop_index(**kwargs)
+    build(**kwargs)
     assert len(calls) == 4  # parameters changed back
     st_ = src.label_path.stat()
     os.utime(src.label_path, ns=(st_.st_atime_ns, st_.st_mtime_ns + 10**9))
-    again = build_crop_index(**kwargs)
+    again = build(**kwargs)
     assert len(calls) == 5 and again.fingerprint != first.fingerprint
-    build_crop_index(**kwargs, slab_size=3)  # slab size does not change the result: reused
+    build(**kwargs, slab_size=3)  # slab size does not change the result: reused
     assert len(calls) == 5
     # the label TIFF's classes live in <name>_classes.json: editing it changes the crops' classes
     sidecar = classes_sidecar_path(src.label_path)
     sidecar.write_text(json.dumps({str(k): 3 for k in range(1, 7)}), encoding="utf-8")
-    edited = build_crop_index(**kwargs)
+    edited = build(**kwargs)
     assert len(calls) == 6 and edited.fingerprint != again.fingerprint
     assert index_classes(edited) == {3}
     sidecar.unlink()  # gone: every instance has class 1
-    assert index_classes(build_crop_index(**kwargs)) == {1}
+    assert index_classes(build(**kwargs)) == {1}
     assert len(calls) == 7
     # str paths are taken as paths
     as_str = VolumeSource(name="v", image_path=str(src.image_path), label_path=str(src.label_path))
-    build_crop_index(**{**kwargs, "volumes": [as_str]})
+    build(**{**kwargs, "volumes": [as_str]})
     assert len(calls) == 7
 
 
@@ -410,27 +420,28 @@ def test_failed_build_leaves_no_index_and_no_temp_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(build_module, "select_instances", boom)
     with pytest.raises(RuntimeError, match="killed"):
-        build_crop_index(volumes=[src], index_path=path, crop_shape=(6, 10, 12))
+        build(volumes=[src], index_path=path, crop_shape=(6, 10, 12))
     assert sorted(p.name for p in tmp_path.iterdir() if "sqlite" in p.name) == []
     monkeypatch.undo()
-    good = build_crop_index(volumes=[src], index_path=path, crop_shape=(6, 10, 12))
+    good = build(volumes=[src], index_path=path, crop_shape=(6, 10, 12))
     monkeypatch.setattr(build_module, "select_instances", boom)
     with pytest.raises(RuntimeError):  # a failed rebuild keeps the previous index intact
-        build_crop_index(volumes=[src], index_path=path, crop_shape=(6, 10, 12), rebuild=True)
+        build(volumes=[src], index_path=path, crop_shape=(6, 10, 12), rebuild=True)
     assert CropIndex.open(path).fingerprint == good.fingerprint
     assert sorted(p.name for p in tmp_path.iterdir() if "sqlite" in p.name) == ["i.sqlite"]
 
 
 _KILLED_BUILD = """
 import os, signal, sys
-from ls_data.index import VolumeSource, build_crop_index
+from ls_data.index import CropIndexConfig, VolumeSource, build_crop_index
 
 def die(line):  # called once the first volume is in the temporary file
     os.kill(os.getpid(), signal.SIGKILL)
 
 print(os.getpid(), flush=True)
 source = VolumeSource("v", sys.argv[1], sys.argv[2])
-build_crop_index(volumes=[source], index_path=sys.argv[3], crop_shape=(6, 10, 12), rebuild=True, progress=die)
+config = CropIndexConfig(crop_shape=(6, 10, 12))
+build_crop_index(volumes=[source], index_path=sys.argv[3], config=config, rebuild=True, progress=die)
 """
 
 
@@ -438,7 +449,7 @@ build_crop_index(volumes=[source], index_path=sys.argv[3], crop_shape=(6, 10, 12
 def test_killed_build_keeps_the_index_and_the_next_build_removes_its_temp_file(tmp_path):
     src = write_pair(tmp_path, "v", seed=6)
     path = tmp_path / "i.sqlite"
-    good = build_crop_index(volumes=[src], index_path=path, crop_shape=(6, 10, 12))
+    good = build(volumes=[src], index_path=path, crop_shape=(6, 10, 12))
     before = path.read_bytes()
     args = [sys.executable, "-c", _KILLED_BUILD, str(src.image_path), str(src.label_path), str(path)]
     killed = subprocess.run(args, capture_output=True, text=True, timeout=300)
@@ -446,7 +457,7 @@ def test_killed_build_keeps_the_index_and_the_next_build_removes_its_temp_file(t
     assert path.read_bytes() == before  # the half-written index never replaced it
     left = [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
     assert left == [f"i.sqlite.tmp-{build_module._host_tag()}-{int(killed.stdout)}"]
-    again = build_crop_index(volumes=[src], index_path=path, crop_shape=(6, 10, 12), rebuild=True)
+    again = build(volumes=[src], index_path=path, crop_shape=(6, 10, 12), rebuild=True)
     assert again.fingerprint == good.fingerprint
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
@@ -465,7 +476,7 @@ def test_next_build_removes_only_temp_files_of_dead_processes_on_this_host(tmp_p
     ]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"half-written")
-    build_crop_index(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
+    build(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
     assert sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name) == sorted(kept)
 
 
@@ -474,14 +485,14 @@ def test_nothing_to_index_is_an_error_and_keeps_the_index(tmp_path):
 
     src = write_pair(tmp_path, "v", seed=6)
     path = tmp_path / "i.sqlite"
-    build_crop_index(volumes=[src], index_path=path, crop_shape=6)
+    build(volumes=[src], index_path=path, crop_shape=6)
     before = path.read_bytes()
     typo = tmp_path / "typo.sqlite"
     with pytest.raises(CatalogNotFoundError, match=r"typo\.sqlite"):
-        build_crop_index(catalog=f"sqlite:///{typo}", index_path=path, crop_shape=6, rebuild=True)
+        build(catalog=f"sqlite:///{typo}", index_path=path, crop_shape=6, rebuild=True)
     assert not typo.exists()
     with pytest.raises(DataError, match=r"`volumes` is empty; crop index '.*i\.sqlite' not written"):
-        build_crop_index(volumes=[], index_path=path, crop_shape=6, rebuild=True)
+        build(volumes=[], index_path=path, crop_shape=6, rebuild=True)
     gone = VolumeSource("gone", tmp_path / "gone_image.tif", src.label_path)
     with (
         pytest.warns(SkippedVolumeWarning),
@@ -489,7 +500,7 @@ def test_nothing_to_index_is_an_error_and_keeps_the_index(tmp_path):
             DataError, match=r"every volume was skipped as bad.*not written: 'gone': .*does not exist"
         ),
     ):
-        build_crop_index(volumes=[gone], index_path=path, crop_shape=6, skip_bad_volumes=True)
+        build(volumes=[gone], index_path=path, crop_shape=6, skip_bad_volumes=True)
     assert path.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
@@ -511,10 +522,10 @@ def test_bad_volumes_fail_or_are_skipped(tmp_path):
     }
     for name, (source, pattern) in cases.items():
         with pytest.raises(DataError, match=f"volume '{name}'.*{pattern}"):
-            build_crop_index(volumes=[good, source], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
+            build(volumes=[good, source], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
         assert not (tmp_path / "i.sqlite").exists()
     with pytest.warns(SkippedVolumeWarning) as caught:
-        index = build_crop_index(
+        index = build(
             volumes=[good, *(c[0] for c in cases.values())],
             index_path=tmp_path / "i.sqlite",
             crop_shape=(6, 10, 12),
@@ -530,15 +541,15 @@ def test_channel_checks(tmp_path):
     a = write_pair(tmp_path, "a", seed=11)
     b = write_pair(tmp_path, "b", seed=12, channels=3)
     with pytest.raises(DataError, match=r"different channel counts.*a: 2, b: 3"):
-        build_crop_index(volumes=[a, b], index_path=tmp_path / "i.sqlite", crop_shape=6)
-    index = build_crop_index(volumes=[a, b], index_path=tmp_path / "i.sqlite", crop_shape=6, channels=[0, 1])
+        build(volumes=[a, b], index_path=tmp_path / "i.sqlite", crop_shape=6)
+    index = build(volumes=[a, b], index_path=tmp_path / "i.sqlite", crop_shape=6, channels=[0, 1])
     assert {v.channels for v in index.volumes()} == {(0, 1)}
     with pytest.raises(DataError, match=r"volume 'a'.*channels \[2\] out of range.*2 channels"):
-        build_crop_index(volumes=[a, b], index_path=tmp_path / "j.sqlite", crop_shape=6, channels=[2])
+        build(volumes=[a, b], index_path=tmp_path / "j.sqlite", crop_shape=6, channels=[2])
     with pytest.raises(DataError, match="exactly one of"):
-        build_crop_index(index_path=tmp_path / "k.sqlite", crop_shape=6)
+        build(index_path=tmp_path / "k.sqlite", crop_shape=6)
     with pytest.raises(DataError, match="unique"):
-        build_crop_index(volumes=[a, a], index_path=tmp_path / "k.sqlite", crop_shape=6)
+        build(volumes=[a, a], index_path=tmp_path / "k.sqlite", crop_shape=6)
 
 
 def test_ome_zarr_volume(tmp_path):
@@ -547,9 +558,9 @@ def test_ome_zarr_volume(tmp_path):
     image, labels, classes = make_volume(13)
     group = write_ome_zarr(tmp_path / "v.ome.zarr", image, (2.0, 0.5, 0.5), labels=labels, classes=classes)
     src = VolumeSource(name="z", image_path=group, label_path=group / "labels" / "cells")
-    index = build_crop_index(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
+    index = build(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
     tiff = write_pair(tmp_path, "t", seed=13)
-    ref = build_crop_index(volumes=[tiff], index_path=tmp_path / "r.sqlite", crop_shape=(6, 10, 12))
+    ref = build(volumes=[tiff], index_path=tmp_path / "r.sqlite", crop_shape=(6, 10, 12))
     assert index.crop(0).volume.format == "ome-zarr"
     assert len(index) == len(ref) > 0
     for i in range(len(index)):
@@ -570,9 +581,9 @@ def test_a_missing_image_chunk_fails_the_build_unless_allowed(tmp_path):
     (group / "0" / "0" / "1" / "1" / "1").unlink()  # channel 0, z 4:8, y 8:16, x 8:16
     src = VolumeSource(name="z", image_path=group, label_path=group / "labels" / "cells")
     with pytest.raises(DataError, match=r"volume 'z'.*chunk \(0, 1, 1, 1\) of Zarr array .* is missing"):
-        build_crop_index(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
+        build(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12))
     assert not (tmp_path / "i.sqlite").exists()
-    index = build_crop_index(
+    index = build(
         volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12), allow_missing_chunks=True
     )
     assert len(index) > 0
@@ -596,7 +607,7 @@ def test_build_from_catalog_selection(tmp_path):
                 split=split,
             )
     url = f"sqlite:///{tmp_path / 'cat.sqlite'}"
-    index = build_crop_index(
+    index = build(
         catalog=url, selection=Selection(splits=["train"]), index_path=tmp_path / "i.sqlite", crop_shape=6
     )
     assert {v.name for v in index.volumes()} == {"v0", "v1"}
@@ -606,7 +617,7 @@ def test_build_from_catalog_selection(tmp_path):
     (data / "v2_image.tif").rename(outside / "v2_image.tif")
     (data / "v2_image.tif").symlink_to(outside / "v2_image.tif")
     with pytest.raises(DataError, match=r"volume 'v2'.*outside"):
-        build_crop_index(catalog=url, roots=[tmp_path], index_path=tmp_path / "j.sqlite", crop_shape=6)
+        build(catalog=url, roots=[tmp_path], index_path=tmp_path / "j.sqlite", crop_shape=6)
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -617,7 +628,7 @@ def test_waiting_rank_times_out_with_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(DataError, match=r"timed out after 0.3 s waiting for rank 0.*i.sqlite.*no index"):
-        build_crop_index(
+        build(
             volumes=[src],
             index_path=tmp_path / "i.sqlite",
             crop_shape=6,
@@ -626,13 +637,14 @@ def test_waiting_rank_times_out_with_a_clear_error(tmp_path, monkeypatch):
         )
     monkeypatch.setenv("RANK", "x")
     with pytest.raises(DataError, match="RANK='x'"):
-        build_crop_index(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=6)
+        build(volumes=[src], index_path=tmp_path / "i.sqlite", crop_shape=6)
 
 
 def test_rank_zero_builds_while_another_rank_waits(tmp_path, monkeypatch):
     src = write_pair(tmp_path, "v", seed=31)
     path = tmp_path / "i.sqlite"
-    kwargs = dict(volumes=[src], index_path=path, crop_shape=(6, 10, 12), wait_timeout=120, poll_interval=0.1)
+    config = CropIndexConfig(crop_shape=(6, 10, 12))
+    kwargs = dict(volumes=[src], index_path=path, config=config, wait_timeout=120, poll_interval=0.1)
     ctx = mp.get_context("spawn")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
@@ -663,16 +675,16 @@ def test_build_from_volume_records(tmp_path):
             spacing=(2.0, 0.5, 0.5),
         )
         records = cat.volumes()
-    index = build_crop_index(
+    index = build(
         volumes=records, index_path=tmp_path / "i.sqlite", crop_shape=6, roots=[tmp_path]
     )
     assert index.volumes()[0].label_path == src.label_path.resolve() and index.volumes()[0].catalog_id == 1
     with pytest.raises(DataError, match=r"volume 'v'.*outside"):
-        build_crop_index(
+        build(
             volumes=records, index_path=tmp_path / "j.sqlite", crop_shape=6, roots=[tmp_path / "data2"]
         )
     with pytest.raises(DataError, match="VolumeSource or catalog VolumeRecord"):
-        build_crop_index(volumes=["v"], index_path=tmp_path / "j.sqlite", crop_shape=6)
+        build(volumes=["v"], index_path=tmp_path / "j.sqlite", crop_shape=6)
 
 
 def test_torch_distributed_ranks(tmp_path, monkeypatch):
@@ -686,22 +698,22 @@ def test_torch_distributed_ranks(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "rank_info", lambda: RankInfo(1, 2, True))
     monkeypatch.setattr(build_module, "barrier", lambda: barriers.append("rank 1"))
     with pytest.raises(DataError, match="rank 1: rank 0 did not produce the crop index"):
-        build_crop_index(**kwargs)
+        build(**kwargs)
     assert barriers == ["rank 1"] and not (tmp_path / "i.sqlite").exists()
 
     def rank0_builds_meanwhile():
         barriers.append("rank 1")
         monkeypatch.setattr(build_module, "rank_info", lambda: RankInfo(0, 1, False))
-        build_crop_index(**kwargs)
+        build(**kwargs)
 
     monkeypatch.setattr(build_module, "barrier", rank0_builds_meanwhile)
-    assert len(build_crop_index(**kwargs)) > 0
+    assert len(build(**kwargs)) > 0
 
     monkeypatch.setattr(build_module, "rank_info", lambda: RankInfo(0, 2, True))
     monkeypatch.setattr(build_module, "barrier", lambda: barriers.append("rank 0"))
     monkeypatch.setattr(build_module, "select_instances", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        build_crop_index(**kwargs, rebuild=True)
+        build(**kwargs, rebuild=True)
     assert barriers[-1] == "rank 0"
 
 
@@ -709,7 +721,7 @@ def test_volume_failing_midway_leaves_no_rows_when_skipped(tmp_path, monkeypatch
     a = write_pair(tmp_path, "a", seed=42)
     b = write_pair(tmp_path, "b", seed=43)
     kwargs = dict(index_path=tmp_path / "i.sqlite", crop_shape=(6, 10, 12), min_instances_per_crop=0)
-    alone = build_crop_index(volumes=[a], **kwargs)
+    alone = build(volumes=[a], **kwargs)
     calls = []
     real = build_module.select_instances
 
@@ -721,7 +733,7 @@ def test_volume_failing_midway_leaves_no_rows_when_skipped(tmp_path, monkeypatch
 
     monkeypatch.setattr(build_module, "select_instances", failing_in_b)
     with pytest.warns(SkippedVolumeWarning, match="volume 'b'.*chunk 0/1/1 is missing"):
-        index = build_crop_index(volumes=[a, b], skip_bad_volumes=True, rebuild=True, **kwargs)
+        index = build(volumes=[a, b], skip_bad_volumes=True, rebuild=True, **kwargs)
     assert len(index) == len(alone) and [index.crop(i) for i in range(len(index))] == [
         alone.crop(i) for i in range(len(alone))
     ]

@@ -81,7 +81,8 @@ def _write(folder: Path, name: str, text: str) -> Path:
 def indices(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic dataset and the two crop indices the packaged ``datasets: skittlez`` and
     ``evaluation: default`` read from ``$LS_INDEX_DIR`` (what ``ls-data index build`` makes)."""
-    from ls_data.dataset import SkittlezDataset
+    from ls_data.catalog import Selection
+    from ls_data.index import CropIndexConfig, build_crop_index
     from ls_data.synth import synthesize_dataset
 
     root = tmp_path_factory.mktemp("seed")
@@ -90,11 +91,11 @@ def indices(tmp_path_factory: pytest.TempPathFactory) -> Path:
         formats=["tiff"], val_fraction=0.34,
     )  # fmt: skip
     for split in ("train", "val"):
-        SkittlezDataset(
+        build_crop_index(
             index_path=root / "indices" / f"skittlez_{split}.sqlite",
+            config=CropIndexConfig(crop_shape=(8, 32, 32)),
             catalog=f"sqlite:///{root / 'data' / 'catalog.sqlite'}",
-            selection={"splits": [split]},
-            crop_shape=(8, 32, 32),
+            selection=Selection(splits=[split]),
         )
     return root / "indices"
 

@@ -5,9 +5,13 @@
   and writers;
 - ``ls_data.catalog``: the volume catalog (SQLite file or PostgreSQL server);
 - ``ls_data.index``: the local SQLite crop index built from a catalog selection;
-- ``ls_data.dataset``: ``SkittlezDataset`` (``skittlez`` in the ``ls.datasets`` registry);
+- ``ls_data.dataset``: ``SkittlezDataset`` (``skittlez`` in the ``ls.datasets`` registry), which
+  opens an index that ``build_crop_index`` built;
+- ``ls_data.dataset_entry``: a dataset entry ``{name | _target_, **arguments}`` as typed calls
+  (``parse_dataset_entry``: the ``IndexBuild`` to run first, then the dataset to open);
 - ``ls_data.transforms``: joint image / target transforms (``ls.transforms`` registry);
-- ``ls_data.loader``: ``gather_dataset`` and the detection collate.
+- ``ls_data.loader``: ``build_dataloaders``, the detection collate, and ``gather_dataset`` (the
+  original system's entry, an adapter over the functions above).
 
 The command line is ``ls-data`` (``synth``, ``catalog``, ``index``). Submodules are imported on
 first use, so ``import ls_data`` stays cheap.
@@ -39,6 +43,10 @@ _LAZY = {
     "VolumeRecord": "catalog",
     "CatalogError": "catalog",
     "CropIndex": "index",
+    "CropIndexConfig": "index",
+    "DatasetEntry": "dataset_entry",
+    "IndexBuild": "dataset_entry",
+    "parse_dataset_entry": "dataset_entry",
     "build_crop_index": "index",
     "SkittlezDataset": "dataset",
     "Compose": "transforms",
@@ -59,7 +67,10 @@ __all__ = [
     "CatalogError",
     "Compose",
     "CropIndex",
+    "CropIndexConfig",
     "DataError",
+    "DatasetEntry",
+    "IndexBuild",
     "PathOutsideRootsError",
     "Selection",
     "SkittlezDataset",
@@ -79,6 +90,7 @@ __all__ = [
     "loader_options",
     "open_image",
     "open_labels",
+    "parse_dataset_entry",
     "synthesize_dataset",
     "synthesize_volume",
     "write_ome_zarr",

@@ -27,7 +27,7 @@ from typing import Any
 
 from ls_data.catalog_cli import DEFAULT_DB
 from ls_data.errors import DataError
-from ls_data.index import CropIndex, SkippedVolumeWarning, as_triple, build_crop_index
+from ls_data.index import CropIndex, CropIndexConfig, SkippedVolumeWarning, as_triple, build_crop_index
 
 __all__ = ["format_report", "register"]
 
@@ -179,6 +179,18 @@ def _build(args: argparse.Namespace) -> int:
         else as_triple(args.stride if len(args.stride) != 1 else args.stride[0], "--stride")
     )
     selection = Selection(grades=args.grade, splits=args.split, names=args.name, formats=args.format)
+    config = CropIndexConfig(
+        crop_shape=crop,
+        stride=stride,
+        channels=None if args.channels is None else tuple(args.channels),
+        min_instance_volume=args.min_instance_volume,
+        min_visible_fraction=args.min_visible_fraction,
+        min_visible_voxels=args.min_visible_voxels,
+        min_instances_per_crop=args.min_instances,
+        skip_bad_volumes=args.skip_bad,
+        allow_missing_chunks=args.allow_missing_chunks,
+        slab_size=args.slab_size,
+    )
     before = _file_id(args.out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedVolumeWarning)
@@ -186,18 +198,9 @@ def _build(args: argparse.Namespace) -> int:
             catalog=args.db,
             selection=selection,
             index_path=args.out,
-            crop_shape=crop,
-            stride=stride,
-            channels=args.channels,
-            min_instance_volume=args.min_instance_volume,
-            min_visible_fraction=args.min_visible_fraction,
-            min_visible_voxels=args.min_visible_voxels,
-            min_instances_per_crop=args.min_instances,
-            skip_bad_volumes=args.skip_bad,
-            allow_missing_chunks=args.allow_missing_chunks,
+            config=config,
             roots=args.root,
             rebuild=args.rebuild,
-            slab_size=args.slab_size,
             progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
     for warning in caught:

@@ -34,7 +34,6 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, get_worker_info, random_split
 
 from ls_data.errors import DataError
-from ls_data.registry import instantiate
 from ls_data.sampler import EpochShuffleSampler
 from ls_data.transforms.base import Compose, build_transforms
 
@@ -229,13 +228,17 @@ def build_dataloaders(
 
 
 def gather_dataset(config: Mapping[str, Any]) -> Dataset | dict[str, DataLoader]:
-    """Instantiate the transforms and the dataset of a config; return it or its DataLoaders.
+    """The original system's entry: the dataset of a config, or its DataLoaders.
 
-    See the module docstring for the config layout. The transforms
-    (``transforms.transforms_list``) are built with :func:`~ls_data.transforms.build_transforms`
-    and passed to the dataset as ``transforms=`` (nothing is passed when the list is absent or
-    empty). The batch size is the top-level ``worker_batch_size`` when present (the runner's
-    per-worker size), else ``datasets.batch_size``.
+    A thin adapter kept for configs and scripts of the original system (see the module docstring
+    for the layout); new code calls the typed functions it is made of:
+    :func:`~ls_data.transforms.build_transforms` on ``transforms.transforms_list`` (passed to the
+    dataset as ``transforms=``, nothing when absent or empty),
+    :func:`~ls_data.dataset_entry.parse_dataset_entry` on ``datasets.database`` (its crop index
+    built or reused first when the entry names a ``catalog``: in a distributed run rank 0 builds,
+    the other ranks wait), and :func:`build_dataloaders` with :func:`loader_options`. The batch size
+    is the top-level ``worker_batch_size`` when present (the runner's per-worker size), else
+    ``datasets.batch_size``.
 
     Args:
         config: The whole experiment config (a Mapping).
@@ -248,6 +251,21 @@ def gather_dataset(config: Mapping[str, Any]) -> Dataset | dict[str, DataLoader]
         DataError: a missing section, an unknown key in ``datasets`` (the known ones are listed),
             a value of the wrong type, or a dataset that cannot be built (the key is named).
     """
+    from ls_data.dataset_entry import parse_dataset_entry  # imports the readers (TensorStore): on use
+
+    section, transforms_list = _gather_sections(config)
+    transforms = build_transforms(transforms_list, where="transforms.transforms_list")
+    options = loader_options(section, worker_batch_size=config.get("worker_batch_size"))
+    entry = parse_dataset_entry(section["database"], "datasets.database")
+    index = entry.index.build() if entry.index is not None else None
+    dataset = entry.open(transforms, fingerprint=None if index is None else index.fingerprint)
+    if not options.pop("return_dataloaders"):
+        return dataset
+    return build_dataloaders(dataset, **options)
+
+
+def _gather_sections(config: Mapping[str, Any]) -> tuple[Mapping[str, Any], Any]:
+    """The checked ``datasets`` section and ``transforms.transforms_list`` of a config."""
     if not isinstance(config, Mapping):
         raise DataError(f"gather_dataset: config must be a mapping, got {type(config).__name__}")
     section = config.get("datasets")
@@ -263,14 +281,7 @@ def gather_dataset(config: Mapping[str, Any]) -> Dataset | dict[str, DataLoader]
         raise DataError(
             f"transforms must be a mapping with 'transforms_list', got {type(transforms_section).__name__}"
         )
-    transforms_list = (transforms_section or {}).get("transforms_list")
-    transforms = build_transforms(transforms_list, where="transforms.transforms_list")
-    extra = {"transforms": transforms} if len(transforms) else None
-    options = loader_options(section, worker_batch_size=config.get("worker_batch_size"))
-    dataset = instantiate(section["database"], kind="dataset", where="datasets.database", extra=extra)
-    if not options.pop("return_dataloaders"):
-        return dataset
-    return build_dataloaders(dataset, **options)
+    return section, (transforms_section or {}).get("transforms_list")
 
 
 def loader_options(section: Mapping[str, Any], *, worker_batch_size: int | None = None) -> dict[str, Any]:

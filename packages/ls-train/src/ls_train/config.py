@@ -656,8 +656,12 @@ def _component(
     get_builder: Callable[[str], Callable[..., Any]],
     reserved: Sequence[str] = (),
     given: Sequence[str] = (),
+    check: Callable[[Callable[..., Any], Mapping[str, Any], str], bool] | None = None,
 ) -> None:
-    """Check one ``{name: ..., **kwargs}`` / ``{_target_: ..., **kwargs}`` section."""
+    """Check one ``{name: ..., **kwargs}`` / ``{_target_: ..., **kwargs}`` section.
+
+    ``check(builder, section, where)``, when given, checks the keys and values itself and says
+    so by returning True; else they are checked against the builder's signature."""
     if not isinstance(section, Mapping):
         raise ConfigError(f"{where} must be a mapping with 'name' or '_target_', got {section!r}")
     if ("name" in section) == ("_target_" in section):
@@ -684,6 +688,8 @@ def _component(
             builder = get_builder(name)
         except Exception as exc:
             raise ConfigError(f"{where}.name: {kind} {name!r} cannot be loaded: {exc}") from exc
+    if check is not None and check(builder, section, where):
+        return
     keys = [k for k in section if k not in ("name", "_target_", *reserved)]
     check_keywords(builder, keys, where, given=given)
     check_arguments = getattr(builder, "check_arguments", None)
@@ -752,7 +758,22 @@ def _check_model_and_data(cfg: Mapping[str, Any], evaluation: EvaluationConfig) 
             list_names=data_registry.list_datasets,
             get_builder=data_registry.get_dataset,
             given=("transforms",),
+            check=_check_crop_dataset,
         )
+
+
+def _check_crop_dataset(builder: Callable[..., Any], section: Mapping[str, Any], where: str) -> bool:
+    """A crop dataset entry (``SkittlezDataset`` or a subclass): its keys are the dataset's, the
+    crop index's and where the index comes from, checked by ls-data without opening a file."""
+    from ls_data import DataError, SkittlezDataset, parse_dataset_entry
+
+    if not (isinstance(builder, type) and issubclass(builder, SkittlezDataset)):
+        return False
+    try:
+        parse_dataset_entry(section, where)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from exc
+    return True
 
 
 def validate_config(cfg: Mapping[str, Any]) -> None:

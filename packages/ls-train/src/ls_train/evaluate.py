@@ -300,16 +300,21 @@ def _model_from_checkpoint(cfg: Mapping[str, Any], checkpoint: str) -> nn.Module
 
 
 def _evaluate_shard(
-    cfg: Mapping[str, Any], checkpoint: str, indices: list[int], num_examples: int
+    cfg: Mapping[str, Any],
+    checkpoint: str,
+    indices: list[int],
+    num_examples: int,
+    fingerprints: Mapping[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    """One Ray task: evaluate ``indices`` and return the metric states and the picture examples."""
+    """One Ray task: evaluate ``indices`` and return the metric states and the picture examples
+    (the driver built the index: only opened here, and it must carry ``fingerprints``' one)."""
     from ls_train.factory import build_eval_dataset
 
     torch.set_num_threads(1)
     evaluator = _evaluator(cfg)
     result = evaluator.evaluate(
         _model_from_checkpoint(cfg, checkpoint),
-        build_eval_dataset(cfg),
+        build_eval_dataset(cfg, fingerprints),
         indices=indices,
         num_examples=num_examples,
     )
@@ -338,7 +343,7 @@ def run_evaluation(
     from ls_train.config import ConfigError, evaluation_config, trainer_config
     from ls_train.evaluation.plots import plot_crop_projections, plot_metrics_vs_threshold, threshold_curves
     from ls_train.evaluation.report import format_table, write_report
-    from ls_train.factory import build_eval_dataset
+    from ls_train.factory import build_eval_dataset, prepare_dataset
 
     ev = evaluation_config(cfg)
     tr = trainer_config(cfg)
@@ -346,7 +351,9 @@ def run_evaluation(
         raise ConfigError("evaluation.database is not set: ls-evaluate needs the held-out dataset")
     out = Path(out_dir or ev.output_dir or Path(tr.runs_root) / str(tr.run_name) / "evaluation").resolve()
     model = _model_from_checkpoint(cfg, checkpoint)  # a checkpoint that does not fit fails first
-    dataset = build_eval_dataset(cfg)
+    _, fingerprint = prepare_dataset(ev.database, "evaluation.database")  # its index built once, here
+    fingerprints = {} if fingerprint is None else {"evaluation.database": fingerprint}
+    dataset = build_eval_dataset(cfg, fingerprints)
     n = len(dataset)
     if n == 0:
         raise ConfigError("evaluation.database: the evaluation dataset has no crops")
@@ -354,7 +361,8 @@ def run_evaluation(
     evaluator = _evaluator(cfg)
     if n >= ev.ray_min_crops and ev.ray_num_tasks > 1:
         summary_states, examples = _evaluate_with_ray(
-            cfg, checkpoint, n, ev.ray_num_tasks, ev.num_mip_crops, print_fn, logs_dir=out
+            cfg, checkpoint, n, ev.ray_num_tasks, ev.num_mip_crops, print_fn, logs_dir=out,
+            fingerprints=fingerprints,
         )
         evaluator.merge(summary_states)
         result = evaluator.result()
@@ -404,6 +412,7 @@ def _evaluate_with_ray(
     print_fn: Callable[[str], None],
     *,
     logs_dir: Path,
+    fingerprints: Mapping[str, str],
 ) -> tuple[list[list[dict[str, Any]]], list[Any]]:
     import ray
 
@@ -415,7 +424,8 @@ def _evaluate_with_ray(
         shards = [s for s in shards if s]
         print_fn(f"evaluating {n} crops in {len(shards)} Ray tasks")
         refs = [
-            task.remote(dict(cfg), str(Path(checkpoint).resolve()), s, num_examples if k == 0 else 0)
+            task.remote(dict(cfg), str(Path(checkpoint).resolve()), s, num_examples if k == 0 else 0,
+                        dict(fingerprints))
             for k, s in enumerate(shards)
         ]
         outputs = ray.get(refs)

@@ -1,7 +1,10 @@
 """Build the model, the datasets, the loaders and the metrics of a resolved experiment config.
 
 Every builder takes the whole config (a plain mapping, see :func:`ls_train.config.load_config`)
-and hands each component exactly its own section's keys; no config object goes deeper.
+and hands each component exactly its own section's keys; no config object goes deeper. This is
+the only reader of the dataset sections: the driver builds each crop index once
+(:func:`prepare_dataset`), the workers only open them (:func:`build_train_loaders`,
+:func:`build_eval_dataset`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ __all__ = [
     "build_model",
     "build_train_loaders",
     "build_transforms",
+    "dataset_sections",
     "model_kwargs",
+    "prepare_dataset",
 ]
 
 
@@ -107,34 +112,85 @@ def build_transforms(cfg: Mapping[str, Any], *, train: bool) -> Any:
     return build(section.get(key), where=f"transforms.{key}")
 
 
-def _dataset(section: Mapping[str, Any], transforms: Any, where: str) -> Dataset:
-    from ls_data.registry import instantiate
+def dataset_sections(cfg: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The dataset entries of a config by where they sit: ``datasets.database`` and, when set,
+    ``evaluation.database``."""
+    sections = {"datasets.database": cfg["datasets"]["database"]}
+    evaluation = evaluation_config(cfg)
+    if evaluation.database is not None:
+        sections["evaluation.database"] = evaluation.database
+    return sections
 
-    extra = {"transforms": transforms} if transforms is not None and len(transforms) else None
-    return instantiate(section, kind="dataset", where=where, extra=extra)
 
+def prepare_dataset(section: Mapping[str, Any], where: str) -> tuple[Dataset, str | None]:
+    """Build (or reuse) the crop index of a dataset entry that names a ``catalog``, then open the
+    dataset (no transforms). The driver calls this once per entry before any worker starts; in a
+    distributed run ``build_crop_index`` lets rank 0 build while the other ranks wait.
 
-def build_train_loaders(cfg: Mapping[str, Any]) -> dict[str, DataLoader]:
-    """``{"train": loader}`` plus ``"val"`` when ``datasets.val_fraction > 0`` (ls_data.gather_dataset).
+    Returns:
+        The dataset and its index's fingerprint (None when the entry builds no index), which the
+        workers pass to :func:`build_train_loaders` / :func:`build_eval_dataset`.
 
-    Uses a DistributedSampler when torch.distributed is initialised (Ray workers).
+    Raises:
+        DataError: the entry is malformed (the key named), or its index or dataset cannot be built.
     """
-    from ls_data.loader import gather_dataset
+    from ls_data import parse_dataset_entry
 
-    merged = dict(cfg)
-    merged["datasets"] = {**cfg["datasets"], "return_dataloaders": True}
-    loaders = gather_dataset(merged)
-    if not isinstance(loaders, Mapping) or "train" not in loaders:
-        raise ConfigError("datasets: gather_dataset did not return a 'train' loader")
-    return dict(loaders)
+    entry = parse_dataset_entry(section, where)
+    fingerprint = entry.index.build().fingerprint if entry.index is not None else None
+    return entry.open(fingerprint=fingerprint), fingerprint
 
 
-def build_eval_dataset(cfg: Mapping[str, Any]) -> Dataset | None:
-    """The held-out dataset of ``evaluation.database`` with the evaluation transforms, or None."""
+def _open_dataset(
+    section: Mapping[str, Any], where: str, transforms: Any, fingerprints: Mapping[str, str] | None
+) -> Dataset:
+    """Open the dataset of an entry (a worker: never builds an index; with the fingerprint that
+    :func:`prepare_dataset` returned, a stale index is an error)."""
+    from ls_data import parse_dataset_entry
+
+    fingerprint = (fingerprints or {}).get(where)
+    return parse_dataset_entry(section, where).open(transforms, fingerprint=fingerprint)
+
+
+def build_train_loaders(
+    cfg: Mapping[str, Any], fingerprints: Mapping[str, str] | None = None
+) -> dict[str, DataLoader]:
+    """``{"train": loader}`` plus ``"val"`` when ``datasets.val_fraction > 0``.
+
+    Opens ``datasets.database`` (its index must exist: :func:`prepare_dataset` builds it) with the
+    training transforms and the loader keys of ``datasets`` (:func:`ls_data.loader_options`; the
+    original system's ``worker_batch_size`` arrives as ``datasets.batch_size``, see
+    :mod:`ls_train.config_aliases`). Uses a DistributedSampler when torch.distributed is initialised
+    (Ray workers).
+
+    Args:
+        cfg: The experiment config.
+        fingerprints: ``{where: fingerprint}`` from :func:`prepare_dataset`; an index that does
+            not carry its fingerprint is stale (an error).
+    """
+    from ls_data import build_dataloaders, loader_options
+
+    section = cfg["datasets"]
+    options = loader_options(section)
+    options.pop("return_dataloaders")
+    transforms = build_transforms(cfg, train=True)
+    dataset = _open_dataset(section["database"], "datasets.database", transforms, fingerprints)
+    return build_dataloaders(dataset, **options)
+
+
+def build_eval_dataset(
+    cfg: Mapping[str, Any], fingerprints: Mapping[str, str] | None = None
+) -> Dataset | None:
+    """The held-out dataset of ``evaluation.database`` with the evaluation transforms, or None.
+
+    Its index must exist (:func:`prepare_dataset` builds it); ``fingerprints`` as in
+    :func:`build_train_loaders`.
+    """
     evaluation = evaluation_config(cfg)
     if evaluation.database is None:
         return None
-    return _dataset(evaluation.database, build_transforms(cfg, train=False), "evaluation.database")
+    transforms = build_transforms(cfg, train=False)
+    return _open_dataset(evaluation.database, "evaluation.database", transforms, fingerprints)
 
 
 def build_metrics(cfg: Mapping[str, Any]) -> list[Any]:

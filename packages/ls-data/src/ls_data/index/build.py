@@ -31,7 +31,7 @@ import numpy as np
 
 from ls_data.errors import DataError
 from ls_data.index.criteria import CropCriteria, candidate_count, select_instances
-from ls_data.index.distributed import barrier, rank_info, wait_for_index
+from ls_data.index.distributed import RankInfo, barrier, rank_info, wait_for_index
 from ls_data.index.fingerprint import compute_fingerprint, source_state
 from ls_data.index.grid import Triple, as_triple, crop_origins
 from ls_data.index.reader import CropIndex, read_meta
@@ -480,21 +480,12 @@ def _write_index(
 def build_crop_index(
     *,
     index_path: str | Path,
-    crop_shape: int | Sequence[int],
+    config: CropIndexConfig,
     catalog: Catalog | str | None = None,
     selection: Selection | None = None,
     volumes: Sequence[VolumeSource | VolumeRecord] | None = None,
-    stride: int | Sequence[int] | None = None,
-    channels: Sequence[int] | None = None,
-    min_instance_volume: int = 1,
-    min_visible_fraction: float = 0.0,
-    min_visible_voxels: int = 1,
-    min_instances_per_crop: int = 1,
-    skip_bad_volumes: bool = False,
-    allow_missing_chunks: bool = False,
     roots: Sequence[str | Path] = (),
     rebuild: bool = False,
-    slab_size: int = 16,
     wait_timeout: float = 3600.0,
     poll_interval: float = 1.0,
     progress: Callable[[str], None] | None = None,
@@ -511,24 +502,13 @@ def build_crop_index(
 
     Args:
         index_path: The SQLite index file to write.
-        crop_shape: ``(z, y, x)`` crop size, or an int for all axes.
+        config: The crop grid, the channels and the crop criteria (:class:`CropIndexConfig`).
         catalog: Catalog or catalog URL (exclusive with ``volumes``).
         selection: Which catalog volumes to index (None = all).
         volumes: Volumes given directly: :class:`VolumeSource` items (resolved paths), or catalog
             ``VolumeRecord`` items (their URIs resolved and checked against ``roots``).
-        stride: ``(z, y, x)`` step between crops (None = ``crop_shape``: no overlap).
-        channels: Channel indices to read (None = all).
-        min_instance_volume: Minimum voxels of a whole instance to list it.
-        min_visible_fraction: Minimum fraction of an instance inside a crop to list it there.
-        min_visible_voxels: Minimum voxels of an instance inside a crop to list it there.
-        min_instances_per_crop: Minimum listed instances to keep a crop (0 keeps empty crops).
-        skip_bad_volumes: Skip volumes whose files are missing, unreadable or inconsistent, with
-            a :class:`SkippedVolumeWarning` and an entry in ``report["skipped"]``.
-        allow_missing_chunks: OME-Zarr: absent chunk files read as the fill value (see
-            :class:`CropIndexConfig`).
         roots: Directories catalog paths must stay inside (passed to the catalog).
         rebuild: Rebuild even when the fingerprint matches.
-        slab_size: z-planes per read in the whole-volume label pass (bounds memory).
         wait_timeout: Seconds a non-zero rank waits for rank 0's index.
         poll_interval: Seconds between checks while waiting.
         progress: Called with one line per indexed volume.
@@ -537,65 +517,81 @@ def build_crop_index(
         The index, opened read-only.
 
     Raises:
-        DataError: Bad parameters; a bad volume (names it and its files) unless skipped; a crop
-            larger than a volume (names the volume and both shapes); timeout while waiting; no
-            volume to index (an empty selection, an empty catalog, or every volume skipped), in
-            which case an existing index is left as it was.
+        DataError: A bad volume (names it and its files) unless skipped; a crop larger than a
+            volume (names the volume and both shapes); timeout while waiting; no volume to index
+            (an empty selection, an empty catalog, or every volume skipped), in which case an
+            existing index is left as it was.
         CatalogNotFoundError: ``catalog`` names a catalog that does not exist (none is created).
     """
-    config = CropIndexConfig(
-        crop_shape=crop_shape,  # type: ignore[arg-type]
-        stride=stride,  # type: ignore[arg-type]
-        channels=None if channels is None else tuple(channels),
-        min_instance_volume=min_instance_volume,
-        min_visible_fraction=min_visible_fraction,
-        min_visible_voxels=min_visible_voxels,
-        min_instances_per_crop=min_instances_per_crop,
-        skip_bad_volumes=skip_bad_volumes,
-        allow_missing_chunks=allow_missing_chunks,
-        slab_size=slab_size,
-    )
+    if not isinstance(config, CropIndexConfig):
+        raise DataError(f"build_crop_index: config must be a CropIndexConfig, got {type(config).__name__}")
+    path = Path(index_path)
+    sources = _sources(catalog, selection, volumes, [Path(r) for r in roots], path)
+    fingerprint = compute_fingerprint(config.params(), [s.state() for s in sources])
+    ranks = rank_info()
+    if ranks.rank == 0:
+        return _build_as_rank_zero(path, sources, config, fingerprint, rebuild, progress, ranks)
+    if ranks.torch_distributed:
+        return _open_after_barrier(path, fingerprint, ranks.rank)
+    return wait_for_index(path, fingerprint, timeout=wait_timeout, poll_interval=poll_interval)
+
+
+def _sources(
+    catalog: Catalog | str | None,
+    selection: Selection | None,
+    volumes: Sequence[VolumeSource | VolumeRecord] | None,
+    roots: Sequence[Path],
+    path: Path,
+) -> list[VolumeSource]:
+    """The volumes to index, from a catalog selection or given directly; names unique."""
     if (catalog is None) == (volumes is None):
         raise DataError("build_crop_index needs exactly one of `catalog` (with `selection`) or `volumes`")
-    root_paths = [Path(r) for r in roots]
-    path = Path(index_path)
     if catalog is not None:
-        sources = _sources_from_catalog(catalog, selection, root_paths, path)
+        sources = _sources_from_catalog(catalog, selection, roots, path)
     else:
-        sources = [_as_source(v, root_paths) for v in volumes]  # type: ignore[union-attr]
+        sources = [_as_source(v, roots) for v in volumes]  # type: ignore[union-attr]
         if not sources:
             raise DataError(f"build_crop_index: `volumes` is empty; crop index {str(path)!r} not written")
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise DataError(f"volume names must be unique within an index, got {names}")
-    fingerprint = compute_fingerprint(
-        config.params(),
-        [s.state() for s in sources],
-    )
-    ranks = rank_info()
-    if ranks.rank == 0:
-        error: BaseException | None = None
-        try:
-            meta = read_meta(path)
-            if rebuild or meta is None or meta.get("fingerprint") != fingerprint:
-                log.info("building crop index %s from %d volumes", path, len(sources))
-                _write_index(path, sources, config, fingerprint, progress)
-            else:
-                log.info("reusing crop index %s (fingerprint %s)", path, fingerprint[:12])
-        except BaseException as exc:
-            error = exc
-        if ranks.torch_distributed and ranks.world_size > 1:
-            barrier()  # release the waiting ranks even when the build failed
-        if error is not None:
-            raise error
-        return CropIndex.open(path)
-    if ranks.torch_distributed:
-        barrier()
+    return sources
+
+
+def _build_as_rank_zero(
+    path: Path,
+    sources: list[VolumeSource],
+    config: CropIndexConfig,
+    fingerprint: str,
+    rebuild: bool,
+    progress: Callable[[str], None] | None,
+    ranks: RankInfo,
+) -> CropIndex:
+    """Build (or reuse) the index, then release the ranks waiting at the barrier, even on failure."""
+    error: BaseException | None = None
+    try:
         meta = read_meta(path)
-        if meta is None or meta.get("fingerprint") != fingerprint:
-            raise DataError(
-                f"rank {ranks.rank}: rank 0 did not produce the crop index {str(path)!r} with the expected "
-                "fingerprint (its build failed, or ranks see different files); check rank 0's log"
-            )
-        return CropIndex.open(path)
-    return wait_for_index(path, fingerprint, timeout=wait_timeout, poll_interval=poll_interval)
+        if rebuild or meta is None or meta.get("fingerprint") != fingerprint:
+            log.info("building crop index %s from %d volumes", path, len(sources))
+            _write_index(path, sources, config, fingerprint, progress)
+        else:
+            log.info("reusing crop index %s (fingerprint %s)", path, fingerprint[:12])
+    except BaseException as exc:
+        error = exc
+    if ranks.torch_distributed and ranks.world_size > 1:
+        barrier()  # release the waiting ranks even when the build failed
+    if error is not None:
+        raise error
+    return CropIndex.open(path)
+
+
+def _open_after_barrier(path: Path, fingerprint: str, rank: int) -> CropIndex:
+    """A non-zero rank of a torch.distributed run: wait for rank 0 at the barrier, then open."""
+    barrier()
+    meta = read_meta(path)
+    if meta is None or meta.get("fingerprint") != fingerprint:
+        raise DataError(
+            f"rank {rank}: rank 0 did not produce the crop index {str(path)!r} with the expected "
+            "fingerprint (its build failed, or ranks see different files); check rank 0's log"
+        )
+    return CropIndex.open(path)

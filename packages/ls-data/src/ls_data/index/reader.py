@@ -127,13 +127,18 @@ class CropIndex:
         path: The index file (SQLite).
 
     Raises:
-        DataError: The file is missing, not an index, or of another schema version.
+        DataError: The file is missing, not an index, or of another schema version (the message
+            names the path and how to build it).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise DataError(f"crop index {str(self.path)!r} does not exist")
+            raise DataError(
+                f"crop index {str(self.path)!r} does not exist; build it first with "
+                "ls_data.build_crop_index or 'ls-data index build' (ls-train builds the indices of "
+                "its dataset sections that name a catalog before its workers start)"
+            )
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -152,9 +157,21 @@ class CropIndex:
         self._len = int(self._query("SELECT COUNT(*) FROM crops")[0][0])
 
     @classmethod
-    def open(cls, path: str | Path) -> CropIndex:
-        """Open an index read-only (see the class)."""
-        return cls(path)
+    def open(cls, path: str | Path, *, fingerprint: str | None = None) -> CropIndex:
+        """Open an index read-only (see the class); with ``fingerprint``, it must carry that one.
+
+        Raises:
+            DataError: see the class; or the index is stale: its fingerprint is not
+                ``fingerprint`` (it was rebuilt from other sources or parameters since).
+        """
+        index = cls(path)
+        if fingerprint is not None and index.fingerprint != fingerprint:
+            raise DataError(
+                f"crop index {str(index.path)!r} is stale: its fingerprint is {index.fingerprint[:12]}, "
+                f"expected {fingerprint[:12]} (it was rebuilt from other sources or parameters since); "
+                "build it again with ls_data.build_crop_index"
+            )
+        return index
 
     def _connection(self) -> sqlite3.Connection:
         pid = os.getpid()

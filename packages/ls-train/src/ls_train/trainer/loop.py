@@ -51,6 +51,8 @@ STOP_REASON_KEY = "stop_reason"
 """Key of the driver's metrics naming why a Ray run stopped early (non-finite losses, a full disk)."""
 STOP_REQUESTED_KEY = "stop_requested"
 """Reported metric (1.0) when the run checkpointed and stopped on request (SIGTERM)."""
+INDEX_FINGERPRINTS_KEY = "index_fingerprints"
+"""Key of the workers' loop config: ``{where: fingerprint}`` of the crop indices the driver built."""
 
 
 class TrainingStopped(RuntimeError):
@@ -258,7 +260,8 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
 
     Args:
         config: ``{"cfg": resolved experiment config, "run_dir": run folder, "local": bool,
-            "console": file or None, "stop_reason": actor or None}``; ``local`` runs without Ray
+            "console": file or None, "stop_reason": actor or None, "index_fingerprints": {where:
+            fingerprint} or None}``; ``local`` runs without Ray
             (checkpoints under ``run_dir/checkpoints``); rank 0 writes its console lines to
             ``console`` when given (else to stdout); a Ray run that stops early tells its
             :class:`~ls_train.trainer.faults.StopReason` actor why.
@@ -291,9 +294,10 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
         # one fused kernel instead of a loop over tensors: ~6x faster steps on CPU (and on GPU)
         fused=True,
     )
-    loaders = build_train_loaders(cfg)
+    fingerprints = config.get(INDEX_FINGERPRINTS_KEY)
+    loaders = build_train_loaders(cfg, fingerprints)  # the driver built the indices: only opened here
     train_loader = loaders["train"]
-    val_dataset = build_eval_dataset(cfg)
+    val_dataset = build_eval_dataset(cfg, fingerprints)
     if val_dataset is None and "val" in loaders:
         val_dataset = loaders["val"].dataset
     steps_per_epoch = len(train_loader)

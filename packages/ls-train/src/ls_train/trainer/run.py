@@ -27,7 +27,13 @@ from ls_train.trainer.checkpoint import RANK_KEY, UNRANKED, checkpoint_rank, rem
 from ls_train.trainer.console import CONSOLE_FILE, ConsoleRelay, keep_ray_logs, quiet_ray_logging
 from ls_train.trainer.faults import STOP_FILE, NonFiniteLossError, StopReason, fault_point, request_stop
 from ls_train.trainer.logging import CSV_FILE, CURVES_FILE, plot_curves
-from ls_train.trainer.loop import STOP_REASON_KEY, STOP_REQUESTED_KEY, TrainingStopped, train_loop_per_worker
+from ls_train.trainer.loop import (
+    INDEX_FINGERPRINTS_KEY,
+    STOP_REASON_KEY,
+    STOP_REQUESTED_KEY,
+    TrainingStopped,
+    train_loop_per_worker,
+)
 
 __all__ = ["TrainResult", "prepare_data", "run_dir_of", "train"]
 
@@ -85,37 +91,50 @@ def _reuse_note(root: Path, wanted: Mapping[str, Any]) -> str:
             + "; ".join(changed) + "): empty the folder to generate the data of this recipe")
 
 
-def prepare_data(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) -> None:
+def prepare_data(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) -> dict[str, str]:
     """Generate the synthetic dataset when ``data.synthesize`` is set and ``data.root`` is empty,
-    then build (or reuse) the crop indices by opening the training and evaluation datasets once."""
-    from ls_data.registry import instantiate
+    then build (or reuse) each crop index once, here in the driver, before any worker starts.
 
-    data = data_config(cfg)
-    if data is not None and data.synthesize is not None:
-        root = Path(data.root).expanduser()
-        wanted = json.loads(json.dumps(dict(data.synthesize)))
-        if not root.exists() or not any(root.iterdir()):
-            from ls_data.synth import synthesize_dataset
+    Returns:
+        ``{where: fingerprint}`` of the indices built (``datasets.database``, ``evaluation.database``),
+        for the workers, which only open them.
+    """
+    from ls_train.factory import dataset_sections, prepare_dataset
 
-            print_fn(f"generating the synthetic dataset in {root.resolve()} ...")
-            report = synthesize_dataset(root, **dict(data.synthesize), progress=print_fn)
-            (root / SYNTHESIZED_FILE).write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
-            print_fn(f"synthetic dataset ready: {len(report.volumes)} volumes in {report.seconds:.1f} s")
-        else:
-            print_fn(_reuse_note(root, wanted))
-    sections = [("datasets.database", cfg["datasets"]["database"])]
-    evaluation = cfg.get("evaluation") or {}
-    if evaluation.get("database") is not None:
-        sections.append(("evaluation.database", evaluation["database"]))
-    for where, section in sections:
+    _synthesize(cfg, print_fn)
+    fingerprints: dict[str, str] = {}
+    for where, section in dataset_sections(cfg).items():
         fault_point("train.prepare")  # before each crop index is built (or reused)
-        dataset = instantiate(section, kind="dataset", where=where)
+        dataset, fingerprint = prepare_dataset(section, where)
         print_fn(f"{where}: {len(dataset)} crops ({dataset!r})")
         if len(dataset) == 0:
             raise ConfigError(f"{where}: the dataset has no crops; check its index / selection")
+        if fingerprint is not None:
+            fingerprints[where] = fingerprint
+    return fingerprints
 
 
-def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], None]) -> TrainResult:
+def _synthesize(cfg: Mapping[str, Any], print_fn: Callable[[str], None]) -> None:
+    """Generate the synthetic dataset of ``data.synthesize`` into an empty ``data.root``."""
+    data = data_config(cfg)
+    if data is None or data.synthesize is None:
+        return
+    root = Path(data.root).expanduser()
+    wanted = json.loads(json.dumps(dict(data.synthesize)))
+    if root.exists() and any(root.iterdir()):
+        print_fn(_reuse_note(root, wanted))
+        return
+    from ls_data.synth import synthesize_dataset
+
+    print_fn(f"generating the synthetic dataset in {root.resolve()} ...")
+    report = synthesize_dataset(root, **dict(data.synthesize), progress=print_fn)
+    (root / SYNTHESIZED_FILE).write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+    print_fn(f"synthetic dataset ready: {len(report.volumes)} volumes in {report.seconds:.1f} s")
+
+
+def _ray_fit(
+    cfg: Mapping[str, Any], run_dir: Path, fingerprints: Mapping[str, str], print_fn: Callable[[str], None]
+) -> TrainResult:
     import ray
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -145,6 +164,7 @@ def _ray_fit(cfg: Mapping[str, Any], run_dir: Path, print_fn: Callable[[str], No
             "local": False,
             "console": None if console is None else str(console),
             "stop_reason": stop_reason,
+            INDEX_FINGERPRINTS_KEY: dict(fingerprints),
         },
         torch_config=TorchConfig(backend="nccl" if cl.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
@@ -205,11 +225,12 @@ def _failure_summary(exc: Exception, max_failures: int) -> str:
     )
 
 
-def _local_fit(cfg: Mapping[str, Any], run_dir: Path) -> TrainResult:
+def _local_fit(cfg: Mapping[str, Any], run_dir: Path, fingerprints: Mapping[str, str]) -> TrainResult:
     from ls_train.trainer.checkpoint import LocalCheckpointManager, load_state
 
     try:
-        train_loop_per_worker({"cfg": dict(cfg), "run_dir": str(run_dir), "local": True})
+        loop_config = {"cfg": dict(cfg), "run_dir": str(run_dir), "local": True}
+        train_loop_per_worker({**loop_config, INDEX_FINGERPRINTS_KEY: dict(fingerprints)})
     except (NonFiniteLossError, StorageFullError) as exc:
         raise TrainingStopped(str(exc)) from exc
     tr = trainer_config(cfg)
@@ -281,7 +302,7 @@ def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) ->
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
     _remove_stale_writes(run_dir, print_fn)
-    prepare_data(cfg, print_fn=print_fn)
+    fingerprints = prepare_data(cfg, print_fn=print_fn)
     mode = (
         "in-process (cluster.num_workers=0)"
         if cl.num_workers == 0
@@ -289,10 +310,10 @@ def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) ->
     )
     print_fn(f"training run {run_dir.name} in {run_dir.parent} — {mode}")
     if cl.num_workers == 0:
-        result = _local_fit(cfg, run_dir)
+        result = _local_fit(cfg, run_dir, fingerprints)
     else:
         try:
-            result = _ray_fit(cfg, run_dir, print_fn)
+            result = _ray_fit(cfg, run_dir, fingerprints, print_fn)
         finally:
             (run_dir / STOP_FILE).unlink(missing_ok=True)
     result.stopped = bool(result.metrics.get(STOP_REQUESTED_KEY))
