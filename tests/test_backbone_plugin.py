@@ -34,6 +34,7 @@ def run_with_plugin(site: Path, code: str) -> None:
     subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, env=env)
 
 
+@pytest.mark.slow(seconds=9)
 def test_plugin_is_listed_without_being_imported(plugin_site: Path) -> None:
     run_with_plugin(plugin_site, """
         import sys

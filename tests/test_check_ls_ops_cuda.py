@@ -45,6 +45,7 @@ def test_refuses_without_a_gpu(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the script would build and run")
+@pytest.mark.slow(seconds=9)
 def test_the_gpu_check_refuses_without_a_gpu(tmp_path: Path) -> None:
     env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
     result = subprocess.run(["bash", str(GPU_CHECK)], cwd=REPO, env=env, capture_output=True, text=True,

@@ -118,6 +118,7 @@ def test_centre_mode_conv_equals_2d_conv_on_depth_one_input(depth):
 @pytest.mark.parametrize(
     ("name", "depth", "stem_z"), [("resnet18", 18, 7), ("resnet18", 18, 1), ("resnet50", 50, 3)]
 )
+@pytest.mark.slow(seconds=7)
 def test_inflated_resnet_reproduces_torchvision(name, depth, stem_z):
     src = _tv_resnet(name).double()
     target = ResNet3D(depth=depth, in_channels=3, stem_kernel_size=(stem_z, 7, 7), **Z_KEEP)

@@ -207,6 +207,7 @@ def test_dataloader_with_two_workers(tiff_index):
     assert ds.index._conn is parent_conn
 
 
+@pytest.mark.slow(seconds=8)
 def test_ome_zarr_with_spawned_workers_after_the_parent_used_tensorstore(tmp_path):
     from ls_data.loader import collate_detection
 

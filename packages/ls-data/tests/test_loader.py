@@ -146,6 +146,7 @@ def test_worker_batch_size_overrides_datasets_batch_size(tiny: str) -> None:
     assert gather_dataset(cfg)["train"].batch_size == 4
 
 
+@pytest.mark.slow(seconds=7)
 def test_workers_are_persistent_and_seed_numpy_differently(tiny: str) -> None:
     cfg = config(tiny, n=4, return_dataloaders=True, batch_size=1, num_workers=2, shuffle=False, seed=0)
     loader = gather_dataset(cfg)["train"]
@@ -156,6 +157,7 @@ def test_workers_are_persistent_and_seed_numpy_differently(tiny: str) -> None:
     assert not gather_dataset(config(tiny, n=4, return_dataloaders=True))["train"].persistent_workers
 
 
+@pytest.mark.slow(seconds=8)
 def test_workers_reseed_a_pipeline_generator(tiny: str) -> None:
     transforms = [{"name": "gaussian_noise", "std": 1.0, "p": 1.0}]
     cfg = config(tiny, n=2, transforms=transforms, return_dataloaders=True, num_workers=2, shuffle=False)

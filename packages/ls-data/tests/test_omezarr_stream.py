@@ -139,6 +139,7 @@ def test_build_pyramid_reads_only_blocks(image_group: Path, monkeypatch) -> None
         np.testing.assert_array_equal(whole.read(level=level), writer.read(level=level))
 
 
+@pytest.mark.slow(seconds=6)
 def test_spawned_processes_write_disjoint_slabs(image_group: Path) -> None:
     labels = _labels(5)
     writer = LabelImageWriter.create(image_group, "cells", SHAPE, SPACING, chunks=CHUNKS)

@@ -20,6 +20,7 @@ def _train_step(model, images, targets):
     return losses
 
 
+@pytest.mark.slow(seconds=7)
 def test_train_mode_returns_five_finite_losses_and_gradients_reach_the_backbone(small_detector, scene):
     torch.manual_seed(0)
     model = small_detector()

@@ -45,6 +45,7 @@ def _level0(layer) -> np.ndarray:
     return np.asarray(layer.data[0] if layer.multiscale else layer.data)
 
 
+@pytest.mark.slow(seconds=7)
 def test_ome_zarr_opens_with_labels_and_the_ls_predict_table(viewer, volume, tmp_path, capsys):
     path = write_ome_zarr(tmp_path / "vol.ome.zarr", volume.image, SPACING, labels=volume.labels)
     # ls-predict (its threshold segmenter) adds labels/instances and vol_instances.csv

@@ -68,6 +68,7 @@ def test_forward_matches_reference(case: dict) -> None:
 
 @PROPERTY
 @given(roi_align_case())
+@pytest.mark.slow(seconds=6)
 def test_backward_matches_reference(case: dict) -> None:
     x = case["input"].clone().requires_grad_()
     out = ls_ops.roi_align3d(**{**case, "input": x})

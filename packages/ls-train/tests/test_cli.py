@@ -132,6 +132,7 @@ def test_weights_of_another_model_config_are_refused(
 
 
 @pytest.mark.parametrize("script", ["ls-train", "ls-evaluate"])
+@pytest.mark.slow(seconds=12)
 def test_console_scripts_are_installed_and_answer(script: str) -> None:
     exe = Path(sys.executable).parent / script
     assert exe.exists(), f"{script} is not installed next to {sys.executable}: a packaging break"

@@ -151,6 +151,7 @@ def test_bad_names_and_keys_fail_before_any_work(override: str, pattern: str) ->
         load_config("quickstart", [override])
 
 
+@pytest.mark.slow(seconds=7)
 def test_the_checkpoint_score_is_a_loss_or_a_metric_key() -> None:
     for score in ("loss", "loss_mask", "coco_mask_ap", "f1@75_pooled"):
         check_score_attribute(load_config("quickstart", [f"trainer.checkpoint_score_attribute={score}"]))

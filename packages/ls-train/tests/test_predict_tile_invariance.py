@@ -13,6 +13,7 @@ import itertools
 import tempfile
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
@@ -104,6 +105,7 @@ SMALL = (8, 22, 24)
 
 @settings(max_examples=4, deadline=None)
 @given(seed=st.integers(0, 2**16), grid=grids(SMALL))
+@pytest.mark.slow(seconds=9)
 def test_ls_predict_gives_the_same_objects_on_any_tile_grid(seed, grid):
     """End to end through ``ls-predict`` (``predict_array``) with the threshold segmenter."""
     tile, overlap, offset = grid

@@ -212,6 +212,7 @@ def test_a_target_backbone_is_wrapped_by_the_fpn_and_trains(configs: Path) -> No
         load_config("mine", ["+models.backbones.widht=3"], config_dirs=[configs])
 
 
+@pytest.mark.slow(seconds=7)
 def test_the_seeds_backbone_swap_gives_a_bare_tensor_backbone_that_trains_and_predicts(configs: Path) -> None:
     """``backbone_target`` and ``backbone_out_channels`` of the README's override example, with a
     backbone that returns one tensor and declares no channels: one feature level."""

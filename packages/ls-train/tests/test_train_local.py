@@ -167,6 +167,7 @@ def test_a_checkpoint_without_rng_states_resumes_and_says_so(
     assert "holds no random-generator states" in out and "resuming old_rng at epoch 2" in out
 
 
+@pytest.mark.slow(seconds=10)
 def test_a_detector_with_a_target_spacing_gets_the_crops_spacing(
     root: Path, tiny: Callable[..., list[str]]
 ) -> None:
