@@ -19,14 +19,16 @@ class WidgetError(LookupError):
 
 def make_distribution(root: Path, name: str, version: str, entries: dict[str, str],
                       modules: dict[str, str] | None = None) -> None:
-    """Lay out an installed distribution (dist-info + modules) under ``root``, as pip would."""
-    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    lines = "".join(f"{k} = {v}\n" for k, v in entries.items())
-    (info / "entry_points.txt").write_text(f"[{GROUP}]\n{lines}")
-    for module, source in (modules or {}).items():
-        (root / f"{module}.py").write_text(textwrap.dedent(source))
+    """An installed distribution under ``root`` as pip lays it out: dist-info and top-level modules."""
+    info = f"{name.replace('-', '_')}-{version}.dist-info"
+    files = {
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/entry_points.txt": "\n".join([f"[{GROUP}]", *(f"{k} = {v}" for k, v in entries.items())]),
+        **{f"{module}.py": textwrap.dedent(source) for module, source in (modules or {}).items()},
+    }
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
 
 
 WIDGETS = """

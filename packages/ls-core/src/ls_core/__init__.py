@@ -19,11 +19,6 @@ from ls_core.registry import EntryPointRegistry, did_you_mean
 from ls_core.targets import load_object
 from ls_core.triples import parse_triple
 
-try:
-    __version__ = version("ls-core")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
 __all__ = [
     "Component",
     "EntryPointRegistry",
@@ -35,3 +30,8 @@ __all__ = [
     "signature_keywords",
     "split_component",
 ]
+
+try:
+    __version__ = version("ls-core")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
