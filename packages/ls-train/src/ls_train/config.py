@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -384,46 +385,28 @@ def config_search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:
     return sources
 
 
+_COMPOSE_SOURCES: ContextVar[tuple[str, ...]] = ContextVar("ls_train_compose_sources", default=())
+
+
+def compose_sources() -> tuple[str, ...]:
+    """The config sources of the composition in progress, first wins (ls-train's search-path
+    plugin puts them at the front of Hydra's search path); empty outside :func:`_hydra_compose`."""
+    return _COMPOSE_SOURCES.get()
+
+
 def _hydra_compose(config_name: str, overrides: Sequence[str], sources: Sequence[str]) -> DictConfig:
-    from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
+    """Compose through Hydra's public API with ``sources`` searched first, in order.
 
-    search_path: ConfigSearchPathImpl = create_config_search_path(None)
-    for source in reversed(sources):
-        search_path.prepend("ls-train", source)
-    previous = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
-    GlobalHydra.instance().clear()
+    Hydra's version base is 1.3, as in ls-train's commands; the caller's Hydra state is put back.
+    """
+    from hydra import compose, initialize
+
+    token = _COMPOSE_SOURCES.set(tuple(sources))
     try:
-        hydra = Hydra.create_main_hydra2("ls-train", search_path)
-        cfg = hydra.compose_config(
-            config_name=config_name,
-            overrides=list(overrides),
-            run_mode=RunMode.RUN,
-            from_shell=False,
-            with_log_configuration=False,
-        )
+        with initialize(version_base="1.3", config_path=None, job_name="ls-train"):
+            return compose(config_name, overrides=list(overrides))
     finally:
-        GlobalHydra.instance().clear()
-        if previous is not None:
-            GlobalHydra.instance().initialize(previous)
-    with _open_struct(cfg):
-        cfg.pop("hydra", None)
-    return cfg
-
-
-class _open_struct:
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = cfg
-
-    def __enter__(self) -> DictConfig:
-        OmegaConf.set_struct(self.cfg, False)
-        return self.cfg
-
-    def __exit__(self, *exc: object) -> None:
-        OmegaConf.set_struct(self.cfg, True)
+        _COMPOSE_SOURCES.reset(token)
 
 
 def _override_key(text: str) -> str | None:
