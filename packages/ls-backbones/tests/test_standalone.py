@@ -1,4 +1,5 @@
-"""ls-backbones stands alone: torch is its only dependency, and it imports no other ls-* package."""
+"""ls-backbones stands alone: torch and ls-core (standard library only) are its dependencies, and it
+imports no other ls-* package."""
 
 from __future__ import annotations
 
@@ -7,22 +8,23 @@ import os
 import subprocess
 import sys
 import textwrap
-from importlib.metadata import requires
+import tomllib
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1]
+CORE = PACKAGE.parent / "ls-core"
 SIBLINGS = ("ls_ops", "ls_detection", "ls_data", "ls_train")
 
 
-def test_runtime_requirements_are_torch_only() -> None:
-    runtime = [r for r in requires("ls-backbones") or [] if "extra ==" not in r]
-    assert [r.split(">")[0].split("=")[0].strip() for r in runtime] == ["torch"], runtime
+def test_runtime_requirements_are_torch_and_ls_core() -> None:
+    runtime = tomllib.loads((PACKAGE / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert [r.split(">")[0].split("=")[0].strip() for r in runtime] == ["torch", "ls-core"], runtime
 
 
-def test_sources_import_only_stdlib_torch_and_itself() -> None:
-    allowed = set(sys.stdlib_module_names) | {"torch", "ls_backbones"}
+def test_sources_import_only_stdlib_torch_ls_core_and_itself() -> None:
+    allowed = set(sys.stdlib_module_names) | {"torch", "ls_core", "ls_backbones"}
     for path in sorted((PACKAGE / "src" / "ls_backbones").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
@@ -37,11 +39,11 @@ def test_sources_import_only_stdlib_torch_and_itself() -> None:
 
 @pytest.mark.slow(seconds=5)
 def test_installed_wheel_works_without_sibling_packages(tmp_path: Path) -> None:
-    """pip-install the distribution into an empty folder and use every preset from it, in a
-    fresh interpreter where importing any other ls-* package fails."""
+    """pip-install the distribution (and ls-core) into an empty folder and use every preset from it,
+    in a fresh interpreter where importing any other ls-* package fails."""
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(tmp_path), str(PACKAGE)],
+         "--no-build-isolation", "--target", str(tmp_path), str(CORE), str(PACKAGE)],
         check=True,
     )  # fmt: skip
     code = textwrap.dedent(

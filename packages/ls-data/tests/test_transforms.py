@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from ls_core import signature_keywords
 from ls_data.errors import DataError
-from ls_data.registry import RegistryError
+from ls_data.registry import RegistryError, create_transform, get_transform, list_transforms
 from ls_data.transforms import (
     Compose,
     GaussianNoise,
@@ -117,8 +118,27 @@ ALL_TRANSFORMS = {
 @pytest.mark.parametrize("name", list(ALL_TRANSFORMS))
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_every_transform_keeps_boxes_masks_and_image_aligned(name: str, seed: int) -> None:
+    check_keeps_sample_aligned(ALL_TRANSFORMS[name](), seed)
+
+
+# the arguments a registered transform cannot do without (every other one is built with defaults)
+REQUIRED_ARGUMENTS = {
+    "random_crop": {"size": (4, 6, 7)},
+    "rescale_to_spacing": {"target_spacing": (2.0, 1.0, 1.0)},
+}
+
+
+@pytest.mark.parametrize("name", list_transforms())
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_registered_transform_keeps_boxes_masks_and_image_aligned(name: str, seed: int) -> None:
+    kwargs = dict(REQUIRED_ARGUMENTS.get(name, {}))
+    if "p" in signature_keywords(get_transform(name)).accepted:
+        kwargs["p"] = 1.0  # always applied
+    check_keeps_sample_aligned(create_transform(name, **kwargs), seed)
+
+
+def check_keeps_sample_aligned(transform: object, seed: int) -> None:
     image, target, meta = make_sample(seed=seed)
-    transform = ALL_TRANSFORMS[name]()
     transform.generator = torch.Generator().manual_seed(seed) if hasattr(transform, "generator") else None
     before = {k: v.clone() for k, v in target.items()}, dict(meta)
     out = transform(image, target, meta)

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from ls_backbones import list_backbones
 from ls_detection import DetectorRegistryError, create_detector, list_detectors
 
 
@@ -71,3 +72,30 @@ def test_the_test_caps_shape_reaches_the_rpn_and_the_roi_heads() -> None:
     assert model.rpn.test_caps_shape == (8, 32, 32) and model.roi_heads.test_caps_shape == (8, 32, 32)
     with pytest.raises(ValueError, match=r"test_caps_shape must be 3 positive ints .* got \[8, 32\]"):
         create_detector("maskrcnn3d", backbone="resnet3d_18_fpn", num_classes=2, test_caps_shape=[8, 32])
+
+
+# every registered detector over every registered backbone (plugins included), built on the meta
+# device (no memory, no weights): a backbone whose levels differ in width gets the FPN it asks for
+WRAPPER_BACKBONES = {"fpn3d": {"body": "resnet3d_18"}}  # a backbone built over another one
+
+
+def _detector_over(detector: str, backbone: str):
+    import torch
+
+    kwargs = {"backbone_kwargs": WRAPPER_BACKBONES[backbone]} if backbone in WRAPPER_BACKBONES else {}
+    with torch.device("meta"):
+        try:
+            return create_detector(detector, backbone=backbone, num_classes=2, **kwargs)
+        except ValueError as exc:
+            if "different channel counts" not in str(exc):
+                raise
+            return create_detector(detector, backbone=backbone, num_classes=2, fpn={}, **kwargs)
+
+
+@pytest.mark.parametrize("detector", list_detectors())
+@pytest.mark.parametrize("backbone", list_backbones())
+def test_every_detector_builds_over_every_backbone(detector: str, backbone: str) -> None:
+    model = _detector_over(detector, backbone)
+    levels = model.backbone.output_shape()
+    assert levels and len({spec.channels for spec in levels.values()}) == 1, levels
+    assert all(p.device.type == "meta" for p in model.parameters())

@@ -132,11 +132,13 @@ def test_name_declared_twice_is_an_error(tmp_path: Path, monkeypatch: pytest.Mon
         list_metrics()
 
 
-@pytest.mark.parametrize(
-    ("name", "kwargs"),
-    [("matching", {"thresholds": [0.3, 0.5, 0.75]}), ("coco_ap", {"iou_type": "both"})],
-)
-def test_merge_of_worker_states_equals_one_process(name: str, kwargs: dict) -> None:
+# arguments that exercise more of a metric than its defaults (every registered metric is tested)
+METRIC_ARGUMENTS = {"matching": {"thresholds": [0.3, 0.5, 0.75]}, "coco_ap": {"iou_type": "both"}}
+
+
+@pytest.mark.parametrize("name", list_metrics())
+def test_merge_of_worker_states_equals_one_process(name: str) -> None:
+    kwargs = METRIC_ARGUMENTS.get(name, {})
     crops = _crops(7)
     single = create_metric(name, **kwargs)
     for i, (gt, pred, scores) in enumerate(crops):
@@ -151,11 +153,7 @@ def test_merge_of_worker_states_equals_one_process(name: str, kwargs: dict) -> N
     driver.reset()
     driver.update(*crops[0])
     assert len(driver.per_crop()) == 1
-    other = (
-        create_metric("matching", thresholds=[0.5])
-        if name == "coco_ap"
-        else create_metric(name, thresholds=[0.5])
-    )
+    other = create_metric("matching", thresholds=[0.5])  # another metric, or other thresholds
     with pytest.raises(ValueError, match=r"comes from metric|differs from"):
         driver.merge([other.state()])
 

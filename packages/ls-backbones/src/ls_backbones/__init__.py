@@ -13,9 +13,8 @@ The model classes are imported on first use, so ``import ls_backbones`` stays ch
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ls_backbones.base import (
     Backbone3D,
@@ -32,6 +31,7 @@ from ls_backbones.registry import (
     get_backbone_builder,
     list_backbones,
 )
+from ls_core import lazy_exports
 
 try:
     __version__ = version("ls-backbones")
@@ -90,17 +90,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ls_backbones' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ls_backbones.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
 
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ forward passes.
 from __future__ import annotations
 
 import math
-import numbers
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ls_core import parse_triple
 
 Triple = tuple[int, int, int]
 
@@ -36,23 +37,9 @@ def to_triple(value: int | Sequence[int], name: str = "value") -> Triple:
     """Return ``value`` as a (z, y, x) tuple of ints; a single int means the same on every axis.
 
     Raises:
-        ValueError: if ``value`` is a sequence whose length is not 3, naming ``name``.
+        ValueError: ``value`` is not an integer or three integers (numpy ones too), naming ``name``.
     """
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy scalars too
-        if int(value) != value:
-            raise ValueError(f"{name} must be an integer or a 3-tuple of integers, got {value!r}")
-        v = int(value)
-        return (v, v, v)
-    try:
-        items = tuple(value)
-        valid = len(items) == 3 and all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) and int(v) == v for v in items
-        )
-    except TypeError:
-        valid = False
-    if not valid:
-        raise ValueError(f"{name} must be an integer or a 3-tuple (z, y, x) of integers, got {value!r}")
-    return (int(items[0]), int(items[1]), int(items[2]))
+    return parse_triple(value, name)
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,9 @@ from torch import Tensor, nn
 from ls_backbones.base import Backbone3D, FeatureSpec, Triple, to_triple
 from ls_backbones.layers import NormSpec, make_norm3d
 from ls_backbones.vit_layers import Block3D, PatchEmbed3D, get_abs_pos3d
+from ls_core import parse_triple
 
 __all__ = ["SimpleFeaturePyramid3D", "ViTDet3D", "vitdet3d_b", "vitdet3d_s"]
-
-
-def _positive_triple(value: int | Sequence[int], name: str) -> Triple:
-    t = to_triple(value, name)
-    if any(v < 1 for v in t):
-        raise ValueError(f"{name} must be positive on every axis (z, y, x), got {value!r}")
-    return t
 
 
 def _check_block_indexes(indexes: Sequence[int], depth: int, name: str) -> tuple[int, ...]:
@@ -116,7 +110,7 @@ class ViTDet3D(Backbone3D):
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         if not isinstance(out_feature, str) or not out_feature:
             raise ValueError(f"out_feature must be a non-empty string, got {out_feature!r}")
-        self.patch_size = _positive_triple(patch_size, "patch_size")
+        self.patch_size = parse_triple(patch_size, "patch_size", positive=True)
         window = to_triple(window_size, "window_size")
         if any(window) and not all(v > 0 for v in window):
             raise ValueError(
@@ -140,9 +134,9 @@ class ViTDet3D(Backbone3D):
                 f"window_size={window_size!r} has no effect without window_block_indexes; "
                 f"name the blocks that use windowed attention or pass window_size=0"
             )
-        pretrain = _positive_triple(pretrain_img_size, "pretrain_img_size")
+        pretrain = parse_triple(pretrain_img_size, "pretrain_img_size", positive=True)
         self.pretrain_grid: Triple = _grid(pretrain, self.patch_size, "pretrain_img_size")
-        global_grid = _grid(_positive_triple(img_size, "img_size"), self.patch_size, "img_size")
+        global_grid = _grid(parse_triple(img_size, "img_size", positive=True), self.patch_size, "img_size")
 
         self.embed_dim = embed_dim
         self.depth = depth

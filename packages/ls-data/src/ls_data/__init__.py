@@ -19,10 +19,9 @@ first use, so ``import ls_data`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
+from ls_core import lazy_exports
 from ls_data.errors import DataError, PathOutsideRootsError, VolumeReadError
 
 try:
@@ -98,14 +97,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ls_data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ls_data.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

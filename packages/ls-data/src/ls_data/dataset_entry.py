@@ -14,7 +14,7 @@ are. Nothing here reads or builds a file: :meth:`IndexBuild.build` and :meth:`Da
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from ls_data.catalog import Selection
 from ls_data.dataset import SkittlezDataset
 from ls_data.errors import DataError
 from ls_data.index import CropIndex, CropIndexConfig, build_crop_index
-from ls_data.registry import RegistryError, get_dataset, instantiate, load_object
+from ls_data.registry import RegistryError, _plain, get_dataset, instantiate, load_object
 
 __all__ = ["INDEX_SOURCE_KEYS", "DatasetEntry", "IndexBuild", "parse_dataset_entry"]
 
@@ -109,15 +109,6 @@ def parse_dataset_entry(entry: Mapping[str, Any], where: str) -> DatasetEntry:
     if arguments.get("catalog") is None:
         return DatasetEntry(where, dataset, None)
     return DatasetEntry(where, dataset, _index_build(arguments, where))
-
-
-def _plain(value: Any) -> Any:
-    """Config containers (e.g. OmegaConf DictConfig / ListConfig) as plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _dataset_class(entry: Mapping[str, Any], where: str) -> Any:

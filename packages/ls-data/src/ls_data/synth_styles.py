@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+from ls_core import parse_triple
 from ls_data.errors import DataError
 
 __all__ = [
@@ -290,20 +291,11 @@ def resolve_style(
 
 
 def _check_triple(name: str, value: Sequence[float], *, positive: bool, integer: bool = False) -> tuple:
-    """``value`` as a checked 3-tuple (ints when ``integer``); DataError naming ``name`` otherwise."""
-    try:
-        values = tuple(value)
-    except TypeError:
-        raise DataError(f"synth parameter {name} must have three values (z, y, x), got {value!r}") from None
-    if len(values) != 3:
-        raise DataError(f"synth parameter {name} must have three values (z, y, x), got {values!r}")
-    for v in values:
-        if integer and (isinstance(v, bool) or int(v) != v):
-            raise DataError(f"synth parameter {name} must hold integers, got {values!r}")
-        if not math.isfinite(float(v)) or (float(v) <= 0 if positive else float(v) < 0):
-            bound = "> 0" if positive else ">= 0"
-            raise DataError(f"synth parameter {name} must hold finite values {bound}, got {values!r}")
-    return tuple(int(v) for v in values) if integer else tuple(float(v) for v in values)
+    """``value`` as a checked 3-tuple (ints when ``integer``; finite, ``> 0`` when ``positive``, else
+    ``>= 0``); DataError naming the synth parameter ``name`` otherwise."""
+    bound = {"positive": True} if positive else {"minimum": 0}
+    where = f"synth parameter {name}"
+    return parse_triple(value, where, integer=integer, scalar=False, error=DataError, **bound)
 
 
 def _pair(name: str, value: Any, *, integer: bool = False) -> tuple:

@@ -20,10 +20,9 @@ Model modules are imported on first use, so ``import ls_detection`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
+from ls_core import lazy_exports
 from ls_detection.registry import (
     DetectorRegistryError,
     create_detector,
@@ -97,14 +96,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ls_detection' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ls_detection.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from ls_backbones.registry import EntryPointRegistry
+from ls_core import EntryPointRegistry
 
 GROUP = "ls.detectors"
 
@@ -54,8 +54,4 @@ def create_detector(name: str, **kwargs: Any) -> nn.Module:
             distributions, or a plugin that fails to import.
         TypeError: the builder rejected ``kwargs``.
     """
-    builder = get_detector_builder(name)
-    try:
-        return builder(**kwargs)
-    except TypeError as exc:
-        raise TypeError(f"create_detector({name!r}, ...): {exc}") from exc
+    return _REGISTRY.create(name, **kwargs)

@@ -2,7 +2,8 @@
 
 torchvision's ``RoIHeads`` (box and mask parts) with 6-coordinate boxes: training samples come
 from the proposals plus the ground-truth boxes, matched by 3-D IoU and sampled with torchvision's
-``Matcher`` and ``BalancedPositiveNegativeSampler``; inference decodes per-class boxes, applies a
+``Matcher`` and ``BalancedPositiveNegativeSampler`` (:mod:`ls_detection.matcher`,
+:mod:`ls_detection.sampler`); inference decodes per-class boxes, applies a
 score threshold and per-class NMS3D and predicts one mask per detection.
 """
 
@@ -13,11 +14,12 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, Matcher
 
 from ls_detection.box_coder import BoxCoder3D
 from ls_detection.boxes import clip_boxes_to_volume, coordinate_dtype, remove_small_boxes3d
 from ls_detection.caps import check_caps_shape, scale_cap
+from ls_detection.matcher import Matcher
+from ls_detection.sampler import BalancedPositiveNegativeSampler
 from ls_ops import batched_nms3d, box_iou3d, roi_align3d
 
 __all__ = ["RoIHeads3D", "fastrcnn_loss", "maskrcnn_loss", "project_masks_on_boxes", "soft_dice_loss"]

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, Matcher
 from torchvision.ops.misc import Conv3dNormActivation
 
 import ls_ops
@@ -17,6 +16,8 @@ from ls_detection.box_coder import BoxCoder3D
 from ls_detection.boxes import clip_boxes_to_volume, remove_small_boxes3d
 from ls_detection.caps import check_caps_shape, scale_cap
 from ls_detection.image_list import ImageList3D
+from ls_detection.matcher import Matcher
+from ls_detection.sampler import BalancedPositiveNegativeSampler
 
 
 class RPNHead3D(nn.Module):

@@ -45,14 +45,15 @@ named differently here are mapped or refused first (:mod:`ls_train.config_aliase
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from ls_core import Component, did_you_mean, load_object, parse_triple, signature_keywords, split_component
 
 __all__ = [
     "DEFAULT_SECTIONS",
@@ -105,17 +106,13 @@ class ConfigError(ValueError):
     """An experiment config that cannot be composed or that names unknown keys or components."""
 
 
-def _suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(known), n=3)
-    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-
-
 def _unknown_keys(keys: Iterable[str], known: Iterable[str], where: str) -> None:
     known = list(known)
     for key in keys:
         if key not in known:
             raise ConfigError(
-                f"{where}.{key}: unknown key.{_suggest(key, known)} Valid keys: {', '.join(sorted(known))}"
+                f"{where}.{key}: unknown key.{did_you_mean(key, known)} "
+                f"Valid keys: {', '.join(sorted(known))}"
             )
 
 
@@ -241,22 +238,6 @@ class ClusterConfig:
             )
 
 
-def _three_ints(value: Any, key: str) -> tuple[int, int, int]:
-    """An int or three ints ``(z, y, x)``, each >= 1."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value] * 3
-    if (
-        not isinstance(value, Sequence)
-        or isinstance(value, str)
-        or len(value) != 3
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        raise ConfigError(f"{key} must be an int or three ints (z, y, x), got {value!r}")
-    if min(value) < 1:
-        raise ConfigError(f"{key} must be >= 1 on every axis, got {list(value)}")
-    return tuple(int(v) for v in value)  # type: ignore[return-value]
-
-
 @dataclass(frozen=True, kw_only=True)
 class EvaluationConfig:
     """The evaluator (the ``evaluation`` section).
@@ -301,7 +282,8 @@ class EvaluationConfig:
 
     def __post_init__(self) -> None:
         for key in ("block_shape", "region_grid"):
-            object.__setattr__(self, key, _three_ints(getattr(self, key), f"evaluation.{key}"))
+            value = parse_triple(getattr(self, key), f"evaluation.{key}", minimum=1, error=ConfigError)
+            object.__setattr__(self, key, value)
         for key in ("pred_level", "gt_level"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -403,46 +385,28 @@ def config_search_path(config_dirs: Sequence[str | Path] = ()) -> list[str]:
     return sources
 
 
+_COMPOSE_SOURCES: ContextVar[tuple[str, ...]] = ContextVar("ls_train_compose_sources", default=())
+
+
+def compose_sources() -> tuple[str, ...]:
+    """The config sources of the composition in progress, first wins (ls-train's search-path
+    plugin puts them at the front of Hydra's search path); empty outside :func:`_hydra_compose`."""
+    return _COMPOSE_SOURCES.get()
+
+
 def _hydra_compose(config_name: str, overrides: Sequence[str], sources: Sequence[str]) -> DictConfig:
-    from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
+    """Compose through Hydra's public API with ``sources`` searched first, in order.
 
-    search_path: ConfigSearchPathImpl = create_config_search_path(None)
-    for source in reversed(sources):
-        search_path.prepend("ls-train", source)
-    previous = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
-    GlobalHydra.instance().clear()
+    Hydra's version base is 1.3, as in ls-train's commands; the caller's Hydra state is put back.
+    """
+    from hydra import compose, initialize
+
+    token = _COMPOSE_SOURCES.set(tuple(sources))
     try:
-        hydra = Hydra.create_main_hydra2("ls-train", search_path)
-        cfg = hydra.compose_config(
-            config_name=config_name,
-            overrides=list(overrides),
-            run_mode=RunMode.RUN,
-            from_shell=False,
-            with_log_configuration=False,
-        )
+        with initialize(version_base="1.3", config_path=None, job_name="ls-train"):
+            return compose(config_name, overrides=list(overrides))
     finally:
-        GlobalHydra.instance().clear()
-        if previous is not None:
-            GlobalHydra.instance().initialize(previous)
-    with _open_struct(cfg):
-        cfg.pop("hydra", None)
-    return cfg
-
-
-class _open_struct:
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = cfg
-
-    def __enter__(self) -> DictConfig:
-        OmegaConf.set_struct(self.cfg, False)
-        return self.cfg
-
-    def __exit__(self, *exc: object) -> None:
-        OmegaConf.set_struct(self.cfg, True)
+        _COMPOSE_SOURCES.reset(token)
 
 
 def _override_key(text: str) -> str | None:
@@ -467,7 +431,7 @@ def _explain_override(config_name: str, overrides: Sequence[str], sources: Seque
         if isinstance(parent, DictConfig) and leaf not in parent:
             where = parent_key or "the config"
             return (
-                f"\n{key}: unknown key.{_suggest(leaf, parent.keys())} Valid keys of {where}: "
+                f"\n{key}: unknown key.{did_you_mean(leaf, parent.keys())} Valid keys of {where}: "
                 f"{', '.join(sorted(map(str, parent.keys())))}"
             )
     return ""
@@ -609,30 +573,19 @@ def check_keywords(
         where: Config path of the section, for the message.
         given: Keyword arguments the runner passes itself (not valid as config keys).
     """
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [
-        n
-        for n, p in params.items()
-        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        and n not in given
-    ]
-    label = getattr(factory, "__qualname__", repr(factory))
-    for key in kwargs:
-        if key not in valid:
-            raise ConfigError(
-                f"{where}.{key}: {label} takes no argument {key!r}.{_suggest(key, valid)} "
-                f"Valid keys: {', '.join(valid)}"
-            )
+    keywords = signature_keywords(factory)
+    unknown = [] if keywords is None else keywords.unknown(kwargs, given=given)
+    if unknown:
+        key, valid = unknown[0], keywords.valid(given=given)
+        label = getattr(factory, "__qualname__", repr(factory))
+        raise ConfigError(
+            f"{where}.{key}: {label} takes no argument {key!r}.{did_you_mean(key, valid)} "
+            f"Valid keys: {', '.join(valid)}"
+        )
 
 
 def load_target(path: Any, where: str) -> Callable[..., Any]:
-    from ls_data.registry import load_object
-
+    """The callable a ``_target_`` names (:func:`ls_core.load_object`); ConfigError naming ``where``."""
     try:
         obj = load_object(str(path))
     except Exception as exc:
@@ -645,6 +598,20 @@ def load_target(path: Any, where: str) -> Callable[..., Any]:
     if not callable(obj):
         raise ConfigError(f"{where}._target_: {path!r} is not callable")
     return obj
+
+
+def _split(section: Any, where: str, kind: str) -> Component:
+    """:func:`ls_core.split_component`, with a hint when a group option's ``name`` meets a ``_target_``."""
+    try:
+        return split_component(section, where, kind=kind, error=ConfigError)
+    except ConfigError as exc:
+        both = isinstance(section, Mapping) and "name" in section and "_target_" in section
+        if not both:
+            raise
+        raise ConfigError(
+            f"{exc} (both given: name {section['name']!r} likely comes from a group option of the "
+            f"defaults list; select your own option for a _target_ {kind})"
+        ) from None
 
 
 def _component(
@@ -662,26 +629,15 @@ def _component(
 
     ``check(builder, section, where)``, when given, checks the keys and values itself and says
     so by returning True; else they are checked against the builder's signature."""
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{where} must be a mapping with 'name' or '_target_', got {section!r}")
-    if ("name" in section) == ("_target_" in section):
-        both = (
-            f" (both given: name {section['name']!r} likely comes from a group option of the defaults "
-            f"list; select your own option for a _target_ {kind})"
-            if "name" in section
-            else ""
-        )
-        raise ConfigError(
-            f"{where}: give exactly one of 'name' (a registered {kind}) or '_target_' (a dotted path){both}"
-        )
-    if "_target_" in section:
-        builder = load_target(section["_target_"], where)
+    component = _split(section, where, kind)
+    if component.target is not None:
+        builder = load_target(component.target, where)
     else:
-        name = section["name"]
+        name = component.name
         known = list_names()
         if name not in known:
             raise ConfigError(
-                f"{where}.name: unknown {kind} {name!r}.{_suggest(name, known)} "
+                f"{where}.name: unknown {kind} {name!r}.{did_you_mean(name, known)} "
                 f"Known {kind}s: {', '.join(known)}"
             )
         try:
@@ -690,12 +646,12 @@ def _component(
             raise ConfigError(f"{where}.name: {kind} {name!r} cannot be loaded: {exc}") from exc
     if check is not None and check(builder, section, where):
         return
-    keys = [k for k in section if k not in ("name", "_target_", *reserved)]
+    keys = [k for k in component.kwargs if k not in reserved]
     check_keywords(builder, keys, where, given=given)
     check_arguments = getattr(builder, "check_arguments", None)
     if callable(check_arguments):  # a component's own checks of values that need no file
         try:
-            check_arguments(**{k: section[k] for k in keys})
+            check_arguments(**{k: component.kwargs[k] for k in keys})
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
 
@@ -891,6 +847,6 @@ def check_score_attribute(cfg: Mapping[str, Any]) -> None:
     known = sorted(k for k in keys if not k.endswith("_pooled"))
     raise ConfigError(
         f"trainer.checkpoint_score_attribute: {score!r} is not reported by the validation "
-        f"metrics, so no checkpoint would ever be ranked.{_suggest(score, sorted(keys))} "
+        f"metrics, so no checkpoint would ever be ranked.{did_you_mean(score, sorted(keys))} "
         f"Metric keys: {', '.join(known)} (and their _pooled forms), or a loss"
     )

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ls_core import parse_triple
 from ls_data.errors import DataError
 from ls_data.transforms.base import RandomTransform
-from ls_data.transforms.targets import Sample, boxes_from_masks, select_instances, triple
+from ls_data.transforms.targets import Sample, boxes_from_masks, select_instances
 
 __all__ = ["RandomElastic3D", "displacement_field", "warp"]
 
@@ -85,14 +86,10 @@ class RandomElastic3D(RandomTransform):
         min_voxels: int = 4,
     ) -> None:
         super().__init__(p=p)
-        self.magnitude = tuple(
-            float(m) for m in triple(magnitude, name="RandomElastic3D magnitude", kind=float, positive=False)
+        self.magnitude = parse_triple(
+            magnitude, "RandomElastic3D magnitude", integer=False, minimum=0, error=DataError
         )
-        if min(self.magnitude) < 0:
-            raise DataError(f"RandomElastic3D: magnitude must be >= 0 voxels, got {magnitude!r}")
-        self.cells = tuple(int(c) for c in triple(cells, name="RandomElastic3D cells"))
-        if min(self.cells) < 1:
-            raise DataError(f"RandomElastic3D: cells must be >= 1 per axis, got {cells!r}")
+        self.cells = parse_triple(cells, "RandomElastic3D cells", minimum=1, error=DataError)
         if isinstance(min_voxels, bool) or not isinstance(min_voxels, int) or min_voxels < 1:
             raise DataError(f"RandomElastic3D: min_voxels must be an int >= 1, got {min_voxels!r}")
         self.min_voxels = min_voxels

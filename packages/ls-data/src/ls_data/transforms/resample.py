@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ls_core import parse_triple
 from ls_data.errors import DataError
 from ls_data.transforms.base import Transform
-from ls_data.transforms.targets import Sample, boxes_from_masks, drop_empty_instances, triple
+from ls_data.transforms.targets import Sample, boxes_from_masks, drop_empty_instances
 
 __all__ = ["RescaleToSpacing"]
 
@@ -44,14 +45,17 @@ class RescaleToSpacing(Transform):
     """
 
     def __init__(self, *, target_spacing: float | Sequence[float]) -> None:
-        self.target_spacing = triple(target_spacing, name="RescaleToSpacing target_spacing", kind=float)
+        self.target_spacing = parse_triple(
+            target_spacing, "RescaleToSpacing target_spacing", integer=False, positive=True, error=DataError
+        )
 
     def apply(self, image: Tensor, target: dict[str, Any], meta: dict[str, Any]) -> Sample:
         if meta.get("spacing") is None:
             raise DataError(
                 "RescaleToSpacing: meta has no 'spacing' (sz, sy, sx); the dataset must provide it"
             )
-        spacing = triple(tuple(float(s) for s in meta["spacing"]), name="meta['spacing']", kind=float)
+        given = tuple(float(s) for s in meta["spacing"])
+        spacing = parse_triple(given, "meta['spacing']", integer=False, positive=True, error=DataError)
         size_in = tuple(int(s) for s in image.shape[1:])
         size_out = tuple(
             max(1, round(n * s / t)) for n, s, t in zip(size_in, spacing, self.target_spacing, strict=True)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ls_core import parse_triple
 from ls_data.errors import DataError
 from ls_data.transforms.base import RandomTransform
 from ls_data.transforms.resample import _nearest_indices
@@ -23,7 +24,6 @@ from ls_data.transforms.targets import (
     drop_empty_instances,
     range_pair,
     select_instances,
-    triple,
 )
 
 __all__ = ["RandomCrop3D", "RandomFlip", "RandomRot90YX", "RandomZoom3D"]
@@ -71,7 +71,7 @@ class RandomCrop3D(RandomTransform):
         max_tries: int = 10,
     ) -> None:
         super().__init__(p=1.0)
-        self.size = triple(size, name="RandomCrop3D size")
+        self.size = parse_triple(size, "RandomCrop3D size", positive=True, error=DataError)
         if isinstance(min_instances, bool) or not isinstance(min_instances, int) or min_instances < 0:
             raise DataError(f"RandomCrop3D: min_instances must be an int >= 0, got {min_instances!r}")
         if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:

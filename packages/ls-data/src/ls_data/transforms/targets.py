@@ -37,7 +37,6 @@ __all__ = [
     "drop_empty_instances",
     "range_pair",
     "select_instances",
-    "triple",
 ]
 
 Sample = tuple[Tensor, dict[str, Any], dict[str, Any]]
@@ -176,26 +175,6 @@ def check_sample(image: Tensor, target: Mapping[str, Any], meta: Mapping[str, An
 
 def _keys(value: Any) -> str:
     return f"keys {sorted(value)}" if isinstance(value, Mapping) else type(value).__name__
-
-
-def triple(value: Any, *, name: str, kind: type = int, positive: bool = True) -> tuple[Any, Any, Any]:
-    """A per-axis ``(z, y, x)`` triple from a scalar or a length-3 sequence (config value)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        items: Sequence[Any] = (value, value, value)
-    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3:
-        items = tuple(value)
-    else:
-        raise DataError(f"{name} must be a number or a (z, y, x) triple, got {value!r}")
-    out = []
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int | float):
-            raise DataError(f"{name} must hold numbers, got {value!r}")
-        if kind is int and int(item) != item:
-            raise DataError(f"{name} must hold integers, got {value!r}")
-        if positive and item <= 0:
-            raise DataError(f"{name} must be positive on every axis, got {value!r}")
-        out.append(kind(item))
-    return out[0], out[1], out[2]
 
 
 def range_pair(

@@ -2,8 +2,11 @@
 Hydra also looks for configs in ``./configs`` (when present) and in the configs packaged with
 ls-train, after the primary config path (``--config-path``) and before ``--config-dir``.
 
+While :func:`ls_train.config.load_config` composes a config, the plugin puts that call's sources
+(``--config-dir`` folders, ``./configs``, the packaged configs) first, in order.
+
 Other Hydra applications in the same environment are left alone: the plugin acts only while
-:data:`ls_train.hydra_app.ACTIVE` is true.
+:data:`ls_train.hydra_app.ACTIVE` is true or ls-train composes a config.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class LsTrainSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        config = sys.modules.get("ls_train.config")
+        for source in reversed(config.compose_sources() if config is not None else ()):
+            search_path.prepend(provider="ls-train", path=source)  # ls_train.config's composition
         app = sys.modules.get("ls_train.hydra_app")
         if app is None or not getattr(app, "ACTIVE", False):
             return

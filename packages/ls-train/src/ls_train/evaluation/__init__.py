@@ -5,8 +5,7 @@ Names are imported lazily (matplotlib loads only when a plot function is used).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ls_core import lazy_exports
 
 _EXPORTS = {
     "format_table": "report",
@@ -27,14 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ls_train.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ls_train.evaluation.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -6,8 +6,7 @@ The dense matching that the sparse one is tested against is :mod:`ls_train.metri
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ls_core import lazy_exports
 
 _EXPORTS = {
     "Metric": "base",
@@ -45,14 +44,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ls_train.metrics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ls_train.metrics.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

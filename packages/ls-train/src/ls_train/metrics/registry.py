@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ls_backbones.registry import EntryPointRegistry
+from ls_core import EntryPointRegistry
 
 __all__ = ["GROUP", "METRIC_METHODS", "MetricRegistryError", "create_metric", "get_metric", "list_metrics"]
 
@@ -27,17 +27,7 @@ class MetricRegistryError(LookupError):
     """A metric name is unknown, declared twice, or its plugin fails to load."""
 
 
-class _MetricRegistry(EntryPointRegistry):
-    """The ``ls.metrics`` group; its unknown-name message also names the group."""
-
-    def unknown_message(self, name: str, known: list[str]) -> str:
-        return (
-            f"unknown metric {name!r} (entry-point group {self.group!r}).{self.did_you_mean(name, known)} "
-            f"Known metrics: {', '.join(known) or '(none installed)'}"
-        )
-
-
-_REGISTRY = _MetricRegistry(group=GROUP, kind="metric", error=MetricRegistryError)
+_REGISTRY = EntryPointRegistry(group=GROUP, kind="metric", error=MetricRegistryError)
 
 
 def list_metrics() -> list[str]:
@@ -64,11 +54,7 @@ def create_metric(name: str, **kwargs: Any) -> Any:
             object without the metric interface (``update``, ``compute``, ``reset``, ``state``,
             ``merge``, ``per_crop``).
     """
-    cls = get_metric(name)
-    try:
-        metric = cls(**kwargs)
-    except TypeError as exc:
-        raise TypeError(f"create_metric({name!r}, ...): {exc}") from exc
+    metric = _REGISTRY.create(name, **kwargs)
     missing = [m for m in METRIC_METHODS if not callable(getattr(metric, m, None))]
     if missing:
         raise TypeError(

@@ -18,26 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ls_core import parse_triple
 from ls_train.config import ConfigError, _section
 
 __all__ = ["PredictConfig", "predict_config"]
 
 _NORMALIZATION = ("volume", "tile")
 _EXECUTORS = ("local", "ray")
-
-
-def _triple(value: Any, key: str, *, minimum: int) -> tuple[int, int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value] * 3
-    if (
-        not isinstance(value, Sequence)
-        or len(value) != 3
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        raise ConfigError(f"predict.{key} must be an int or three ints (z, y, x), got {value!r}")
-    if min(value) < minimum:
-        raise ConfigError(f"predict.{key} must be >= {minimum} on every axis, got {list(value)}")
-    return tuple(int(v) for v in value)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,9 +108,9 @@ class PredictConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "tile_shape", _triple(self.tile_shape, "tile_shape", minimum=1))
-        set_(self, "overlap", _triple(self.overlap, "overlap", minimum=0))
-        set_(self, "chunks", _triple(self.chunks, "chunks", minimum=1))
+        for key, minimum in (("tile_shape", 1), ("overlap", 0), ("chunks", 1)):
+            value = parse_triple(getattr(self, key), f"predict.{key}", minimum=minimum, error=ConfigError)
+            set_(self, key, value)
         for axis, t, o in zip("zyx", self.tile_shape, self.overlap, strict=True):
             if o >= t:
                 raise ConfigError(
