@@ -159,7 +159,10 @@ def test_the_packaged_config_needs_no_model_and_checks_its_keys() -> None:
 
     cfg = load_config("evaluate_volume", ["pred=a.ome.zarr", "gt=b.tif", "evaluation.region_grid=3"])
     assert "models" not in cfg and evaluation_config(cfg).region_grid == (3, 3, 3)
-    with pytest.raises(ConfigError, match=r"evaluation.block_shape must be an int or three ints"):
+    shape_message = (
+        r"evaluation.block_shape must be an integer or a 3-tuple \(z, y, x\) of integers, got \[1, 2\]"
+    )
+    with pytest.raises(ConfigError, match=shape_message):
         load_config("evaluate_volume", ["pred=a", "gt=b", "evaluation.block_shape=[1,2]"])
     with pytest.raises(ConfigError, match=r"the 'models' section is missing"):  # a training needs one
         load_config("evaluate_volume", ["pred=null", "gt=b"])
