@@ -92,7 +92,7 @@ def test_progress_lines():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"tile_shape": [8, 32]}, "three ints"),
+        ({"tile_shape": [8, 32]}, r"predict.tile_shape must be an integer or a 3-tuple \(z, y, x\)"),
         ({"tile_shape": [8, 32, 32], "overlap": [8, 4, 4]}, "smaller than"),
         ({"channels": []}, "non-empty list"),
         ({"mask_threshold": 1.5}, r"\[0, 1\]"),
