@@ -4,7 +4,10 @@
 take minutes (a real SLURM job waits on its time limit, Ray runs are stopped and resumed); when
 one of them starts last, one worker runs it alone while the other idles. Collected longest first,
 they start at once and the short tests fill the other worker around them. ``seconds`` is the
-test's measured time on 2 cores (an ordering hint, never asserted). ``hatch run test-fast``
+test's measured time on 2 cores (an ordering hint, never asserted). ``last=True`` keeps a test at
+the end instead: the real-SLURM jobs start Ray heads on ports picked free, and a local Ray started
+beside them by another test can pick the same port and reach their head (measured: five Ray tests
+failed with InvalidAuthToken when the SLURM test ran first). ``hatch run test-fast``
 leaves the slow tests out (``-m "not slow"``) for the edit-test loop.
 """
 
@@ -13,12 +16,14 @@ from __future__ import annotations
 import pytest
 
 
-def _expected_seconds(item: pytest.Item) -> float:
+def _order(item: pytest.Item) -> tuple[bool, float]:
+    """Sort key: ``slow(..., last=True)`` tests at the end, the others longest first."""
     marker = item.get_closest_marker("slow")
     if marker is None:
-        return 0.0
-    return float(marker.kwargs.get("seconds", marker.args[0] if marker.args else 1.0))
+        return False, 0.0
+    seconds = float(marker.kwargs.get("seconds", marker.args[0] if marker.args else 1.0))
+    return bool(marker.kwargs.get("last", False)), -seconds
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=_expected_seconds, reverse=True)  # stable: the rest keeps its collection order
+    items.sort(key=_order)  # stable: the rest keeps its collection order
