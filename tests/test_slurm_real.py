@@ -39,6 +39,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -80,10 +81,27 @@ def _find(name: str) -> str | None:
     )
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port in 20000-29999: below the ephemeral range (32768-60999 on Linux) where a port-0
+    bind lands, so a local Ray that another test starts meanwhile (its GCS port picked free that
+    way) cannot take the port before the job's Ray head binds it and then reach that head
+    (InvalidAuthToken); above Ray's worker ports (10002-19999)."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 30000)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise SlurmUnavailable("no free port in 20000-29999")
 
 
 def _mem_total_mib() -> int:
