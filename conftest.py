@@ -5,9 +5,10 @@ take minutes (a real SLURM job waits on its time limit, Ray runs are stopped and
 one of them starts last, one worker runs it alone while the other idles. Collected longest first,
 they start at once and the short tests fill the other worker around them. ``seconds`` is the
 test's measured time on 2 cores (an ordering hint, never asserted). ``last=True`` keeps a test at
-the end instead: the real-SLURM jobs start Ray heads on ports picked free, and a local Ray started
-beside them by another test can pick the same port and reach their head (measured: five Ray tests
-failed with InvalidAuthToken when the SLURM test ran first). ``hatch run test-fast``
+the end instead: the real-SLURM test, whose jobs start token-protected Ray heads beside the local
+Ray instances of other tests (run first, five Ray tests met those heads, InvalidAuthToken; its
+ports now come from outside the range where a local Ray picks its own, and it stays last, when
+the fewest Ray tests run beside it). ``hatch run test-fast``
 leaves the slow tests out (``-m "not slow"``) for the edit-test loop.
 """
 
