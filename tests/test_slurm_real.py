@@ -675,7 +675,7 @@ def _check_prediction(evaluated_and_predicted: dict[str, Any], jobs: Jobs) -> No
 
 
 # ---------------------------------------------------------------------------- the test
-@pytest.mark.slow(seconds=478, last=True)  # see the root conftest.py
+@pytest.mark.slow(seconds=478)
 def test_train_evaluate_predict_jobs_on_a_real_slurm(
     slurm: SingleNodeSlurm, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
