@@ -6,6 +6,7 @@
 - :func:`signature_keywords`, :class:`Keywords`: the keyword arguments a factory takes.
 - :func:`parse_triple`: a per-axis ``(z, y, x)`` value; one number means the same on every axis.
 - :func:`lazy_exports`: the lazy ``__getattr__`` / ``__dir__`` of a package's ``__init__``.
+- :func:`pid_alive`: whether a process still runs (owners of temporary files).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ls_core.components import Component, split_component
 from ls_core.keywords import Keywords, signature_keywords
 from ls_core.lazy import lazy_exports
+from ls_core.processes import pid_alive
 from ls_core.registry import EntryPointRegistry, did_you_mean
 from ls_core.targets import load_object
 from ls_core.triples import parse_triple
@@ -27,6 +29,7 @@ __all__ = [
     "lazy_exports",
     "load_object",
     "parse_triple",
+    "pid_alive",
     "signature_keywords",
     "split_component",
 ]

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from ls_core import pid_alive
+
 __all__ = ["STALE_AFTER_S", "atomic_write", "stale_temp_files"]
 
 STALE_AFTER_S = 600.0
@@ -27,19 +29,6 @@ _OLDER_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 def _host_tag() -> str:
     """This machine's name as it appears in temporary file names."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", socket.gethostname()) or "host"
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (True when that cannot be told)."""
-    if pid <= 0 or pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, owned by another user
-        return True
-    return True
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
@@ -79,7 +68,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
 def _is_stale(path: Path, now: float, stale_after_s: float) -> bool:
     match = _TEMP_NAME.match(path.name)
     if match and match["host"] == _host_tag():
-        return not _pid_alive(int(match["pid"]))
+        return not pid_alive(int(match["pid"]))
     if not match and not _OLDER_TEMP_NAME.match(path.name):
         return False  # not a temporary file of atomic_write
     try:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ls_core import pid_alive
 from ls_data.errors import DataError
 from ls_data.index.criteria import CropCriteria, candidate_count, select_instances
 from ls_data.index.distributed import RankInfo, barrier, rank_info, wait_for_index
@@ -369,19 +370,6 @@ def _host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", socket.gethostname()) or "host"
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (True when that cannot be told)."""
-    if os.name == "nt" or pid <= 0 or pid == os.getpid():
-        return True  # on Windows os.kill would terminate the process; never test it there
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, owned by another user
-        return True
-    return True
-
-
 def _remove_stale_temp_files(path: Path) -> None:
     """Delete ``<index>.tmp-<host>-<pid>`` files (and the older ``<index>.tmp-<pid>``) that killed
     builds on this machine left: those whose process is gone. Files of other machines (a shared
@@ -390,7 +378,7 @@ def _remove_stale_temp_files(path: Path) -> None:
     prefix = f"{path.name}.tmp-"
     for tmp in path.parent.glob(glob.escape(prefix) + "*"):
         owner, _, pid = tmp.name[len(prefix) :].rpartition("-")
-        if not pid.isdigit() or owner not in ("", host) or _pid_alive(int(pid)):
+        if not pid.isdigit() or owner not in ("", host) or pid_alive(int(pid)):
             continue
         log.info("removing %s, left by build process %s that no longer runs", tmp, pid)
         tmp.unlink(missing_ok=True)
