@@ -27,7 +27,7 @@ a :class:`~ls_data.catalog.errors.CatalogNotFoundError`.
 
 from __future__ import annotations
 
-from ls_data.catalog.backend import Backend, UniqueViolation
+from ls_data.catalog.backend import Backend
 from ls_data.catalog.errors import CatalogError, CatalogNotFoundError
 
 __all__ = ["COLUMNS", "SCHEMA_VERSION", "ensure_schema"]
@@ -85,9 +85,9 @@ def ensure_schema(backend: Backend, *, create: bool = False) -> bool:
     """Check the schema version, creating the catalog tables first if absent and ``create``;
     returns whether this call created them.
 
-    Two processes that create the schema of a new PostgreSQL database at the same moment can
-    collide in the system catalog (a unique violation); the loser retries once and then finds
-    the tables.
+    Creators take the backend's schema lock first (on PostgreSQL a transaction advisory lock:
+    two processes that create the tables of a new database at the same moment would otherwise
+    collide in the system catalog); the later one then finds the tables.
 
     Raises:
         CatalogNotFoundError: The database has no catalog tables and ``create`` is False.
@@ -97,10 +97,7 @@ def ensure_schema(backend: Backend, *, create: bool = False) -> bool:
     if not create:
         _check_schema(backend)
         return False
-    try:
-        return _create_schema(backend)
-    except UniqueViolation:
-        return _create_schema(backend)
+    return _create_schema(backend)
 
 
 def drop_schema(backend: Backend) -> None:
@@ -120,6 +117,8 @@ def _check_schema(backend: Backend) -> None:
 
 def _create_schema(backend: Backend) -> bool:
     with backend.transaction() as tx:
+        if backend.schema_lock_sql is not None:
+            tx.execute(backend.schema_lock_sql)
         tx.execute("CREATE TABLE IF NOT EXISTS catalog_schema (version INTEGER NOT NULL)")
         tx.execute(_volumes_ddl(backend.id_column_sql))
         for ddl in _INDEX_DDL:
