@@ -220,3 +220,38 @@ def test_backbone_with_fpn_errors():
     net = BackboneWithFPN3D(body, out_channels=4)
     with pytest.raises(ValueError, match=r"\(4, 8, 8\)"):
         net(torch.randn(1, 2, 2, 8, 8))
+
+
+# ------------------------------------------------------------------ locality (tiled prediction)
+
+
+def _tile_features(norm: str) -> tuple[Tensor, Tensor]:
+    """p2 of a ResNet3D-18 (layer1-2) + FPN over two tiles of one volume, 320 voxels wide in x and
+    shifted by 160; tile B alone holds a bright region. Returns both tiles' p2 over the middle 16
+    voxels of their common x range (72-88 voxels from every cut face of either tile)."""
+    torch.manual_seed(0)
+    body = ResNet3D(depth=18, out_features=["p2", "p3"], norm=norm, num_groups=8,
+                    stem_kernel_size=(3, 7, 7), **Z_KEEP)  # fmt: skip
+    model = BackboneWithFPN3D(body, out_channels=8).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm3d):  # statistics that are not the identity
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        volume = torch.randn(1, 1, 8, 32, 480)
+        volume[..., 320:] += 3.0
+        a = model(volume[..., 0:320])["p2"]  # p2: stride 4 in x
+        b = model(volume[..., 160:480])["p2"]
+    return a[..., 58:62], b[..., 18:22]  # x 232..248 of the volume in both
+
+
+def test_batchnorm_features_depend_only_on_the_receptive_field():
+    """In eval mode a BatchNorm backbone is local: two tiles give the same features wherever the
+    receptive field lies inside both, so a tiled prediction does not depend on the tile grid. A
+    GroupNorm backbone normalises with statistics of the whole tile: the same voxels differ with
+    what else the tile holds (why the quickstart's GroupNorm model disagrees with itself on two
+    tile grids far from any cut face; see ``benchmarks/tile_grids.py``)."""
+    a, b = _tile_features("batchnorm")
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    a, b = _tile_features("groupnorm")
+    assert (a - b).abs().max() > 0.05 * a.abs().max()
