@@ -86,7 +86,7 @@ def test_skip_bad_and_errors(tmp_path, catalog, capsys):
     captured = capsys.readouterr()
     assert "warning: skipping volume 'v2'" in captured.err
     assert "1 skipped" in captured.out and "skipped v2: " in captured.out
-    with pytest.raises(DataError, match=r"--crop must be an int or three ints"):
+    with pytest.raises(DataError, match=r"--crop must be an integer or a 3-tuple"):
         run([*argv, "--crop", "4", "4"])
     with pytest.raises(DataError, match=r"volume 'v0'.*crop shape \(40, 40, 40\).*\(8, 16, 16\)"):
         run([*argv, "--crop", "40"])

@@ -13,7 +13,6 @@ are. Nothing here reads or builds a file: :meth:`IndexBuild.build` and :meth:`Da
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from ls_core import signature_keywords
 from ls_data.catalog import Selection
 from ls_data.dataset import SkittlezDataset
 from ls_data.errors import DataError
@@ -123,9 +123,8 @@ def _dataset_class(entry: Mapping[str, Any], where: str) -> Any:
 
 def _dataset_keys(cls: type) -> set[str]:
     """The keyword arguments of a crop dataset class that an entry may set."""
-    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    params = inspect.signature(cls).parameters
-    return {n for n, p in params.items() if p.kind in kinds and n not in _CALLER_KEYS}
+    keywords = signature_keywords(cls)
+    return set() if keywords is None else set(keywords.valid(given=_CALLER_KEYS))
 
 
 def _check_keys(arguments: Mapping[str, Any], opened: set[str], where: str, label: str) -> None:

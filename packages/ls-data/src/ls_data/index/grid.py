@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ls_core import parse_triple
 from ls_data.errors import DataError
 
 __all__ = ["Triple", "as_triple", "axis_starts", "crop_origins"]
@@ -22,21 +23,9 @@ def as_triple(value: int | Sequence[int], name: str) -> Triple:
     """A per-axis ``(z, y, x)`` tuple of positive ints from an int or a 3-sequence.
 
     Raises:
-        DataError: ``value`` is not an int or three ints, or a value is < 1.
+        DataError: ``value`` is not an int or three ints, or a value is < 1 (``name`` in the message).
     """
-    if isinstance(value, int | np.integer):
-        triple = (int(value),) * 3
-    else:
-        try:
-            items = [int(v) for v in value]
-        except (TypeError, ValueError):
-            raise DataError(f"{name} must be an int or three ints (z, y, x), got {value!r}") from None
-        if len(items) != 3 or any(float(v) != int(v) for v in value):
-            raise DataError(f"{name} must be an int or three ints (z, y, x), got {value!r}")
-        triple = (items[0], items[1], items[2])
-    if min(triple) < 1:
-        raise DataError(f"{name} must be >= 1 on every axis, got {triple}")
-    return triple
+    return parse_triple(value, name, minimum=1, error=DataError)
 
 
 def axis_starts(size: int, crop: int, stride: int) -> np.ndarray:
