@@ -272,226 +272,348 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
         StorageFullError: a checkpoint that could not be written for lack of space (the same in
             Ray runs: retrying would fill the disk again).
     """
-    from ls_train.factory import build_eval_dataset, build_model, build_train_loaders
-    from ls_train.trainer.logging import RunLogger
+    run = _WorkerRun(config)
+    notes = run.resume()
+    run.wrap_ddp()
+    run.open_log(notes)
+    run.train()
 
-    cfg = config["cfg"]
-    run_dir = Path(config["run_dir"])
-    local = bool(config.get("local", False))
-    tr = trainer_config(cfg)
-    use_gpu = bool(cfg["cluster"].get("use_gpu", False))
-    session = _Session(local=local, run_dir=run_dir, cfg=cfg)
-    threads_note = session.set_threads()
-    device = session.device(use_gpu)
-    torch.manual_seed(tr.seed + session.rank)
 
-    model = build_model(cfg).to(device)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=tr.lr,
-        weight_decay=tr.weight_decay,
-        betas=tuple(tr.betas),
-        # one fused kernel instead of a loop over tensors: ~6x faster steps on CPU (and on GPU)
-        fused=True,
-    )
-    fingerprints = config.get(INDEX_FINGERPRINTS_KEY)
-    loaders = build_train_loaders(cfg, fingerprints)  # the driver built the indices: only opened here
-    train_loader = loaders["train"]
-    val_dataset = build_eval_dataset(cfg, fingerprints)
-    if val_dataset is None and "val" in loaders:
-        val_dataset = loaders["val"].dataset
-    steps_per_epoch = len(train_loader)
-    if tr.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, tr.max_steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise TrainingStopped("datasets: the training loader is empty (no crops in the training index?)")
-    updates_per_epoch = math.ceil(steps_per_epoch / tr.grad_accum_steps)
-    scheduler = build_scheduler(
-        optimizer,
-        warmup_iters=tr.warmup_iters,
-        total_iters=tr.epochs * updates_per_epoch,
-        min_lr_ratio=tr.min_lr_ratio,
-    )
-    bad = BadStepCounter(max_bad_steps=tr.max_bad_steps)
+class _EpochLosses:
+    """The losses of an epoch's counted (finite) iterations, summed for the epoch's means."""
 
-    start_epoch, start_epoch_step, global_iter, last_metrics = 0, 0, 0, {}
-    skipped: list[str] = []
-    state = session.resume_state(skipped)
-    _check_same_resume_point(-1 if state is None else int(state["global_iter"]), session.world)
-    if state is not None:
-        load_model_weights(model, state, source="the run's last checkpoint")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        bad.load_state_dict(state.get("bad_steps", {}))
-        start_epoch, start_epoch_step = int(state["epoch"]), int(state["epoch_step"])
-        global_iter = int(state["global_iter"])
-        last_metrics = dict(state.get("metrics", {}))
-        rng_note = _restore_rngs(state, session.rank, session.world)
-        if rng_note:
-            skipped.append(rng_note)
-    if session.world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-        )
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counted = 0
 
-    logger = None
-    console = None
-    if session.rank == 0:
-        if config.get("console"):  # a quiet Ray run: the driver prints this file's lines
-            console = Path(config["console"]).open("a", buffering=1)  # noqa: SIM115 (closed at the end)
-        logger = RunLogger(
-            run_dir,
-            epochs=tr.epochs,
-            steps_per_epoch=steps_per_epoch,
-            log_every_steps=tr.log_every_steps,
-            start_iter=global_iter,
-            stream=console,
-            mark_partial=console is not None,
-        )
-        for line in [*([threads_note] if threads_note else []), *skipped]:
-            logger.message(line)
-        if state is not None:
-            logger.message(
-                f"resuming {run_dir.name} at epoch {start_epoch + 1}, iteration {start_epoch_step} "
-                f"({global_iter} iterations done)"
-            )
-    stop = StopRequest(run_dir, install=local)
+    def add(self, values: Mapping[str, float], total: float) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.sums["loss"] = self.sums.get("loss", 0.0) + total
+        self.counted += 1
 
-    config_text = json.dumps(cfg)
-
-    def snapshot(epoch: int, epoch_step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    def means(self) -> dict[str, float]:
+        """``loss`` and ``loss_<name>`` per counted iteration (the columns of metrics.csv)."""
         return {
-            "model": model_state_dict(model),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "epoch_step": epoch_step,
-            "global_iter": global_iter,
-            "bad_steps": bad.state_dict(),
-            "rng": gather_rng_states(session.world),  # by rank: a resumed run draws what this one would
-            "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
-            CONFIG_KEY: config_text,  # the checkpoint carries the config that trained it
+            k if k.startswith("loss") else f"loss_{k}": v / max(1, self.counted) for k, v in self.sums.items()
         }
 
-    def name(epoch: int, epoch_step: int) -> str:
-        return f"checkpoint_epoch{epoch:04d}_iter{global_iter:08d}" + ("" if epoch_step == 0 else "_partial")
 
-    score_key = tr.checkpoint_score_attribute
-    try:
-        for epoch in range(start_epoch, tr.epochs):
-            sampler = getattr(train_loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-            model.train()
-            first = start_epoch_step if epoch == start_epoch else 0
-            sums: dict[str, float] = {}
-            counted = 0
-            optimizer.zero_grad(set_to_none=True)
-            epoch_step = first
-            for images, targets, metas in _rest_of_epoch(train_loader, first):
-                if epoch_step >= steps_per_epoch:
-                    break
-                images = [im.to(device, non_blocking=True) for im in images]
-                targets = [_to_device(t, device) for t in targets]
-                with _autocast(tr.amp, device):
-                    loss_dict = model(images, targets, **spacing_kwargs(model, sample_spacings(metas)))
-                loss = sum(loss_dict.values())
-                values = {k: float(v.detach()) for k, v in loss_dict.items()}
-                nonfinite, stop_flag = _agree(
-                    [0.0 if math.isfinite(float(loss.detach())) else 1.0, 1.0 if stop.requested else 0.0],
-                    session.world,
-                )
-                epoch_step += 1
-                global_iter += 1
-                total = float(loss.detach()) if not nonfinite else math.nan
-                if bad.check(total, step=global_iter, losses=values):
-                    (loss / tr.grad_accum_steps).backward()
-                    for k, v in values.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    sums["loss"] = sums.get("loss", 0.0) + total
-                    counted += 1
-                elif session.world > 1:
-                    _zero_backward(model)
-                if epoch_step % tr.grad_accum_steps == 0 or epoch_step == steps_per_epoch:
-                    if tr.grad_clip_norm is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    fault_point("train.step")
-                if logger is not None:
-                    shown = {"loss": total, **values}
-                    logger.progress(
-                        epoch=epoch,
-                        epoch_step=epoch_step,
-                        global_iter=global_iter,
-                        losses=shown,
-                        lr=scheduler.get_last_lr()[0],
-                        skipped=bad.total,
-                    )
-                if stop_flag:
-                    metrics = {
-                        **{k: v for k, v in last_metrics.items() if k != score_key},
-                        "epoch": epoch,
-                        "iteration": global_iter,
-                        STOP_REQUESTED_KEY: 1.0,
-                        RANK_KEY: UNRANKED,
-                    }
-                    session.report(
-                        metrics, snapshot(epoch, epoch_step, last_metrics), name(epoch, epoch_step)
-                    )
-                    if logger is not None:
-                        logger.message(
-                            f"stop requested: checkpoint written at epoch {epoch + 1}, "
-                            f"iteration {epoch_step}; "
-                            f"re-run with trainer.run_name={run_dir.name} to resume"
-                        )
-                    return
-            start_epoch_step = 0
-            means = {k if k.startswith("loss") else f"loss_{k}": v / max(1, counted) for k, v in sums.items()}
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": global_iter,
-                **means,
-                "lr": scheduler.get_last_lr()[0],
-                "skipped_steps": bad.total,
-            }
-            validate = val_dataset is not None and (
-                (epoch + 1) % tr.val_every_epochs == 0 or epoch + 1 == tr.epochs
+class _WorkerRun:
+    """One worker's run: what it trains, where it stands, and where it reports.
+
+    The steps of :func:`train_loop_per_worker` share this state; they run in a fixed order
+    (construction, :meth:`resume`, :meth:`wrap_ddp`, :meth:`open_log`, :meth:`train`) because the
+    random draws must happen as in every earlier run of the same config (a resumed run ends with
+    the weights of an unstopped one), and DDP must wrap a model that already holds the resumed
+    weights.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        # imported before set_threads, so that libraries it loads see the environment they always saw
+        from ls_train.factory import build_model
+
+        self.config = config
+        self.cfg = config["cfg"]
+        self.run_dir = Path(config["run_dir"])
+        self.local = bool(config.get("local", False))
+        self.tr = tr = trainer_config(self.cfg)
+        use_gpu = bool(self.cfg["cluster"].get("use_gpu", False))
+        self.session = _Session(local=self.local, run_dir=self.run_dir, cfg=self.cfg)
+        self.threads_note = self.session.set_threads()
+        self.device = self.session.device(use_gpu)
+        torch.manual_seed(tr.seed + self.session.rank)
+
+        self.model: nn.Module = build_model(self.cfg).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=tr.lr,
+            weight_decay=tr.weight_decay,
+            betas=tuple(tr.betas),
+            # one fused kernel instead of a loop over tensors: ~6x faster steps on CPU (and on GPU)
+            fused=True,
+        )
+        self._open_data()
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            warmup_iters=tr.warmup_iters,
+            total_iters=tr.epochs * math.ceil(self.steps_per_epoch / tr.grad_accum_steps),
+            min_lr_ratio=tr.min_lr_ratio,
+        )
+        self.bad = BadStepCounter(max_bad_steps=tr.max_bad_steps)
+
+        self.start_epoch, self.start_epoch_step, self.global_iter = 0, 0, 0
+        self.last_metrics: dict[str, Any] = {}
+        self.resumed = False
+        self.logger: Any = None
+        self.console: Any = None
+
+    def _open_data(self) -> None:
+        """The training loader, the validation dataset (None: no validation) and the iterations
+        per epoch.
+
+        Raises:
+            TrainingStopped: the training loader is empty.
+        """
+        from ls_train.factory import build_eval_dataset, build_train_loaders
+
+        fingerprints = self.config.get(INDEX_FINGERPRINTS_KEY)
+        # the driver built the indices: they are only opened here
+        loaders = build_train_loaders(self.cfg, fingerprints)
+        self.train_loader = loaders["train"]
+        self.val_dataset = build_eval_dataset(self.cfg, fingerprints)
+        if self.val_dataset is None and "val" in loaders:
+            self.val_dataset = loaders["val"].dataset
+        self.steps_per_epoch = len(self.train_loader)
+        if self.tr.max_steps_per_epoch is not None:
+            self.steps_per_epoch = min(self.steps_per_epoch, self.tr.max_steps_per_epoch)
+        if self.steps_per_epoch < 1:
+            raise TrainingStopped("datasets: the training loader is empty (no crops in the training index?)")
+
+    def resume(self) -> list[str]:
+        """Continue from the run's furthest readable checkpoint, if any: weights, optimizer,
+        schedule, bad-step count, position and this worker's RNG states.
+
+        Returns:
+            Lines for the log: the unreadable checkpoints skipped, and why the RNG states could not
+            be restored (the resumed run then draws other samples than an unstopped one).
+
+        Raises:
+            TrainingStopped: the workers found different checkpoints.
+        """
+        skipped: list[str] = []
+        state = self.session.resume_state(skipped)
+        _check_same_resume_point(-1 if state is None else int(state["global_iter"]), self.session.world)
+        if state is None:
+            return skipped
+        load_model_weights(self.model, state, source="the run's last checkpoint")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.bad.load_state_dict(state.get("bad_steps", {}))
+        self.start_epoch, self.start_epoch_step = int(state["epoch"]), int(state["epoch_step"])
+        self.global_iter = int(state["global_iter"])
+        self.last_metrics = dict(state.get("metrics", {}))
+        rng_note = _restore_rngs(state, self.session.rank, self.session.world)
+        if rng_note:
+            skipped.append(rng_note)
+        self.resumed = True
+        return skipped
+
+    def wrap_ddp(self) -> None:
+        """With several workers, wrap the model (holding the resumed weights) for DDP."""
+        if self.session.world > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
             )
-            if validate:
-                fault_point("train.validation")
-                summary = _validate(model, cfg, val_dataset, session, device, tr.amp)
-                row.update(summary)
-                if logger is not None:
-                    shown = ", ".join(
-                        f"{k} {v:.4f}"
-                        for k, v in summary.items()
-                        if k in (score_key, "ap@50", "ap@75", "f1@50", "coco_mask_ap")
-                    )
-                    logger.message(f"epoch {epoch + 1}/{tr.epochs} validation: {shown}")
-            metrics = {**row, RANK_KEY: checkpoint_rank(row.get(score_key), tr.checkpoint_score_order)}
-            last_metrics = {k: v for k, v in row.items() if k not in ("epoch", "step")}
-            if logger is not None:
-                logger.epoch_end(row)
-            session.report(metrics, snapshot(epoch + 1, 0, metrics), name(epoch + 1, 0))
-            fault_point("train.checkpoint")
-    except (NonFiniteLossError, StorageFullError) as exc:
-        if logger is not None:
-            logger.message(str(exc))
-        if local or config.get("stop_reason") is None:
-            raise
-        if session.rank == 0:
-            import ray
 
-            ray.get(config["stop_reason"].set.remote(str(exc)))
-        return
-    finally:
-        stop.restore()
-        if logger is not None:
-            logger.close()
-        if console is not None:
-            console.close()
+    def open_log(self, notes: list[str]) -> None:
+        """On rank 0, the run's logger (progress, TensorBoard, metrics.csv), writing to the console
+        file of a quiet Ray run when given, and the lines that open the log: the thread count,
+        ``notes`` and where a resumed run goes on."""
+        from ls_train.trainer.logging import RunLogger
+
+        if self.session.rank != 0:
+            return
+        if self.config.get("console"):  # a quiet Ray run: the driver prints this file's lines
+            self.console = Path(self.config["console"]).open("a", buffering=1)  # noqa: SIM115 (closed at the end)
+        self.logger = RunLogger(
+            self.run_dir,
+            epochs=self.tr.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            log_every_steps=self.tr.log_every_steps,
+            start_iter=self.global_iter,
+            stream=self.console,
+            mark_partial=self.console is not None,
+        )
+        for line in [*([self.threads_note] if self.threads_note else []), *notes]:
+            self.logger.message(line)
+        if self.resumed:
+            self.logger.message(
+                f"resuming {self.run_dir.name} at epoch {self.start_epoch + 1}, iteration "
+                f"{self.start_epoch_step} ({self.global_iter} iterations done)"
+            )
+
+    def train(self) -> None:
+        """The epochs from where the run stands to the last, or to a stop request.
+
+        A non-finite loss streak or a full disk is logged and raised; in a Ray run with a
+        ``stop_reason`` actor, rank 0 tells the actor instead and every worker returns. The SIGTERM
+        handler, the logger and the console file are released whatever happens.
+        """
+        self.stop = StopRequest(self.run_dir, install=self.local)
+        self.config_text = json.dumps(self.cfg)
+        try:
+            for epoch in range(self.start_epoch, self.tr.epochs):
+                if self._epoch(epoch):
+                    return
+        except (NonFiniteLossError, StorageFullError) as exc:
+            if self.logger is not None:
+                self.logger.message(str(exc))
+            if self.local or self.config.get("stop_reason") is None:
+                raise
+            if self.session.rank == 0:
+                import ray
+
+                ray.get(self.config["stop_reason"].set.remote(str(exc)))
+            return
+        finally:
+            self.stop.restore()
+            if self.logger is not None:
+                self.logger.close()
+            if self.console is not None:
+                self.console.close()
+
+    def _epoch(self, epoch: int) -> bool:
+        """Train ``epoch`` (from the resumed iteration in the first one), then end it.
+
+        Returns:
+            True when a stop was requested: the checkpoint is written and the run returns.
+        """
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        self.model.train()
+        first = self.start_epoch_step if epoch == self.start_epoch else 0
+        losses = _EpochLosses()
+        self.optimizer.zero_grad(set_to_none=True)
+        epoch_step = first
+        for batch in _rest_of_epoch(self.train_loader, first):
+            if epoch_step >= self.steps_per_epoch:
+                break
+            epoch_step += 1
+            if self._step(epoch, epoch_step, batch, losses):
+                self._checkpoint_on_request(epoch, epoch_step)
+                return True
+        self.start_epoch_step = 0
+        self._end_epoch(epoch, losses)
+        return False
+
+    def _step(self, epoch: int, epoch_step: int, batch: Any, losses: _EpochLosses) -> bool:
+        """Iteration ``epoch_step`` (counted from 1) of ``epoch``: the forward pass, and the backward
+        pass unless the loss is not finite on some worker (:class:`BadStepCounter` raises
+        :class:`NonFiniteLossError` after too many in a row; with DDP a zero backward keeps the
+        workers' reducers in step); an optimizer update at the end of each accumulation window and
+        of the epoch. Returns whether a stop was requested on any worker, agreed with the loss's
+        finiteness in one reduction so that all workers stop at the same iteration."""
+        images, targets, metas = batch
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [_to_device(t, self.device) for t in targets]
+        with _autocast(self.tr.amp, self.device):
+            loss_dict = self.model(images, targets, **spacing_kwargs(self.model, sample_spacings(metas)))
+        loss = sum(loss_dict.values())
+        values = {k: float(v.detach()) for k, v in loss_dict.items()}
+        nonfinite, stop_flag = _agree(
+            [0.0 if math.isfinite(float(loss.detach())) else 1.0, 1.0 if self.stop.requested else 0.0],
+            self.session.world,
+        )
+        self.global_iter += 1
+        total = float(loss.detach()) if not nonfinite else math.nan
+        if self.bad.check(total, step=self.global_iter, losses=values):
+            (loss / self.tr.grad_accum_steps).backward()
+            losses.add(values, total)
+        elif self.session.world > 1:
+            _zero_backward(self.model)
+        if epoch_step % self.tr.grad_accum_steps == 0 or epoch_step == self.steps_per_epoch:
+            self._update()
+        if self.logger is not None:
+            self.logger.progress(
+                epoch=epoch,
+                epoch_step=epoch_step,
+                global_iter=self.global_iter,
+                losses={"loss": total, **values},
+                lr=self.scheduler.get_last_lr()[0],
+                skipped=self.bad.total,
+            )
+        return bool(stop_flag)
+
+    def _update(self) -> None:
+        """Clip the accumulated gradient, step the optimizer and the schedule, clear the gradient."""
+        if self.tr.grad_clip_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.tr.grad_clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        fault_point("train.step")
+
+    def _checkpoint_on_request(self, epoch: int, epoch_step: int) -> None:
+        """Checkpoint the iteration reached for a resume, unranked (a partial epoch is never the
+        best) and without the last score; say on the log how to resume."""
+        score_key = self.tr.checkpoint_score_attribute
+        metrics = {
+            **{k: v for k, v in self.last_metrics.items() if k != score_key},
+            "epoch": epoch,
+            "iteration": self.global_iter,
+            STOP_REQUESTED_KEY: 1.0,
+            RANK_KEY: UNRANKED,
+        }
+        self.session.report(
+            metrics,
+            self._state(epoch, epoch_step, self.last_metrics),
+            self._checkpoint_name(epoch, epoch_step),
+        )
+        if self.logger is not None:
+            self.logger.message(
+                f"stop requested: checkpoint written at epoch {epoch + 1}, "
+                f"iteration {epoch_step}; "
+                f"re-run with trainer.run_name={self.run_dir.name} to resume"
+            )
+
+    def _end_epoch(self, epoch: int, losses: _EpochLosses) -> None:
+        """The epoch's row (mean losses, learning rate, skipped steps, and the validation metrics
+        when validation is due) to the log and metrics.csv, then its checkpoint, ranked by the
+        score."""
+        tr = self.tr
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": self.global_iter,
+            **losses.means(),
+            "lr": self.scheduler.get_last_lr()[0],
+            "skipped_steps": self.bad.total,
+        }
+        validate = self.val_dataset is not None and (
+            (epoch + 1) % tr.val_every_epochs == 0 or epoch + 1 == tr.epochs
+        )
+        if validate:
+            row.update(self._validation(epoch))
+        score = row.get(tr.checkpoint_score_attribute)
+        metrics = {**row, RANK_KEY: checkpoint_rank(score, tr.checkpoint_score_order)}
+        self.last_metrics = {k: v for k, v in row.items() if k not in ("epoch", "step")}
+        if self.logger is not None:
+            self.logger.epoch_end(row)
+        self.session.report(metrics, self._state(epoch + 1, 0, metrics), self._checkpoint_name(epoch + 1, 0))
+        fault_point("train.checkpoint")
+
+    def _validation(self, epoch: int) -> dict[str, float]:
+        """Validate after ``epoch`` (all workers); rank 0 logs the headline metrics. Returns the
+        metrics."""
+        fault_point("train.validation")
+        summary = _validate(self.model, self.cfg, self.val_dataset, self.session, self.device, self.tr.amp)
+        if self.logger is not None:
+            headline = (self.tr.checkpoint_score_attribute, "ap@50", "ap@75", "f1@50", "coco_mask_ap")
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k in headline)
+            self.logger.message(f"epoch {epoch + 1}/{self.tr.epochs} validation: {shown}")
+        return summary
+
+    def _state(self, epoch: int, epoch_step: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """The checkpoint of the run at ``epoch_step`` of ``epoch`` (0: its start)."""
+        return {
+            "model": model_state_dict(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "epoch_step": epoch_step,
+            "global_iter": self.global_iter,
+            "bad_steps": self.bad.state_dict(),
+            "rng": gather_rng_states(self.session.world),  # by rank: a resumed run draws what this one would
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
+            CONFIG_KEY: self.config_text,  # the checkpoint carries the config that trained it
+        }
+
+    def _checkpoint_name(self, epoch: int, epoch_step: int) -> str:
+        partial = "" if epoch_step == 0 else "_partial"
+        return f"checkpoint_epoch{epoch:04d}_iter{self.global_iter:08d}" + partial
 
 
 def _rest_of_epoch(loader: Iterable[Any], skip: int) -> Iterable[Any]:
