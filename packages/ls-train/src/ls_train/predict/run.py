@@ -46,7 +46,7 @@ from ls_train.predict.checks import (
 )
 from ls_train.predict.config import PredictConfig, predict_config
 from ls_train.predict.progress import Progress
-from ls_train.predict.stitch import plan_stitch
+from ls_train.predict.stitch import StitchPlan, plan_stitch
 from ls_train.predict.table import StatsAccumulator, write_table
 from ls_train.predict.tilestore import TileStore
 from ls_train.predict.tiling import Box, TileGrid
@@ -478,149 +478,264 @@ def run_prediction(
         PlanMismatchError: the work folder holds tiles of a different run.
         StorageFullError: a write failed for lack of space (the finished tiles are kept).
     """
-    import sys
-
-    from ls_data.io import ImageWriter, LabelImageWriter, pyramid_factors
-
     pc = predict_config(cfg)
     t0 = time.monotonic()
+    job = _prepare(cfg, pc, input, output, checkpoint, overwrite, progress_stream)
+    grid, work = job.grid, job.work
+    with _clear_error_when_disk_full(work, len(grid)):
+        store, created = _open_store(work, job.plan, grid, overwrite)
+    done = store.done()
+    print_fn(
+        f"ls-predict: {job.volume.path} level {job.volume.level} {job.volume.shape} (channels "
+        f"{job.volume.channels}), {len(grid)} tile{'' if len(grid) == 1 else 's'} of {grid.tile_shape} "
+        f"overlapping {grid.overlap}" + (f"; {len(done)} already done in {work}" if done else "")
+    )
+    seconds: dict[str, float] = {}
+    with (
+        _clear_error_when_disk_full(work, len(grid)),
+        _no_block_on_failure(store, created),
+        ray_session(cfg, logs_dir=work) if job.use_ray else nullcontext(),
+    ):
+        forward = _tiles_pass(job, store, done, seconds)
+        stitch, capped = _stitch_pass(job, store, print_fn, seconds)
+        rows = _write_pass(job, store, stitch, seconds)
+    if not pc.keep_work_dir:
+        TileStore.remove(work)
+    seconds["total"] = time.monotonic() - t0
+    result = PredictionResult(
+        output=job.out,
+        labels=job.out / "labels" / pc.label_name,
+        table=job.table,
+        objects=len(rows),
+        tiles=len(grid),
+        tiles_resumed=len(done),
+        forward_seconds=forward,
+        tiles_capped=len(capped),
+        voxels=job.voxels,
+        seconds=seconds,
+    )
+    print_fn(
+        f"ls-predict: {len(rows)} objects in {result.labels}; table {job.table}; "
+        f"{seconds['total']:.1f} s ({job.voxels / max(seconds['total'], 1e-9) / 1e6:.2f} Mvoxel/s)"
+        + (f"; {len(capped)} tile(s) reached a cap (see the warning above)" if capped else "")
+    )
+    return result
+
+
+@dataclass
+class _Job:
+    """A prediction run whose input and settings passed every check made before any work.
+
+    Attributes:
+        pc: The ``predict`` settings.
+        volume: The opened input.
+        out: The output OME-Zarr (resolved); ``into_input`` when it is the input itself, and
+            ``resume_labels`` when an unfinished label image of an interrupted run is replaced there.
+        overwrite: Replace an existing output, label image or work folder of another plan.
+        work: The work folder (tiles and, for a new output, the output being assembled).
+        table: The per-instance table.
+        spec: The segmenter's description (what Ray workers build theirs from).
+        segmenter: The segmenter of an in-process run (None with Ray).
+        grid: The tiles.
+        plan: What the stored tiles depend on (:func:`_plan`).
+        stream: Where the progress lines go (None: nowhere).
+    """
+
+    pc: PredictConfig
+    volume: InputVolume
+    out: Path
+    into_input: bool
+    resume_labels: bool
+    overwrite: bool
+    work: Path
+    table: Path
+    spec: SegmenterSpec
+    segmenter: Any
+    grid: TileGrid
+    plan: dict[str, Any]
+    stream: Any
+
+    @property
+    def use_ray(self) -> bool:
+        return self.pc.executor == "ray"
+
+    @property
+    def voxels(self) -> int:
+        return math.prod(self.volume.shape)
+
+
+def _prepare(
+    cfg: Mapping[str, Any],
+    pc: PredictConfig,
+    input_path: str | Path,
+    output: str | Path,
+    checkpoint: str | None,
+    overwrite: bool,
+    progress_stream: Any,
+) -> _Job:
+    """Open the input and refuse bad input and settings before the work folder or the output is
+    created, so that a refused run leaves nothing behind; build the in-process segmenter.
+
+    A checkpoint that does not fit the config, or channels that do not fit the model, fail here,
+    before any work; an in-process run uses the model loaded for that check, Ray workers load
+    their own.
+
+    Raises:
+        ConfigError, DataError, NonFiniteInputError, CheckpointError: as :func:`run_prediction`.
+    """
+    import sys
+
     stream = sys.stderr if progress_stream == "stderr" else progress_stream
     stream = stream if pc.progress else None
-    volume = open_input(input, pc.level, pc.channels)
+    volume = open_input(input_path, pc.level, pc.channels)
     out = Path(output).expanduser().resolve()
     into_input, resume_labels = _check_output(volume, out, output, pc, overwrite)
     work = Path(pc.work_dir).expanduser().resolve() if pc.work_dir else out.parent / f"{out.name}.ls-predict"
     table = _table_path(pc, out)
     _check_locations(pc, out, output, into_input, work, table)
     scan_finite(volume)
-    # a checkpoint that does not fit the config, or channels that do not fit the model, fail
-    # here, before any work; a local run uses the model loaded for that check, Ray workers load
-    # their own
     spec, model = _segmenter_spec(cfg, pc, volume, checkpoint)
-    use_ray = pc.executor == "ray"
-    segmenter = None if use_ray else spec.build(model)
+    segmenter = None if pc.executor == "ray" else spec.build(model)
     del model
     grid = TileGrid(volume.shape, pc.tile_shape, pc.overlap)
     plan = _plan(cfg, pc, volume, grid, spec)
-    with _clear_error_when_disk_full(work, len(grid)):
-        store, created = _open_store(work, plan, grid, overwrite)
-    done = store.done()
-    pending = [i for i in range(len(grid)) if i not in done]
-    voxels = math.prod(volume.shape)
-    print_fn(
-        f"ls-predict: {volume.path} level {volume.level} {volume.shape} (channels {volume.channels}), "
-        f"{len(grid)} tile{'' if len(grid) == 1 else 's'} of {grid.tile_shape} overlapping {grid.overlap}"
-        + (f"; {len(done)} already done in {work}" if done else "")
+    return _Job(
+        pc=pc,
+        volume=volume,
+        out=out,
+        into_input=into_input,
+        resume_labels=resume_labels,
+        overwrite=overwrite,
+        work=work,
+        table=table,
+        spec=spec,
+        segmenter=segmenter,
+        grid=grid,
+        plan=plan,
+        stream=stream,
     )
-    seconds: dict[str, float] = {}
-    with (
-        _clear_error_when_disk_full(work, len(grid)),
-        _no_block_on_failure(store, created),
-        ray_session(cfg, logs_dir=work) if use_ray else nullcontext(),
-    ):
-        worker = TileWorker(
-            volume,
-            grid,
-            store,
-            spec,
-            batch_size=pc.batch_size,
-            threads=pc.threads_per_worker,
-            trim_memory=pc.trim_memory,
-            segmenter_instance=segmenter,
-        )
-        progress = Progress(
-            "tiles", len(grid), voxels_per_item=voxels / len(grid), done=len(done), stream=stream
-        )
-        start = time.monotonic()
-        forward = _run_tiles(pc, worker, pending, progress, use_ray)
-        seconds["tiles"] = time.monotonic() - start
 
-        start = time.monotonic()
-        metas = [store.meta(t) for t in range(len(grid))]
-        capped = [t for t, m in enumerate(metas) if m.capped]
-        if capped:
-            print_fn(_capped_warning(capped, len(grid)))
-        stitch = plan_stitch(
-            grid,
-            metas,
-            store.read,
-            criterion=pc.merge_criterion,
-            threshold=pc.merge_threshold,
-            border_margin=pc.border_margin,
-        )
-        seconds["stitch"] = time.monotonic() - start
 
-        start = time.monotonic()
-        factors = pyramid_factors(volume.shape, volume.spacing, max_levels=pc.pyramid_levels or 6)
-        target = work / "output.ome.zarr" if not into_input else out
-        image_writer = None
-        if not into_input:
-            image_writer = ImageWriter.create(
-                target,
-                (len(volume.channels), *volume.shape),
-                volume.dtype,
-                volume.spacing,
-                chunks=pc.chunks,
-                factors=factors,
-                translation=volume.translation,
-                overwrite=True,
-            )
-        label_writer = LabelImageWriter.create(
+def _tiles_pass(job: _Job, store: TileStore, done: set[int], seconds: dict[str, float]) -> float:
+    """Pass 1: segment and store the tiles not in ``done``; its wall time goes to
+    ``seconds["tiles"]``. Returns the summed segmenter seconds."""
+    pc, grid = job.pc, job.grid
+    pending = [i for i in range(len(grid)) if i not in done]
+    worker = TileWorker(
+        job.volume,
+        grid,
+        store,
+        job.spec,
+        batch_size=pc.batch_size,
+        threads=pc.threads_per_worker,
+        trim_memory=pc.trim_memory,
+        segmenter_instance=job.segmenter,
+    )
+    progress = Progress(
+        "tiles", len(grid), voxels_per_item=job.voxels / len(grid), done=len(done), stream=job.stream
+    )
+    start = time.monotonic()
+    forward = _run_tiles(pc, worker, pending, progress, job.use_ray)
+    seconds["tiles"] = time.monotonic() - start
+    return forward
+
+
+def _stitch_pass(
+    job: _Job, store: TileStore, print_fn: Callable[[str], None], seconds: dict[str, float]
+) -> tuple[StitchPlan, list[int]]:
+    """Pass 2: merge the tiles' instances into objects, warning about tiles whose detections were
+    capped; its wall time goes to ``seconds["stitch"]``. Returns the plan and the capped tiles."""
+    pc, grid = job.pc, job.grid
+    start = time.monotonic()
+    metas = [store.meta(t) for t in range(len(grid))]
+    capped = [t for t, m in enumerate(metas) if m.capped]
+    if capped:
+        print_fn(_capped_warning(capped, len(grid)))
+    stitch = plan_stitch(
+        grid,
+        metas,
+        store.read,
+        criterion=pc.merge_criterion,
+        threshold=pc.merge_threshold,
+        border_margin=pc.border_margin,
+    )
+    seconds["stitch"] = time.monotonic() - start
+    return stitch, capped
+
+
+def _write_pass(
+    job: _Job, store: TileStore, stitch: StitchPlan, seconds: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Pass 3: paint and write the blocks, build the pyramids, then publish the result
+    (:func:`_publish`); its wall time goes to ``seconds["write"]``. Returns the table's rows."""
+    pc, volume = job.pc, job.volume
+    start = time.monotonic()
+    target, image_writer, label_writer = _open_writers(job)
+    paint = PaintJob(job.grid, stitch, store, label_writer, image_writer, volume if image_writer else None)
+    blocks = _blocks(volume.shape, pc.chunks, job.grid.tile_shape)
+    acc = StatsAccumulator(stitch.num_objects)
+    _run_paint(
+        pc,
+        paint,
+        blocks,
+        acc,
+        Progress("write", len(blocks), voxels_per_item=job.voxels / len(blocks), stream=job.stream),
+        job.use_ray,
+    )
+    label_writer.build_pyramid()
+    if image_writer is not None:
+        image_writer.build_pyramid()
+        image_writer.finalize()
+    rows = acc.rows(stitch.scores, stitch.classes, stitch.members, volume.spacing, volume.translation)
+    _publish(job, label_writer, target, rows)
+    seconds["write"] = time.monotonic() - start
+    return rows
+
+
+def _open_writers(job: _Job) -> tuple[Path, Any, Any]:
+    """The OME-Zarr the labels are written to (a new output is assembled in the work folder), the
+    image writer of a new output (None into the input) and the label image writer."""
+    from ls_data.io import ImageWriter, LabelImageWriter, pyramid_factors
+
+    pc, volume = job.pc, job.volume
+    factors = pyramid_factors(volume.shape, volume.spacing, max_levels=pc.pyramid_levels or 6)
+    target = job.work / "output.ome.zarr" if not job.into_input else job.out
+    image_writer = None
+    if not job.into_input:
+        image_writer = ImageWriter.create(
             target,
-            pc.label_name,
-            volume.shape,
+            (len(volume.channels), *volume.shape),
+            volume.dtype,
             volume.spacing,
             chunks=pc.chunks,
-            # into the input, the label pyramid follows the image's; a new output uses `factors` for both
-            factors=None if into_input else factors,
+            factors=factors,
             translation=volume.translation,
-            overwrite=overwrite or resume_labels or not into_input,
+            overwrite=True,
         )
-        job = PaintJob(grid, stitch, store, label_writer, image_writer, volume if image_writer else None)
-        blocks = _blocks(volume.shape, pc.chunks, grid.tile_shape)
-        acc = StatsAccumulator(stitch.num_objects)
-        _run_paint(
-            pc,
-            job,
-            blocks,
-            acc,
-            Progress("write", len(blocks), voxels_per_item=voxels / len(blocks), stream=stream),
-            use_ray,
-        )
-        label_writer.build_pyramid()
-        if image_writer is not None:
-            image_writer.build_pyramid()
-            image_writer.finalize()
-        rows = acc.rows(stitch.scores, stitch.classes, stitch.members, volume.spacing, volume.translation)
-        properties = None
-        if len(rows) <= MAX_LABEL_PROPERTIES:
-            properties = [{"label-value": r["id"], "class": r["class"], "score": r["score"]} for r in rows]
-        write_table(table, rows)
-        # the last steps make the result visible: listing the labels, then moving a new output in place
-        label_writer.finalize(properties=properties)
-        if not into_input:
-            if out.exists():
-                shutil.rmtree(out)
-            shutil.move(str(target), str(out))
-        seconds["write"] = time.monotonic() - start
-    if not pc.keep_work_dir:
-        TileStore.remove(work)
-    seconds["total"] = time.monotonic() - t0
-    result = PredictionResult(
-        output=out,
-        labels=out / "labels" / pc.label_name,
-        table=table,
-        objects=len(rows),
-        tiles=len(grid),
-        tiles_resumed=len(done),
-        forward_seconds=forward,
-        tiles_capped=len(capped),
-        voxels=voxels,
-        seconds=seconds,
+    label_writer = LabelImageWriter.create(
+        target,
+        pc.label_name,
+        volume.shape,
+        volume.spacing,
+        chunks=pc.chunks,
+        # into the input, the label pyramid follows the image's; a new output uses `factors` for both
+        factors=None if job.into_input else factors,
+        translation=volume.translation,
+        overwrite=job.overwrite or job.resume_labels or not job.into_input,
     )
-    print_fn(
-        f"ls-predict: {len(rows)} objects in {result.labels}; table {table}; "
-        f"{seconds['total']:.1f} s ({voxels / max(seconds['total'], 1e-9) / 1e6:.2f} Mvoxel/s)"
-        + (f"; {len(capped)} tile(s) reached a cap (see the warning above)" if capped else "")
-    )
-    return result
+    return target, image_writer, label_writer
+
+
+def _publish(job: _Job, label_writer: Any, target: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the table, then make the result visible: list the labels (with their class and score
+    as properties when not too many), then move a new output into place. Until this last step an
+    interrupted run leaves no output that looks complete."""
+    properties = None
+    if len(rows) <= MAX_LABEL_PROPERTIES:
+        properties = [{"label-value": r["id"], "class": r["class"], "score": r["score"]} for r in rows]
+    write_table(job.table, rows)
+    label_writer.finalize(properties=properties)
+    if not job.into_input:
+        if job.out.exists():
+            shutil.rmtree(job.out)
+        shutil.move(str(target), str(job.out))
