@@ -14,6 +14,7 @@ not depend on the grid. This script measures it with the model itself, on this m
    at IoU 0.9), and each grid's ap@50/ap@75 against the truth.
 
     python benchmarks/tile_grids.py --checkpoint runs/quickstart/checkpoint_epoch0020_iter00000320
+    python benchmarks/tile_grids.py --checkpoint DIR -- models.backbones.norm=batchnorm  # another recipe
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def main() -> None:
     parser.add_argument("--max-detections", type=int, default=1000, help="detections per tile at most")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("overrides", nargs="*",
+                        help="Hydra overrides of the model's config, as it was trained (after --), e.g. "
+                             "models.backbones.norm=batchnorm")
     args = parser.parse_args()
 
     from ls_data.io import open_labels
@@ -68,7 +72,7 @@ def main() -> None:
     for name, (tile, overlap) in grids.items():
         run = argparse.Namespace(**{**vars(args), "tile": tile, "overlap": overlap})
         out = root / f"grid_{name}.ome.zarr"
-        runs[name] = predict(run, volume, out)
+        runs[name] = predict(run, volume, out, args.overrides)
         labels[name] = open_labels(out / "labels" / "instances").read()
 
     a_vs_b = dict(zip((0.5, 0.9), match(labels["A"], labels["B"], thresholds=(0.5, 0.9)), strict=True))
