@@ -7,18 +7,20 @@ import torch
 import torch.nn.functional as F
 
 from ls_detection import paste_masks_into_label_volume
-from ls_detection.postprocess import paste_masks_in_volume, predictions_to_label_volume
+from ls_detection.postprocess import paste_masks_in_volume, predictions_to_label_volume, visible_ranking
 from ls_detection.transform import DetectionTransform3D
 
 SIZE = (6, 10, 12)
 
 
-def _dense(masks, boxes, scores, size, *, mask_threshold=0.5, score_threshold=0.0, padding=1):
+def _dense(masks, boxes, scores, size, *, mask_threshold=0.5, score_threshold=0.0, padding=1,
+           min_visible_fraction=0.0):
     pasted = paste_masks_in_volume(masks, boxes, size, padding)
     prediction = {"masks": pasted, "scores": scores}
     labels = predictions_to_label_volume(
-        prediction, mask_threshold=mask_threshold, score_threshold=score_threshold
-    )
+        prediction, mask_threshold=mask_threshold, score_threshold=score_threshold,
+        min_visible_fraction=min_visible_fraction,
+    )  # fmt: skip
     return labels, pasted
 
 
@@ -64,6 +66,63 @@ def test_equals_the_dense_path_on_random_detections(seed, mask_threshold, score_
     assert labels.dtype == torch.int32 and labels.shape == SIZE
     assert torch.equal(labels, expected)
     _check_order(labels, order, pasted, scores, mask_threshold, score_threshold)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    ("fraction", "mask_threshold", "padding"), [(0.5, 0.5, 1), (0.3, 0.3, 0), (1.0, 0.5, 1)]
+)
+def test_min_visible_fraction_equals_the_dense_path_and_a_reference(seed, fraction, mask_threshold, padding):
+    """Both paths drop the same instances, and exactly those that a direct reading of the rule
+    drops: in rank order, an instance keeps its mask when at least ``fraction`` of its voxels are
+    not taken by the instances kept before it."""
+    masks, boxes, scores = _random_detections(seed, n=10)
+    options = {"mask_threshold": mask_threshold, "padding": padding, "min_visible_fraction": fraction}
+    labels, order = paste_masks_into_label_volume(masks, boxes, scores, SIZE, **options)
+    expected, pasted = _dense(masks, boxes, scores, SIZE, **options)
+    assert torch.equal(labels, expected)
+    ranked = torch.argsort(scores, descending=True, stable=True).tolist()
+    taken = torch.zeros(SIZE, dtype=torch.bool)
+    kept = []
+    for index in ranked:
+        own = pasted[index, 0] > mask_threshold
+        if (own & ~taken).sum() >= fraction * own.sum() and (own & ~taken).any():
+            kept.append(index)
+            taken |= own
+    assert order.tolist() == kept
+    plain, _ = paste_masks_into_label_volume(masks, boxes, scores, SIZE, mask_threshold=mask_threshold,
+                                             padding=padding)  # fmt: skip
+    assert int(labels.max()) <= int(plain.max())
+
+
+def test_min_visible_fraction_drops_a_duplicate_and_keeps_a_neighbour():
+    """A second, lower-scored detection of the same object keeps a sliver without the rule and is
+    dropped with it; a touching neighbour that keeps most of its mask stays."""
+    ones = torch.ones(3, 1, 4, 4, 4)
+    boxes = torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0, 4.0],   # the object
+                          [0.0, 0.0, 1.0, 4.0, 4.0, 5.0],   # its duplicate, one voxel off in x
+                          [0.0, 0.0, 4.0, 4.0, 4.0, 8.0]])  # the neighbour, touching  # fmt: skip
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    size = (4, 4, 10)
+    plain, plain_order = paste_masks_into_label_volume(ones, boxes, scores, size, padding=0)
+    fused, fused_order = paste_masks_into_label_volume(ones, boxes, scores, size, padding=0,
+                                                       min_visible_fraction=0.5)  # fmt: skip
+    assert plain_order.tolist() == [0, 1, 2] and int((plain == 2).sum()) == 16  # a 16-voxel sliver
+    assert fused_order.tolist() == [0, 2]
+    assert int((fused == 1).sum()) == 64 and int((fused == 2).sum()) == 64
+    dense = {"masks": paste_masks_in_volume(ones, boxes, size, 0), "scores": scores}
+    assert visible_ranking(dense).tolist() == [0, 1, 2]
+    assert visible_ranking(dense, min_visible_fraction=0.5).tolist() == [0, 2]
+
+
+def test_min_visible_fraction_out_of_range_is_an_error():
+    masks, boxes, scores = _random_detections(0, n=2)
+    for fraction in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="min_visible_fraction must be in"):
+            paste_masks_into_label_volume(masks, boxes, scores, SIZE, min_visible_fraction=fraction)
+        with pytest.raises(ValueError, match="min_visible_fraction must be in"):
+            predictions_to_label_volume({"masks": torch.zeros(1, 1, 2, 2, 2), "scores": torch.ones(1)},
+                                        min_visible_fraction=fraction)  # fmt: skip
 
 
 def test_boxes_outside_hidden_instances_ties_and_threshold():

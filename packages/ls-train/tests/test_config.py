@@ -132,6 +132,8 @@ def test_an_unknown_experiment_is_an_error() -> None:
         ("+models.backbones.fpn.out_chanels=8", r"fpn3d.*out_chanels"),
         ("+data.synthesize.num_volume=3", r"data\.synthesize\.num_volume:.*num_volumes"),
         ("evaluation.num_mip_crops=-1", r"evaluation\.num_mip_crops must be >= 0"),
+        ("evaluation.min_visible_fraction=1.5", r"evaluation\.min_visible_fraction must be in \[0, 1\]"),
+        ("predict.min_visible_fraction=-0.5", r"predict\.min_visible_fraction must be in \[0, 1\]"),
         ("predict.border_margin=0", r"predict\.border_margin must be >= 1"),
         ("predict.threshold_segmenter.channel=-1", r"threshold_segmenter\.channel must be an int >= 0"),
         ("predict.gpus_per_worker=-1", r"predict\.gpus_per_worker must be >= 0"),

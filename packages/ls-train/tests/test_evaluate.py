@@ -81,6 +81,26 @@ def test_ground_truth_and_prediction_labels() -> None:
     assert volume[0, 3, 3] == 1 and volume[0, 0, 0] == 2 and volume[0, 7, 7] == 0
 
 
+def test_min_visible_fraction_drops_a_duplicate_and_keeps_scores_right() -> None:
+    """A second, lower-scored detection of the first object keeps a sliver as a third object
+    without the rule; with ``min_visible_fraction=0.5`` it is dropped, and the neighbour under it
+    keeps its own score and class (not the dropped detection's)."""
+    from ls_detection import predictions_to_label_volume
+
+    masks = torch.zeros(3, 1, 4, 8, 8)
+    masks[0, 0, :, :4, :4] = 0.9  # the object
+    masks[1, 0, :, :4, 1:5] = 0.9  # its duplicate, one voxel off: 1/4 of it is free
+    masks[2, 0, :, :4, 4:8] = 0.9  # the neighbour, under the duplicate's free part
+    pred = {"masks": masks, "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.tensor([1, 2, 3])}
+    plain = predictions_to_label_volume(pred).numpy()
+    assert plain.max() == 3 and (plain == 2).sum() == 4 * 4  # the duplicate's sliver
+    fused = predictions_to_label_volume(pred, min_visible_fraction=0.5).numpy()
+    assert fused.max() == 2 and (fused == 2).sum() == 4 * 4 * 4
+    options = {"mask_threshold": 0.5, "score_threshold": 0.5, "min_visible_fraction": 0.5}
+    scores, classes = label_scores(pred, fused, **options)
+    assert scores == pytest.approx({1: 0.9, 2: 0.7}) and classes == {1: 1, 2: 3}
+
+
 def test_a_perfect_model_scores_one_and_an_empty_one_zero() -> None:
     cfg = load_config("quickstart")
     targets = [_target([(0, 0, 0, 3, 5, 5), (3, 8, 8, 6, 14, 14)]), _target([(1, 2, 2, 5, 9, 9)])]

@@ -59,6 +59,7 @@ _LAZY = {
     "paste_masks_in_volume": "postprocess",
     "paste_masks_into_label_volume": "postprocess",
     "predictions_to_label_volume": "postprocess",
+    "visible_ranking": "postprocess",
     "clip_boxes_to_volume": "boxes",
     "remove_small_boxes3d": "boxes",
 }
@@ -93,6 +94,7 @@ __all__ = [
     "paste_masks_into_label_volume",
     "predictions_to_label_volume",
     "remove_small_boxes3d",
+    "visible_ranking",
 ]
 
 

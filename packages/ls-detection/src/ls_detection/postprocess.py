@@ -121,7 +121,7 @@ def paste_masks_in_volume(masks: Tensor, boxes: Tensor, volume_size: Sequence[in
 
 
 def predictions_to_label_volume(prediction: Mapping[str, Tensor], *, mask_threshold: float = 0.5,
-                                score_threshold: float = 0.0) -> Tensor:
+                                score_threshold: float = 0.0, min_visible_fraction: float = 0.0) -> Tensor:
     """One instance label volume from a prediction dict; higher-scored instances win overlaps.
 
     Instances with ``score >= score_threshold`` are numbered 1..N by decreasing score (ties in
@@ -129,46 +129,100 @@ def predictions_to_label_volume(prediction: Mapping[str, Tensor], *, mask_thresh
     ``> mask_threshold`` there, 0 if none. Instances left with no voxel are dropped and the
     remaining ones renumbered consecutively, keeping their order.
 
+    With ``min_visible_fraction`` > 0 an instance is painted only when at least that fraction of
+    its mask's voxels is not already taken by the instances painted before it (the rule by which
+    Panoptic FPN fuses instance masks): a second detection of an object, which would keep only a
+    sliver beside the first, is dropped instead of becoming a spurious object.
+
     Args:
         prediction: ``{"masks": (N, 1, Z, Y, X) probabilities, "scores": (N,)}`` (other keys ignored).
         mask_threshold: probability above which a voxel belongs to an instance.
         score_threshold: minimum score of an instance to be painted.
+        min_visible_fraction: in ``[0, 1]``; 0 paints every instance where no better one is.
 
     Returns:
         ``(Z, Y, X)`` int32 labels, 0 = background.
     """
-    for key in ("masks", "scores"):
-        if key not in prediction:
-            raise KeyError(f"predictions_to_label_volume: prediction has no {key!r} key "
-                           f"(keys: {sorted(prediction)})")
-    masks, scores = prediction["masks"], prediction["scores"]
-    if masks.dim() != 5 or masks.shape[1] != 1:
-        raise ValueError(f"predictions_to_label_volume: prediction['masks'] must be (N, 1, Z, Y, X), "
-                         f"got {tuple(masks.shape)}")
-    if scores.dim() != 1 or scores.shape[0] != masks.shape[0]:
-        raise ValueError(f"predictions_to_label_volume: prediction['scores'] has shape {tuple(scores.shape)} "
-                         f"for {masks.shape[0]} masks {tuple(masks.shape)}")
-    if not math.isfinite(mask_threshold):
-        raise ValueError(f"predictions_to_label_volume: mask_threshold must be finite, got {mask_threshold}")
-    size = masks.shape[-3:]
-    keep = torch.where(scores >= score_threshold)[0]
-    if keep.numel() == 0:
-        return torch.zeros(size, dtype=torch.int32, device=masks.device)
-    order = keep[torch.argsort(scores[keep], descending=True, stable=True)]
-    inside = masks[order, 0] > mask_threshold  # (N, Z, Y, X), best score first
+    order, inside, _ = _ranked_inside("predictions_to_label_volume", prediction, mask_threshold,
+                                      score_threshold, min_visible_fraction)  # fmt: skip
+    if order.numel() == 0:
+        masks = prediction["masks"]
+        return torch.zeros(masks.shape[-3:], dtype=torch.int32, device=masks.device)
     covered = inside.any(dim=0)
     first = inside.to(torch.uint8).argmax(dim=0)  # index of the first (best) instance covering a voxel
     labels = torch.where(covered, first + 1, torch.zeros_like(first))
     present = torch.bincount(labels.flatten(), minlength=order.numel() + 1) > 0
     present[0] = False
-    lookup = torch.zeros(order.numel() + 1, dtype=torch.int64, device=masks.device)
+    lookup = torch.zeros(order.numel() + 1, dtype=torch.int64, device=labels.device)
     lookup[1:] = torch.cumsum(present[1:].to(torch.int64), dim=0)
     return lookup[labels].to(torch.int32)
 
 
+def visible_ranking(prediction: Mapping[str, Tensor], *, mask_threshold: float = 0.5,
+                    score_threshold: float = 0.0, min_visible_fraction: float = 0.0) -> Tensor:
+    """The detections that :func:`predictions_to_label_volume` paints, best first: indices into
+    ``prediction`` with ``score >= score_threshold``, by decreasing score (ties in input order),
+    without those that ``min_visible_fraction`` drops. A voxel's label comes from the first of them
+    whose mask is ``> mask_threshold`` there, so this tells each label's score and class."""
+    order, _, dropped = _ranked_inside("visible_ranking", prediction, mask_threshold, score_threshold,
+                                       min_visible_fraction)  # fmt: skip
+    return order[~dropped]
+
+
+def _ranked_inside(fn: str, prediction: Mapping[str, Tensor], mask_threshold: float, score_threshold: float,
+                   min_visible_fraction: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Checked inputs; the detections at or above the score threshold by decreasing score, their
+    masks ``> mask_threshold`` in that order (those that ``min_visible_fraction`` drops cleared),
+    and which of them it drops."""
+    for key in ("masks", "scores"):
+        if key not in prediction:
+            raise KeyError(f"{fn}: prediction has no {key!r} key (keys: {sorted(prediction)})")
+    masks, scores = prediction["masks"], prediction["scores"]
+    if masks.dim() != 5 or masks.shape[1] != 1:
+        raise ValueError(f"{fn}: prediction['masks'] must be (N, 1, Z, Y, X), got {tuple(masks.shape)}")
+    if scores.dim() != 1 or scores.shape[0] != masks.shape[0]:
+        raise ValueError(f"{fn}: prediction['scores'] has shape {tuple(scores.shape)} "
+                         f"for {masks.shape[0]} masks {tuple(masks.shape)}")
+    if not math.isfinite(mask_threshold):
+        raise ValueError(f"{fn}: mask_threshold must be finite, got {mask_threshold}")
+    _check_fraction(fn, min_visible_fraction)
+    keep = torch.where(scores >= score_threshold)[0]
+    order = keep[torch.argsort(scores[keep], descending=True, stable=True)]
+    inside = masks[order, 0] > mask_threshold  # (N, Z, Y, X), best score first
+    dropped = torch.zeros(order.numel(), dtype=torch.bool, device=order.device)
+    if min_visible_fraction > 0:
+        dropped = _suppress_hidden(inside, min_visible_fraction)
+    return order, inside, dropped
+
+
+def _check_fraction(fn: str, min_visible_fraction: float) -> None:
+    if not 0.0 <= min_visible_fraction <= 1.0:
+        raise ValueError(f"{fn}: min_visible_fraction must be in [0, 1], got {min_visible_fraction}")
+
+
+def _visible_enough(own: Tensor, free: Tensor, min_visible_fraction: float) -> bool:
+    """Whether an instance keeps enough of its mask (``own`` voxels, ``free`` of them untaken)."""
+    return int(free.sum()) >= min_visible_fraction * int(own.sum())
+
+
+def _suppress_hidden(inside: Tensor, min_visible_fraction: float) -> Tensor:
+    """Clear, in place, the masks of ``inside`` (best first) that too much of is taken by earlier
+    ones; returns which were cleared."""
+    taken = torch.zeros(inside.shape[1:], dtype=torch.bool, device=inside.device)
+    dropped = torch.zeros(inside.shape[0], dtype=torch.bool, device=inside.device)
+    for rank in range(inside.shape[0]):
+        if _visible_enough(inside[rank], inside[rank] & ~taken, min_visible_fraction):
+            taken |= inside[rank]
+        else:
+            inside[rank] = False
+            dropped[rank] = True
+    return dropped
+
+
 def paste_masks_into_label_volume(masks: Tensor, boxes: Tensor, scores: Tensor, volume_size: Sequence[int], *,
                                   mask_threshold: float = 0.5, score_threshold: float = 0.0,
-                                  padding: int = 1) -> tuple[Tensor, Tensor]:
+                                  padding: int = 1,
+                                  min_visible_fraction: float = 0.0) -> tuple[Tensor, Tensor]:
     """One instance label volume from masks in box coordinates, without dense per-instance masks.
 
     The result equals ``predictions_to_label_volume({"masks": paste_masks_in_volume(masks, boxes,
@@ -188,6 +242,8 @@ def paste_masks_into_label_volume(masks: Tensor, boxes: Tensor, scores: Tensor, 
         mask_threshold: probability above which a voxel belongs to an instance.
         score_threshold: minimum score of an instance to be painted.
         padding: zero voxels added around each mask before resampling (see ``paste_masks_in_volume``).
+        min_visible_fraction: drop an instance when less than this fraction of its mask is left
+            to it by the better-ranked ones (see ``predictions_to_label_volume``).
 
     Returns:
         ``labels``, the ``(Z, Y, X)`` int32 label volume (0 = background), and ``order``, ``(L,)``
@@ -203,6 +259,7 @@ def paste_masks_into_label_volume(masks: Tensor, boxes: Tensor, scores: Tensor, 
                          f"got {shape}")
     if not math.isfinite(mask_threshold):
         raise ValueError(f"{fn}: mask_threshold must be finite, got {mask_threshold}")
+    _check_fraction(fn, min_visible_fraction)
     if not masks.is_floating_point():
         masks = masks.float()
     device = masks.device
@@ -223,6 +280,9 @@ def paste_masks_into_label_volume(masks: Tensor, boxes: Tensor, scores: Tensor, 
         region, sampled = pasted
         view = best[region]
         inside = sampled > mask_threshold
+        free = inside & (view == count)
+        if min_visible_fraction > 0 and not _visible_enough(inside, free, min_visible_fraction):
+            continue  # mostly behind better-ranked instances: a duplicate, not an object
         if zero_inside:
             before = view.clone()
             best.masked_fill_(best == count, rank)

@@ -248,6 +248,9 @@ class EvaluationConfig:
         batch_size: Crops per forward pass.
         mask_threshold: Mask probability above which a voxel belongs to an instance.
         score_threshold: Detections below this score are dropped before the label volume is made.
+        min_visible_fraction: A detection is painted only when at least this fraction of its mask
+            is not taken by better-scored ones (0: every detection; 0.5: Panoptic FPN's rule, which
+            drops second detections of an object instead of keeping their slivers).
         output_dir: Where ``ls-evaluate`` writes results (None: ``<runs_root>/<run_name>/evaluation``).
         num_mip_crops: Crops drawn as maximum-intensity projections.
         ray_min_crops: ``ls-evaluate`` spreads the crops over Ray tasks from this many crops on.
@@ -268,6 +271,7 @@ class EvaluationConfig:
     batch_size: int = 1
     mask_threshold: float = 0.5
     score_threshold: float = 0.5
+    min_visible_fraction: float = 0.0
     output_dir: str | None = None
     num_mip_crops: int = 3
     ray_min_crops: int = 64
@@ -294,7 +298,7 @@ class EvaluationConfig:
             raise ConfigError(f"evaluation.num_workers must be >= 1, got {self.num_workers}")
         if self.batch_size < 1:
             raise ConfigError(f"evaluation.batch_size must be >= 1, got {self.batch_size}")
-        for key in ("mask_threshold", "score_threshold"):
+        for key in ("mask_threshold", "score_threshold", "min_visible_fraction"):
             value = getattr(self, key)
             if not 0 <= value <= 1:
                 raise ConfigError(f"evaluation.{key} must be in [0, 1], got {value}")

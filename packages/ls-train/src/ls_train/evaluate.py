@@ -70,22 +70,31 @@ def gt_label_volume(target: Mapping[str, Tensor]) -> tuple[np.ndarray, dict[int,
 
 
 def label_scores(
-    prediction: Mapping[str, Tensor], labels: np.ndarray, *, mask_threshold: float, score_threshold: float
+    prediction: Mapping[str, Tensor],
+    labels: np.ndarray,
+    *,
+    mask_threshold: float,
+    score_threshold: float,
+    min_visible_fraction: float = 0.0,
 ) -> tuple[dict[int, float], dict[int, int]]:
     """Score and class of each label of ``predictions_to_label_volume(prediction, ...)``.
 
-    A label's voxels belong to the best-scored detection covering them, so any one voxel of the
-    label identifies it: the first detection, by decreasing score, whose mask exceeds
-    ``mask_threshold`` there.
+    A label's voxels belong to the best-scored painted detection covering them, so any one voxel
+    of the label identifies it: the first detection of ``ls_detection.visible_ranking`` whose mask
+    exceeds ``mask_threshold`` there.
     """
+    from ls_detection import visible_ranking
+
     ids, first = np.unique(labels.ravel(), return_index=True)
     keep = ids > 0
     ids, first = ids[keep], first[keep]
     if ids.size == 0:
         return {}, {}
     scores = prediction["scores"].detach().float().cpu()
-    kept = torch.where(scores >= score_threshold)[0]
-    order = kept[torch.argsort(scores[kept], descending=True, stable=True)]
+    order = visible_ranking(
+        prediction, mask_threshold=mask_threshold, score_threshold=score_threshold,
+        min_visible_fraction=min_visible_fraction,
+    ).cpu()  # fmt: skip
     masks = prediction["masks"].detach()[order, 0].flatten(1).cpu()
     inside = masks[:, torch.from_numpy(first)] > mask_threshold  # (K, L)
     which = inside.to(torch.uint8).argmax(dim=0)
@@ -124,6 +133,8 @@ class Evaluator:
         metrics: Metric objects (``ls.metrics`` interface: update / compute / per_crop / state / merge).
         mask_threshold: Mask probability above which a voxel belongs to a predicted instance.
         score_threshold: Detections below this score are not painted into the label volume.
+        min_visible_fraction: Detections that keep less than this fraction of their mask beside
+            better-scored ones are not painted (``ls_detection.predictions_to_label_volume``).
         batch_size: Crops per forward pass.
         device: Where the model runs (default: the model's device).
         autocast_dtype: Autocast dtype for the forward pass (e.g. ``torch.bfloat16`` on GPU), or None.
@@ -135,6 +146,7 @@ class Evaluator:
         metrics: Sequence[Any],
         mask_threshold: float = 0.5,
         score_threshold: float = 0.5,
+        min_visible_fraction: float = 0.0,
         batch_size: int = 1,
         device: torch.device | str | None = None,
         autocast_dtype: torch.dtype | None = None,
@@ -144,6 +156,7 @@ class Evaluator:
         self.metrics = list(metrics)
         self.mask_threshold = float(mask_threshold)
         self.score_threshold = float(score_threshold)
+        self.min_visible_fraction = float(min_visible_fraction)
         self.batch_size = int(batch_size)
         self.device = None if device is None else torch.device(device)
         self.autocast_dtype = autocast_dtype
@@ -193,7 +206,8 @@ class Evaluator:
         gt, gt_classes = gt_label_volume(target)
         pred = (
             predictions_to_label_volume(
-                prediction, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold
+                prediction, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold,
+                min_visible_fraction=self.min_visible_fraction,
             )
             .cpu()
             .numpy()
@@ -205,8 +219,9 @@ class Evaluator:
                 f"differ in shape"
             )
         scores, classes = label_scores(
-            prediction, pred, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold
-        )
+            prediction, pred, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold,
+            min_visible_fraction=self.min_visible_fraction,
+        )  # fmt: skip
         keep = prediction["scores"] >= self.score_threshold
         meta = {
             "crop_id": crop_id,
@@ -285,6 +300,7 @@ def _evaluator(cfg: Mapping[str, Any], device: torch.device | None = None) -> Ev
         metrics=build_metrics(cfg),
         mask_threshold=ev.mask_threshold,
         score_threshold=ev.score_threshold,
+        min_visible_fraction=ev.min_visible_fraction,
         batch_size=ev.batch_size,
         device=device,
     )
@@ -382,6 +398,7 @@ def run_evaluation(
         "seconds": round(seconds, 2),
         "mask_threshold": ev.mask_threshold,
         "score_threshold": ev.score_threshold,
+        "min_visible_fraction": ev.min_visible_fraction,
     }
     paths = write_report(out, result.summary, result.per_crop, meta)
     pictures = []

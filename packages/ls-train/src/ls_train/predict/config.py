@@ -39,6 +39,8 @@ class PredictConfig:
         batch_size: Tiles per forward pass.
         mask_threshold: Mask probability above which a voxel belongs to an instance.
         score_threshold: Detections below this score are dropped.
+        min_visible_fraction: A detection is painted into a tile only when at least this fraction
+            of its mask is not taken by better-scored ones (0: every one; see ``evaluation``).
         segmenter: ``detector`` (the trained model) or ``threshold`` (classical baseline, no
             checkpoint: ``threshold_segmenter``).
         threshold_segmenter: ``{threshold: T, channel: 0, min_voxels: 1}`` of
@@ -82,6 +84,7 @@ class PredictConfig:
     batch_size: int = 1
     mask_threshold: float = 0.5
     score_threshold: float = 0.5
+    min_visible_fraction: float = 0.0
     segmenter: str = "detector"
     threshold_segmenter: Mapping[str, Any] = field(
         default_factory=lambda: {"threshold": None, "channel": 0, "min_voxels": 1}
@@ -130,7 +133,7 @@ class PredictConfig:
                     f"got {self.channels!r}"
                 )
             set_(self, "channels", [int(c) for c in self.channels])
-        for key in ("mask_threshold", "score_threshold", "merge_threshold"):
+        for key in ("mask_threshold", "score_threshold", "min_visible_fraction", "merge_threshold"):
             if not 0 <= float(getattr(self, key)) <= 1:
                 raise ConfigError(f"predict.{key} must be in [0, 1], got {getattr(self, key)}")
         if self.merge_threshold <= 0:

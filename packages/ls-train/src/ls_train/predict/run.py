@@ -137,6 +137,7 @@ def _detector_kwargs(cfg: Mapping[str, Any], pc: PredictConfig, volume: InputVol
     kwargs: dict[str, Any] = {
         "mask_threshold": pc.mask_threshold,
         "score_threshold": pc.score_threshold,
+        "min_visible_fraction": pc.min_visible_fraction,
         "amp": pc.amp,
     }
     entries = list((cfg.get("transforms") or {}).get("eval_transforms_list") or [])
@@ -213,6 +214,7 @@ def _plan(
         "normalization_mode": pc.normalization,
         "mask_threshold": pc.mask_threshold,
         "score_threshold": pc.score_threshold,
+        "min_visible_fraction": pc.min_visible_fraction,
         "checkpoint": checkpoint,
     }
 

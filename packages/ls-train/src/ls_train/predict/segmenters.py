@@ -123,6 +123,8 @@ class DetectorSegmenter:
             meant to be per tile).
         mask_threshold: Mask probability above which a voxel belongs to an instance.
         score_threshold: Detections below this score are dropped.
+        min_visible_fraction: Detections that keep less than this fraction of their mask beside
+            better-scored ones are not painted (``ls_detection.paste_masks_into_label_volume``).
         device: Where the model runs.
         spacing: Voxel spacing ``(sz, sy, sx)`` of the tiles, for a detector that resizes to a
             target spacing (None: not given).
@@ -137,6 +139,7 @@ class DetectorSegmenter:
         tile_transform=None,
         mask_threshold: float = 0.5,
         score_threshold: float = 0.5,
+        min_visible_fraction: float = 0.0,
         device: str | torch.device = "cpu",
         spacing: tuple[float, float, float] | None = None,
         amp: str = "auto",
@@ -149,6 +152,7 @@ class DetectorSegmenter:
         self.tile_transform = tile_transform
         self.mask_threshold = float(mask_threshold)
         self.score_threshold = float(score_threshold)
+        self.min_visible_fraction = float(min_visible_fraction)
         self.device = torch.device(device)
         bf16 = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if bf16 else None
@@ -199,6 +203,7 @@ class DetectorSegmenter:
                 tuple(image.shape[1:]),
                 mask_threshold=self.mask_threshold,
                 score_threshold=self.score_threshold,
+                min_visible_fraction=self.min_visible_fraction,
             )
             order = order.cpu()
             out.append(

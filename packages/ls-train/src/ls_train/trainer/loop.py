@@ -208,6 +208,7 @@ def _validate(
         metrics=build_metrics(cfg),
         mask_threshold=ev.mask_threshold,
         score_threshold=ev.score_threshold,
+        min_visible_fraction=ev.min_visible_fraction,
         batch_size=ev.batch_size,
         device=device,
         autocast_dtype=autocast_dtype,
