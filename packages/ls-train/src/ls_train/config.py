@@ -271,7 +271,7 @@ class EvaluationConfig:
     batch_size: int = 1
     mask_threshold: float = 0.5
     score_threshold: float = 0.5
-    min_visible_fraction: float = 0.0
+    min_visible_fraction: float = 0.5
     output_dir: str | None = None
     num_mip_crops: int = 3
     ray_min_crops: int = 64

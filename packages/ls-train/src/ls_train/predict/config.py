@@ -84,7 +84,7 @@ class PredictConfig:
     batch_size: int = 1
     mask_threshold: float = 0.5
     score_threshold: float = 0.5
-    min_visible_fraction: float = 0.0
+    min_visible_fraction: float = 0.5
     segmenter: str = "detector"
     threshold_segmenter: Mapping[str, Any] = field(
         default_factory=lambda: {"threshold": None, "channel": 0, "min_voxels": 1}
