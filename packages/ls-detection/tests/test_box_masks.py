@@ -123,6 +123,9 @@ def test_min_visible_fraction_out_of_range_is_an_error():
         with pytest.raises(ValueError, match="min_visible_fraction must be in"):
             predictions_to_label_volume({"masks": torch.zeros(1, 1, 2, 2, 2), "scores": torch.ones(1)},
                                         min_visible_fraction=fraction)  # fmt: skip
+    with pytest.raises(ValueError, match="needs mask_threshold >= 0"):
+        paste_masks_into_label_volume(masks, boxes, scores, SIZE, mask_threshold=-0.1,
+                                      min_visible_fraction=0.5)  # fmt: skip
 
 
 def test_boxes_outside_hidden_instances_ties_and_threshold():

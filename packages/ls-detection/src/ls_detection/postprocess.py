@@ -185,7 +185,7 @@ def _ranked_inside(fn: str, prediction: Mapping[str, Tensor], mask_threshold: fl
                          f"for {masks.shape[0]} masks {tuple(masks.shape)}")
     if not math.isfinite(mask_threshold):
         raise ValueError(f"{fn}: mask_threshold must be finite, got {mask_threshold}")
-    _check_fraction(fn, min_visible_fraction)
+    _check_fraction(fn, min_visible_fraction, mask_threshold)
     keep = torch.where(scores >= score_threshold)[0]
     order = keep[torch.argsort(scores[keep], descending=True, stable=True)]
     inside = masks[order, 0] > mask_threshold  # (N, Z, Y, X), best score first
@@ -195,9 +195,12 @@ def _ranked_inside(fn: str, prediction: Mapping[str, Tensor], mask_threshold: fl
     return order, inside, dropped
 
 
-def _check_fraction(fn: str, min_visible_fraction: float) -> None:
+def _check_fraction(fn: str, min_visible_fraction: float, mask_threshold: float) -> None:
     if not 0.0 <= min_visible_fraction <= 1.0:
         raise ValueError(f"{fn}: min_visible_fraction must be in [0, 1], got {min_visible_fraction}")
+    if min_visible_fraction > 0 and mask_threshold < 0:
+        # the zeros around every pasted mask would count as its own voxels: no share is defined
+        raise ValueError(f"{fn}: min_visible_fraction > 0 needs mask_threshold >= 0, got {mask_threshold}")
 
 
 def _visible_enough(own: Tensor, free: Tensor, min_visible_fraction: float) -> bool:
@@ -259,7 +262,7 @@ def paste_masks_into_label_volume(masks: Tensor, boxes: Tensor, scores: Tensor, 
                          f"got {shape}")
     if not math.isfinite(mask_threshold):
         raise ValueError(f"{fn}: mask_threshold must be finite, got {mask_threshold}")
-    _check_fraction(fn, min_visible_fraction)
+    _check_fraction(fn, min_visible_fraction, mask_threshold)
     if not masks.is_floating_point():
         masks = masks.float()
     device = masks.device
@@ -280,8 +283,8 @@ def paste_masks_into_label_volume(masks: Tensor, boxes: Tensor, scores: Tensor, 
         region, sampled = pasted
         view = best[region]
         inside = sampled > mask_threshold
-        free = inside & (view == count)
-        if min_visible_fraction > 0 and not _visible_enough(inside, free, min_visible_fraction):
+        if min_visible_fraction > 0 and not _visible_enough(inside, inside & (view == count),
+                                                            min_visible_fraction):  # fmt: skip
             continue  # mostly behind better-ranked instances: a duplicate, not an object
         if zero_inside:
             before = view.clone()
