@@ -80,3 +80,31 @@ def test_how_the_weights_run_is_not_a_difference(tmp_path: Path, cfg: dict) -> N
     other = json.loads(json.dumps(cfg))
     other["models"]["channels_last"] = not cfg["models"]["channels_last"]
     assert config_differences(other, cfg) == []
+
+
+def _written_before(cfg: dict, *keys: str) -> dict:
+    """``cfg`` as a checkpoint written before the settings ``keys`` (``section.key``) existed."""
+    old = json.loads(json.dumps(cfg))
+    for key in keys:
+        section, leaf = key.split(".")
+        del old[section][leaf]
+    return old
+
+
+def test_settings_newer_than_the_checkpoint_take_todays_defaults_and_are_named(
+    tmp_path: Path, cfg: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "ckpt"
+    new = ("evaluation.min_visible_fraction", "predict.min_visible_fraction")
+    save_state(folder, {"model": {}, CONFIG_KEY: json.dumps(_written_before(cfg, *new))})
+    assert "min_visible_fraction" not in saved_config(folder)["evaluation"]  # as stored
+    assert capsys.readouterr().err == ""
+    out = config_from_checkpoint(str(folder), ["evaluation.min_visible_fraction=0"])  # no + needed
+    assert out["evaluation"]["min_visible_fraction"] == 0
+    assert out["predict"]["min_visible_fraction"] == cfg["predict"]["min_visible_fraction"] == 0.5
+    err = capsys.readouterr().err
+    assert str(folder) in err and all(f"{key}=0.5" in err for key in new)
+    # a current checkpoint: nothing to fill, nothing said
+    save_state(folder, {"model": {}, CONFIG_KEY: json.dumps(cfg)})
+    assert config_from_checkpoint(str(folder), [])["evaluation"] == cfg["evaluation"]
+    assert capsys.readouterr().err == ""

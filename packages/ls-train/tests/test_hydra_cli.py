@@ -148,6 +148,25 @@ def test_a_checkpoint_without_its_config_is_refused_naming_config_name(tmp_path:
     assert "carries no config" in err and "--config-name" in err
 
 
+def test_a_setting_newer_than_the_checkpoint_is_overridden_without_plus(
+    tmp_path: Path, tiny_overrides: Callable[..., list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from ls_train.checkpoint_config import CONFIG_KEY
+    from ls_train.config import load_config
+    from ls_train.trainer.checkpoint import save_state
+
+    cfg = load_config("quickstart", tiny_overrides(tmp_path, "cluster=local"))
+    del cfg["evaluation"]["min_visible_fraction"]  # written before the setting existed
+    path = save_state(tmp_path / "old", {"model": {}, CONFIG_KEY: json.dumps(cfg)})
+    override = "evaluation.min_visible_fraction=0.25"
+    assert evaluate_main([f"checkpoint={path}", override, "--cfg", "job", "--package", "evaluation"]) == 0
+    out = capsys.readouterr()
+    assert "min_visible_fraction: 0.25" in out.out
+    assert "evaluation.min_visible_fraction=0.5" in out.err  # named, with the default it would take
+
+
 @pytest.mark.slow(seconds=17)
 def test_a_multirun_trains_each_job_in_its_own_run_folder_and_ends_with_a_summary(
     tmp_path: Path,

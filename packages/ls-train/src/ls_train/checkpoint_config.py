@@ -7,16 +7,24 @@ output=...`` rebuilds the model, its evaluation transforms, thresholds, target s
 names from it, with the command line's overrides on top. Given an explicit ``--config-name`` as
 well, the model and evaluation-transform sections must agree with the checkpoint's (the
 differing keys are listed), unless ``accept_config_mismatch=true``.
+
+A checkpoint written before a setting existed (say ``evaluation.min_visible_fraction``) carries
+no value for it: the config to run (:func:`config_from_checkpoint`, ``checkpoint=DIR`` on the
+command line) fills such keys of the sections that have packaged defaults
+(``trainer``, ``cluster``, ``evaluation``, ``predict``) with those defaults, as a config composed
+today would have them, and names them once on stderr, so that ``key=value`` overrides them
+without ``+`` and the user knows which values did not come from the checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ls_train.config import ConfigError, validate_config
+from ls_train.config import DEFAULT_SECTIONS, ConfigError, section_defaults, validate_config
 from ls_train.trainer.checkpoint import CONFIG_KEY, load_state
 
 __all__ = [
@@ -25,6 +33,7 @@ __all__ = [
     "check_against_checkpoint",
     "config_differences",
     "config_from_checkpoint",
+    "fill_new_defaults",
     "saved_config",
 ]
 
@@ -33,15 +42,44 @@ COMPARED_SECTIONS = ("models", "transforms.eval_transforms_list")
 detection thresholds, target spacing, classes) and the transforms the evaluation applies."""
 
 
-def saved_config(checkpoint: str | Path) -> dict[str, Any] | None:
+def saved_config(checkpoint: str | Path, *, complete: bool = False) -> dict[str, Any] | None:
     """The experiment config stored in ``checkpoint`` (a folder or its ``state.pt``), or None for a
-    checkpoint written before checkpoints carried one (or a bare weights file).
+    checkpoint written before checkpoints carried one (or a bare weights file). With ``complete``,
+    keys added to the packaged sections since it was written get today's defaults
+    (:func:`fill_new_defaults`), named on stderr: the config to run, not to compare with.
 
     Raises:
         CheckpointError: the checkpoint cannot be read.
     """
     text = load_state(checkpoint).get(CONFIG_KEY)
-    return None if text is None else json.loads(text)
+    if text is None:
+        return None
+    cfg = json.loads(text)
+    added = fill_new_defaults(cfg) if complete else []
+    if added:
+        print(
+            f"checkpoint={checkpoint} was written before these settings existed; they take today's "
+            f"defaults: {', '.join(added)}",
+            file=sys.stderr,
+        )
+    return cfg
+
+
+def fill_new_defaults(cfg: dict[str, Any]) -> list[str]:
+    """Give ``cfg`` (in place) the top-level keys of its packaged sections (:data:`DEFAULT_SECTIONS`)
+    that it lacks, with the packaged defaults. Nested values (a dataset spec) are never completed:
+    their keys depend on what they build. A section it lacks altogether is left to
+    :func:`ls_train.config.add_default_sections`. Returns ``section.key=value`` for each key added."""
+    added = []
+    for section in DEFAULT_SECTIONS:
+        target = cfg.get(section)
+        if not isinstance(target, dict):
+            continue
+        for key, value in section_defaults(section)[section].items():
+            if key not in target:
+                target[key] = value
+                added.append(f"{section}.{key}={json.dumps(value)}")
+    return added
 
 
 def _apply_overrides(cfg: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -83,7 +121,7 @@ def config_from_checkpoint(checkpoint: str, overrides: Sequence[str]) -> dict[st
     """
     if not Path(checkpoint).exists():
         raise ConfigError(f"checkpoint={checkpoint}: no such file or folder")
-    cfg = saved_config(checkpoint)
+    cfg = saved_config(checkpoint, complete=True)
     if cfg is None:
         raise ConfigError(
             f"checkpoint={checkpoint} carries no experiment config (it was written before checkpoints "

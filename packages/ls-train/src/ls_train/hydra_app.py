@@ -186,7 +186,7 @@ def _store_checkpoint_config(checkpoint: str) -> None:
 
     from ls_train.checkpoint_config import saved_config
 
-    cfg = saved_config(checkpoint)
+    cfg = saved_config(checkpoint, complete=True)
     if cfg is None:
         raise _Refused(
             f"checkpoint={checkpoint}: this checkpoint carries no config (written before checkpoints "
