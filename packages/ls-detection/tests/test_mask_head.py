@@ -97,6 +97,14 @@ def test_standardized_patches_have_zero_mean_and_unit_deviation_per_box_and_chan
     assert torch.isfinite(standardized(torch.full((1, 1, 2, 2, 2), 5.0))).all()
 
 
+def test_no_patches_standardize_to_no_patches_without_a_warning() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's std of an empty batch warns of zero degrees of freedom
+        assert standardized(torch.zeros(0, 2, 3, 5, 5)).shape == (0, 2, 3, 5, 5)
+
+
 def test_the_standardized_input_makes_the_logits_independent_of_brightness_and_offset() -> None:
     """With only the standardised channel feeding the logits, an image scaled by 3 and offset by 50
     gives the same logits: the border is read relative to the box's own intensities."""

@@ -220,6 +220,8 @@ def extended_rois(rois: Tensor, grid: Sequence[int], margin: int) -> Tensor:
 def standardized(patches: Tensor, eps: float = 1e-3) -> Tensor:
     """``(K, C, ...)`` patches minus their mean over the spatial axes, over their standard deviation
     (per patch and channel; a deviation below ``eps`` is taken as ``eps``: a flat patch stays finite)."""
+    if patches.numel() == 0:  # no boxes: torch's std would warn of zero degrees of freedom
+        return patches
     dims = tuple(range(2, patches.dim()))
     mean = patches.mean(dim=dims, keepdim=True)
     std = patches.std(dim=dims, keepdim=True, unbiased=False)
