@@ -14,8 +14,10 @@ Measures, in one run and on this machine:
   as one tile and tiled: the share of one-tile instances that the tiled result matches at IoU
   0.5 and 0.9, and each one's ap@50 against the synthetic truth;
 - with ``--reference``, the first volume again with the reference model settings
-  (``models.channels_last=false``: PyTorch's default memory layout, float32), in the same run,
-  and the speed ratio.
+  (``models.channels_last=false predict.amp=none``: PyTorch's default memory layout, float32) and
+  with the default settings in float32 (``predict.amp=none``; the default ``auto`` is bf16
+  autocast on CPUs with bf16 kernels, see ``ls_train.precision``), in the same run, and the
+  speed ratios.
 
     python benchmarks/predict.py --checkpoint runs/quickstart/checkpoint_epoch0020_iter00000160
     python benchmarks/predict.py --checkpoint CKPT --shape 32 256 256 --no-larger   # quick check
@@ -99,7 +101,8 @@ print(json.dumps({"total": time.monotonic() - start, "forward": r.forward_second
 """
 
 
-REFERENCE = ["models.channels_last=false"]
+REFERENCE = ["models.channels_last=false", "predict.amp=none"]
+FLOAT32 = ["predict.amp=none"]  # the default settings but float32: what bf16 autocast adds
 
 
 def predict(args: argparse.Namespace, volume: Path, out: Path, extra: list[str] | None = None) -> dict:
@@ -204,7 +207,7 @@ def main() -> None:
     results = {}
     runs = [(name, path, vshape, []) for name, path, vshape in volumes]
     if args.reference:
-        runs.insert(1, ("reference", base, shape, REFERENCE))
+        runs[1:1] = [("reference", base, shape, REFERENCE), ("float32", base, shape, FLOAT32)]
     for name, path, vshape, extra in runs:
         r = predict(args, path, root / f"{name}_labels.ome.zarr", extra)
         results[name] = {**r, "shape": vshape}
@@ -246,8 +249,9 @@ def main() -> None:
             )
         )
     if "reference" in results:
-        speed = results["reference"]["total"] / results["base"]["total"]
-        print(f"base / reference ({' '.join(REFERENCE)}) speed: {speed:.2f}x, same volume, same run")
+        for name in ("base", "float32"):
+            speed = results["reference"]["total"] / results[name]["total"]
+            print(f"{name} / reference ({' '.join(REFERENCE)}) speed: {speed:.2f}x, same volume, same run")
     if "larger" in results:
         ratio = results["larger"]["peak_rss_gb"] / results["base"]["peak_rss_gb"]
         print(f"peak RSS larger / base: {ratio:.3f} (goal <= 1.10)")

@@ -9,6 +9,10 @@ reference (PyTorch's default memory layout, float32), measured in the same run, 
   ``ls-evaluate`` needs for COCO AP) or only for those at or above ``predict.score_threshold``
   (0.5; ``ls-predict`` since it passes ``min_score``: the same painted objects).
 
+The bf16 rows run the forward pass under ``torch.autocast(dtype=torch.bfloat16)`` (the backward
+follows it), what ``trainer.amp`` and ``predict.amp`` choose: fast only where oneDNN has bf16
+kernels (CPUs with AVX-512 BF16 or AMX; GPUs), on other CPUs many times slower.
+
 ``--checkpoint`` loads trained weights (e.g. the quickstart's) into every setting; without it the
 models are untrained and seeded, their detections are noise and the score-threshold row means
 little. Medians over ``--repeats`` after a warm-up; the ratio is reference time / setting time.
@@ -39,15 +43,20 @@ from ls_train.trainer.checkpoint import load_model_weights, load_state
 
 LAYOUTS = {"default layout": ["models.channels_last=false"], "channels_last": []}
 SCORE_THRESHOLD = 0.5  # predict.score_threshold's default
-# (row, layout, min_score, concat); the first row is the reference. concat: how the image-guided
-# mask predictor joins its features and image patches (ls_detection.mask_head.padded_concat, or
-# its reference, pad + cat)
+# (row, layout, min_score, concat, amp); the first row is the reference. concat: how the
+# image-guided mask predictor joins its features and image patches
+# (ls_detection.mask_head.padded_concat, or its reference, pad + cat); amp: the autocast dtype of
+# the forward pass (None: float32; bf16 is fast on CPUs with AVX-512 BF16 or AMX, and on GPUs)
 SETTINGS = (
-    ("reference (default layout, masks of every detection, pad + cat)", "default layout", None, "reference"),
-    ("channels_last", "channels_last", None, "reference"),
-    ("channels_last + padded_concat", "channels_last", None, "fast"),
+    ("reference (default layout, masks of every detection, pad + cat)", "default layout", None, "reference",
+     None),
+    ("channels_last", "channels_last", None, "reference", None),
+    ("channels_last + padded_concat", "channels_last", None, "fast", None),
     ("channels_last + padded_concat + masks only at or above the score threshold", "channels_last",
-     SCORE_THRESHOLD, "fast"),
+     SCORE_THRESHOLD, "fast", None),
+    ("channels_last + padded_concat + bf16 autocast", "channels_last", None, "fast", torch.bfloat16),
+    ("channels_last + padded_concat + masks only at or above the score threshold + bf16 autocast",
+     "channels_last", SCORE_THRESHOLD, "fast", torch.bfloat16),
 )
 CONCAT = {"reference": mask_head.padded_concat_reference, "fast": mask_head.padded_concat}
 
@@ -84,12 +93,13 @@ def _sync(device: torch.device) -> None:
 
 
 def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: list,
-                device: torch.device) -> float:
+                device: torch.device, amp: torch.dtype | None) -> float:
     images = [b[0].to(device) for b in batch]
     targets = [{k: v.to(device) for k, v in b[1].items()} for b in batch]
     _sync(device)
     start = time.perf_counter()
-    losses = model.train()(images, targets)
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        losses = model.train()(images, targets)
     optimizer.zero_grad(set_to_none=True)
     sum(losses.values()).backward()
     optimizer.step()
@@ -99,12 +109,14 @@ def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch:
 
 @torch.no_grad()
 def _infer(
-    model: torch.nn.Module, tile: torch.Tensor, device: torch.device, min_score: float | None
+    model: torch.nn.Module, tile: torch.Tensor, device: torch.device, min_score: float | None,
+    amp: torch.dtype | None,
 ) -> float:
     tile = tile.to(device)
     _sync(device)
     start = time.perf_counter()
-    model.predict([tile], paste_masks=False, min_score=min_score)
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        model.predict([tile], paste_masks=False, min_score=min_score)
     _sync(device)
     return time.perf_counter() - start
 
@@ -132,17 +144,17 @@ def main() -> None:
     optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True) for n, m in models.items()}
     try:
         for r in range(args.repeats + 1):  # the first round warms up (oneDNN primitives, allocator)
-            for row, layout, min_score, concat in SETTINGS:
+            for row, layout, min_score, concat, amp in SETTINGS:
                 mask_head.padded_concat = CONCAT[concat]
-                seconds = _infer(models[layout], tile, device, min_score)
+                seconds = _infer(models[layout], tile, device, min_score, amp)
                 if r:
                     infer[row].append(seconds)
         for r in range(args.repeats + 1):
-            for row, layout, _, concat in trained:
+            for row, layout, _, concat, amp in trained:
                 mask_head.padded_concat = CONCAT[concat]
                 torch.manual_seed(r)
                 batch = [crops[(2 * r) % 4], crops[(2 * r + 1) % 4]]
-                seconds = _train_step(models[layout], optimizers[layout], batch, device)
+                seconds = _train_step(models[layout], optimizers[layout], batch, device, amp)
                 if r:
                     train[row].append(seconds)
     finally:
@@ -161,6 +173,7 @@ def main() -> None:
             step = statistics.median(train[row])
             step_cells = f"{step:.3f} | {ref_train / step:.2f}x"
         print(f"| {row} | {step_cells} | {tile_s:.3f} | {ref_infer / tile_s:.2f}x |")
+
 
 if __name__ == "__main__":
     main()

@@ -66,8 +66,8 @@ echo
 echo "== check-gpu summary: $card, $((SECONDS - start)) s"
 grep -h -A5 '^| setting' "$out/throughput.txt" 2>/dev/null || true
 echo "training: $(grep -o '[0-9.]* it/s' "$out/train.txt" 2>/dev/null | tail -n 1 || echo '?')"
-echo "prediction: $(grep -o '([0-9.]* Mvoxel/s)' "$out/predict.txt" 2>/dev/null | tail -n 1 || echo '?') bf16," \
-  "$(grep -o '([0-9.]* Mvoxel/s)' "$out/predict_fp32.txt" 2>/dev/null | tail -n 1 || echo '?') float32"
+echo "prediction: $(grep -o '([0-9.]* Mvoxel/s[^)]*)' "$out/predict.txt" 2>/dev/null | tail -n 1 || echo '?') against" \
+  "$(grep -o '([0-9.]* Mvoxel/s[^)]*)' "$out/predict_fp32.txt" 2>/dev/null | tail -n 1 || echo '?')"
 "$py" - "$out/amp_vs_fp32/metrics.json" <<'PY' || echo "bf16 against float32: no metrics (see $out/amp_vs_fp32.txt)"
 import json
 import sys

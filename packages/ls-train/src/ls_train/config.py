@@ -54,6 +54,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ls_core import Component, did_you_mean, load_object, parse_triple, signature_keywords, split_component
+from ls_train.precision import AMP_CHOICES
 
 __all__ = [
     "DEFAULT_SECTIONS",
@@ -132,7 +133,9 @@ class TrainerConfig:
         min_lr_ratio: The cosine decay ends at ``lr * min_lr_ratio``.
         grad_clip_norm: Clip the global gradient norm to this (None: no clipping).
         grad_accum_steps: Iterations whose gradients are summed before one optimizer step.
-        amp: ``"auto"`` (bf16 autocast on GPU only), ``"bf16"`` (also on CPU) or ``"none"``.
+        amp: Precision of the forward pass in training and validation: ``"auto"`` (bf16 autocast
+            where it is fast: GPUs, CPUs with bf16 kernels), ``"bf16"`` or ``"none"`` (float32);
+            see :mod:`ls_train.precision`.
         val_every_epochs: Run the evaluator every this many epochs (and after the last one).
         max_bad_steps: Non-finite losses in a row after which the run stops.
         log_every_steps: Progress line, TensorBoard and report interval in iterations.
@@ -194,8 +197,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
             raise ConfigError(f"trainer.grad_clip_norm must be > 0 or null, got {self.grad_clip_norm}")
-        if self.amp not in ("auto", "bf16", "none"):
-            raise ConfigError(f"trainer.amp must be one of auto, bf16, none; got {self.amp!r}")
+        if self.amp not in AMP_CHOICES:
+            raise ConfigError(f"trainer.amp must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
         if self.checkpoint_score_order not in ("max", "min"):
             raise ConfigError(
                 f"trainer.checkpoint_score_order must be 'max' or 'min', got {self.checkpoint_score_order!r}"
@@ -265,6 +268,8 @@ class EvaluationConfig:
         check_spacing: Refuse volumes whose voxel spacings differ (false: for a file that carries
             no spacing, which reads as 1 µm).
         num_workers: Ray tasks sharing the block pass (1: in this process).
+        amp: Precision of ``ls-evaluate``'s forward pass (validation follows ``trainer.amp``):
+            ``auto``, ``bf16`` or ``none`` (float32); see :mod:`ls_train.precision`.
     """
 
     database: Mapping[str, Any] | None = None
@@ -283,8 +288,11 @@ class EvaluationConfig:
     region_grid: Sequence[int] | int = (2, 4, 4)
     check_spacing: bool = True
     num_workers: int = 1
+    amp: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.amp not in AMP_CHOICES:
+            raise ConfigError(f"evaluation.amp must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
         for key in ("block_shape", "region_grid"):
             value = parse_triple(getattr(self, key), f"evaluation.{key}", minimum=1, error=ConfigError)
             object.__setattr__(self, key, value)

@@ -294,6 +294,7 @@ class Evaluator:
 def _evaluator(cfg: Mapping[str, Any], device: torch.device | None = None) -> Evaluator:
     from ls_train.config import evaluation_config
     from ls_train.factory import build_metrics
+    from ls_train.precision import autocast_dtype
 
     ev = evaluation_config(cfg)
     return Evaluator(
@@ -303,6 +304,7 @@ def _evaluator(cfg: Mapping[str, Any], device: torch.device | None = None) -> Ev
         min_visible_fraction=ev.min_visible_fraction,
         batch_size=ev.batch_size,
         device=device,
+        autocast_dtype=autocast_dtype(ev.amp, device or "cpu", key="evaluation.amp"),
     )
 
 
@@ -360,6 +362,7 @@ def run_evaluation(
     from ls_train.evaluation.plots import plot_crop_projections, plot_metrics_vs_threshold, threshold_curves
     from ls_train.evaluation.report import format_table, write_report
     from ls_train.factory import build_eval_dataset, prepare_dataset
+    from ls_train.precision import precision_name
 
     ev = evaluation_config(cfg)
     tr = trainer_config(cfg)
@@ -399,6 +402,7 @@ def run_evaluation(
         "mask_threshold": ev.mask_threshold,
         "score_threshold": ev.score_threshold,
         "min_visible_fraction": ev.min_visible_fraction,
+        "precision": precision_name(evaluator.autocast_dtype),
     }
     paths = write_report(out, result.summary, result.per_crop, meta)
     pictures = []
@@ -411,7 +415,7 @@ def run_evaluation(
             plot_crop_projections(image, gt, pred, out / f"mip_{safe}.png", spacing=spacing, title=crop_id)
         )
     print_fn(format_table(result.summary))
-    print_fn(f"evaluated {n} crops in {seconds:.1f} s; results in {out}")
+    print_fn(f"evaluated {n} crops in {seconds:.1f} s ({meta['precision']}); results in {out}")
     print_fn(
         f"  {paths['json'].name}, {paths['summary_csv'].name}, {paths['per_crop_csv'].name}, "
         f"{len(pictures)} pictures ({', '.join(p.name for p in pictures[:4])}"

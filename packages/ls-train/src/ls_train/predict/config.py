@@ -20,6 +20,7 @@ from typing import Any
 
 from ls_core import parse_triple
 from ls_train.config import ConfigError, _section
+from ls_train.precision import AMP_CHOICES
 
 __all__ = ["PredictConfig", "predict_config"]
 
@@ -69,9 +70,10 @@ class PredictConfig:
             given to each actor with Ray).
         gpus_per_worker: GPUs per Ray actor (0: CPU).
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when available).
-        amp: ``auto`` (bf16 autocast on CUDA, float32 on the CPU), ``bf16`` (also on the CPU: fast
-            only where oneDNN has bf16 kernels, AVX-512 BF16 or AMX; elsewhere 100x slower) or
-            ``none`` (float32, the reference). Boxes and scores stay float32 either way.
+        amp: ``auto`` (bf16 autocast where it is fast: CUDA, CPUs whose oneDNN has bf16 kernels,
+            AVX-512 BF16 or AMX; float32 elsewhere), ``bf16`` (also on other CPUs, where it is
+            many times slower) or ``none`` (float32, the reference). Boxes and scores stay float32
+            either way; see :mod:`ls_train.precision`.
         trim_memory: Give the memory the model freed back to the system after each tile: a lower
             peak (about 1.6 instead of 2.0 GB with the quickstart model) for about 13 % more time.
         progress: Print a progress line.
@@ -164,8 +166,8 @@ class PredictConfig:
             raise ConfigError(f"predict.pyramid_levels must be null or >= 1, got {self.pyramid_levels}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"predict.device must be cpu, cuda or auto, got {self.device!r}")
-        if self.amp not in ("auto", "bf16", "none"):
-            raise ConfigError(f"predict.amp must be auto, bf16 or none, got {self.amp!r}")
+        if self.amp not in AMP_CHOICES:
+            raise ConfigError(f"predict.amp must be one of {', '.join(AMP_CHOICES)}; got {self.amp!r}")
         if not self.label_name or "/" in self.label_name or self.label_name.startswith("."):
             raise ConfigError(f"predict.label_name must be a plain name, got {self.label_name!r}")
         if self.segmenter not in ("detector", "threshold"):

@@ -518,7 +518,8 @@ def run_prediction(
     )
     print_fn(
         f"ls-predict: {len(rows)} objects in {result.labels}; table {job.table}; "
-        f"{seconds['total']:.1f} s ({job.voxels / max(seconds['total'], 1e-9) / 1e6:.2f} Mvoxel/s)"
+        f"{seconds['total']:.1f} s ({job.voxels / max(seconds['total'], 1e-9) / 1e6:.2f} Mvoxel/s"
+        f"{job.precision})"
         + (f"; {len(capped)} tile(s) reached a cap (see the warning above)" if capped else "")
     )
     return result
@@ -564,6 +565,15 @@ class _Job:
     @property
     def voxels(self) -> int:
         return math.prod(self.volume.shape)
+
+    @property
+    def precision(self) -> str:
+        """``, bf16 autocast`` / ``, float32`` for a detector (``ls_train.precision``); empty otherwise."""
+        if self.spec.name != "detector":
+            return ""
+        from ls_train.precision import autocast_dtype, precision_name
+
+        return f", {precision_name(autocast_dtype(self.pc.amp, self.spec.device, key='predict.amp'))}"
 
 
 def _prepare(

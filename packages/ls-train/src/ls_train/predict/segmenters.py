@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ls_train.precision import autocast_dtype
+
 __all__ = ["DetectorSegmenter", "Normalization", "ThresholdSegmenter", "TileLabels", "empty_target"]
 
 
@@ -128,7 +130,7 @@ class DetectorSegmenter:
         device: Where the model runs.
         spacing: Voxel spacing ``(sz, sy, sx)`` of the tiles, for a detector that resizes to a
             target spacing (None: not given).
-        amp: ``auto`` (bf16 autocast on CUDA, none on the CPU), ``bf16`` or ``none`` (float32).
+        amp: ``auto``, ``bf16`` or ``none`` (float32); see :mod:`ls_train.precision`.
     """
 
     def __init__(
@@ -144,8 +146,6 @@ class DetectorSegmenter:
         spacing: tuple[float, float, float] | None = None,
         amp: str = "auto",
     ) -> None:
-        if amp not in ("auto", "bf16", "none"):
-            raise ValueError(f"DetectorSegmenter: amp must be auto, bf16 or none, got {amp!r}")
         self.model = model.eval().to(device)
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
         self.normalization = normalization
@@ -154,9 +154,8 @@ class DetectorSegmenter:
         self.score_threshold = float(score_threshold)
         self.min_visible_fraction = float(min_visible_fraction)
         self.device = torch.device(device)
-        bf16 = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if bf16 else None
-        """The autocast dtype of the model's forward pass (None: float32)."""
+        self.autocast_dtype = autocast_dtype(amp, self.device, key="DetectorSegmenter: amp")
+        """The autocast dtype of the model's forward pass (None: float32; see :mod:`ls_train.precision`)."""
         self.last_forward_seconds = 0.0
         """Seconds of the model's forward pass in the last call (the rest is normalising and painting)."""
 

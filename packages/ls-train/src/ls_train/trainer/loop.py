@@ -17,7 +17,6 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ls_train.config import evaluation_config, trainer_config
 from ls_train.evaluate import sample_spacings, spacing_kwargs
+from ls_train.precision import autocast, autocast_dtype
 from ls_train.storage import StorageFullError
 from ls_train.trainer.checkpoint import (
     CONFIG_KEY,
@@ -61,12 +61,6 @@ class TrainingStopped(RuntimeError):
 
 def _to_device(target: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in target.items()}
-
-
-def _autocast(amp: str, device: torch.device) -> Any:
-    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 class _Session:
@@ -203,7 +197,6 @@ def _validate(
     from ls_train.factory import build_metrics
 
     ev = evaluation_config(cfg)
-    autocast_dtype = torch.bfloat16 if amp == "bf16" or (amp == "auto" and device.type == "cuda") else None
     evaluator = Evaluator(
         metrics=build_metrics(cfg),
         mask_threshold=ev.mask_threshold,
@@ -211,7 +204,7 @@ def _validate(
         min_visible_fraction=ev.min_visible_fraction,
         batch_size=ev.batch_size,
         device=device,
-        autocast_dtype=autocast_dtype,
+        autocast_dtype=autocast_dtype(amp, device, key="trainer.amp"),
     )
     indices = list(range(session.rank, len(dataset), session.world))
     evaluator.evaluate(model, dataset, indices=indices)
@@ -501,7 +494,7 @@ class _WorkerRun:
         images, targets, metas = batch
         images = [im.to(self.device, non_blocking=True) for im in images]
         targets = [_to_device(t, self.device) for t in targets]
-        with _autocast(self.tr.amp, self.device):
+        with autocast(autocast_dtype(self.tr.amp, self.device, key="trainer.amp"), self.device):
             loss_dict = self.model(images, targets, **spacing_kwargs(self.model, sample_spacings(metas)))
         loss = sum(loss_dict.values())
         values = {k: float(v.detach()) for k, v in loss_dict.items()}

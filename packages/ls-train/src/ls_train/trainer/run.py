@@ -225,6 +225,16 @@ def _failure_summary(exc: Exception, max_failures: int) -> str:
     )
 
 
+def _precision(cfg: Mapping[str, Any], cl: Any) -> str:
+    """The forward pass's precision for the banner (on a cluster the workers' CPUs decide)."""
+    from ls_train.precision import autocast_dtype, precision_name
+
+    amp = trainer_config(cfg).amp
+    if cl.address is not None and amp == "auto" and not cl.use_gpu:
+        return "trainer.amp=auto (bf16 on workers whose CPU has bf16 kernels)"
+    return precision_name(autocast_dtype(amp, "cuda" if cl.use_gpu else "cpu", key="trainer.amp"))
+
+
 def _local_fit(cfg: Mapping[str, Any], run_dir: Path, fingerprints: Mapping[str, str]) -> TrainResult:
     from ls_train.trainer.checkpoint import LocalCheckpointManager, load_state
 
@@ -308,7 +318,7 @@ def train(cfg: Mapping[str, Any], *, print_fn: Callable[[str], None] = print) ->
         if cl.num_workers == 0
         else (f"Ray Train, {cl.num_workers} worker(s), {'GPU' if cl.use_gpu else 'CPU (gloo)'}")
     )
-    print_fn(f"training run {run_dir.name} in {run_dir.parent} — {mode}")
+    print_fn(f"training run {run_dir.name} in {run_dir.parent} — {mode}, {_precision(cfg, cl)}")
     if cl.num_workers == 0:
         result = _local_fit(cfg, run_dir, fingerprints)
     else:
