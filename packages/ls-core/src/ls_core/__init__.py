@@ -7,6 +7,7 @@
 - :func:`parse_triple`: a per-axis ``(z, y, x)`` value; one number means the same on every axis.
 - :func:`lazy_exports`: the lazy ``__getattr__`` / ``__dir__`` of a package's ``__init__``.
 - :func:`pid_alive`: whether a process still runs (owners of temporary files).
+- :mod:`ls_core.faults`: ``fault_point``, where the fault-injection tests stop a command.
 """
 
 from __future__ import annotations

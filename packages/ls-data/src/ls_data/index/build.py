@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ls_core import pid_alive
+from ls_core.faults import fault_point
 from ls_data.errors import DataError
 from ls_data.index.criteria import CropCriteria, candidate_count, select_instances
 from ls_data.index.distributed import RankInfo, barrier, rank_info, wait_for_index
@@ -438,6 +439,7 @@ def _write_index(
                 warnings.warn(f"skipping {error}", SkippedVolumeWarning, stacklevel=3)
                 skipped.append({"name": source.name, "reason": str(error)})
             conn.execute("RELEASE volume")
+            fault_point("index.build")  # a volume's rows are in the temporary file, the build goes on
         _check_indexed(volumes, skipped, config, path)
         report = {
             "volumes": len(volumes),

@@ -9,7 +9,8 @@
   signal handlers live).
 - :class:`StopReason` carries why the workers of a Ray run stopped early to the driver.
 - :func:`fault_point` marks the places where the fault-injection tests stop a run (a pause point,
-  free when the tests' environment variable is unset).
+  free when the tests' environment variable is unset); it lives in :mod:`ls_core.faults` (ls-data
+  marks its own points) and is re-exported here with :data:`FAULT_ENV` and :data:`FAULT_DIR_ENV`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import math
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from types import FrameType
+
+from ls_core.faults import FAULT_DIR_ENV, FAULT_ENV, fault_point
 
 __all__ = [
     "FAULT_DIR_ENV",
@@ -36,12 +38,6 @@ __all__ = [
 
 STOP_FILE = "STOP"
 
-FAULT_ENV = "LS_TRAIN_FAULT"
-"""``POINT`` or ``POINT:N``: pause at the ``N``-th time (1 by default) any process of the run reaches
-the fault point ``POINT`` (see :func:`fault_point`)."""
-FAULT_DIR_ENV = "LS_TRAIN_FAULT_DIR"
-"""Folder of the pause handshake of :data:`FAULT_ENV` (required with it)."""
-FAULT_PAUSE_S = 120.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -151,38 +147,3 @@ class StopRequest:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
-
-
-def fault_point(name: str) -> None:
-    """A place where the fault-injection tests stop a run: returns at once unless :data:`FAULT_ENV`
-    names ``name``.
-
-    When it does, the ``N``-th process call reaching the point (counted over all processes of the
-    run, in ``$LS_TRAIN_FAULT_DIR/count-<name>``) writes its pid to ``$LS_TRAIN_FAULT_DIR/paused``
-    and waits, up to two minutes, until that file is removed. The test meanwhile sends its signal
-    (to this process or another one) and then removes the file to let a survivor go on. Points:
-    ``train.prepare`` (before each crop index is built or reused, in the driver), ``train.step``
-    (after an iteration's optimizer step), ``train.validation`` (before a validation),
-    ``train.checkpoint_write`` (a checkpoint file written to its temporary name, not yet moved into
-    place), ``train.checkpoint`` (after an epoch's checkpoint was reported), ``train.evaluation``
-    (before the evaluation at the end of ``ls-train``), ``predict.tile`` (in ``ls-predict``, after a
-    segmented tile was handed to the tile store's writer).
-    """
-    spec = os.environ.get(FAULT_ENV)
-    if not spec or spec.split(":")[0] != name:
-        return
-    folder = Path(os.environ[FAULT_DIR_ENV])
-    at = int(spec.split(":")[1]) if ":" in spec else 1
-    fd = os.open(folder / f"count-{name}", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, b"x")
-        count = os.lseek(fd, 0, os.SEEK_CUR)  # where this append ended: unique over processes
-    finally:
-        os.close(fd)
-    if count != at:
-        return
-    paused = folder / "paused"
-    paused.write_text(str(os.getpid()))
-    deadline = time.monotonic() + FAULT_PAUSE_S
-    while paused.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
