@@ -150,3 +150,38 @@ def test_empty_selection_keeps_the_existing_index(tmp_path, catalog, capsys):
     assert main([*argv[:3], f"sqlite:///{empty}", *argv[4:]]) == 2
     assert "holds no volumes, nothing to index" in capsys.readouterr().err
     assert (out.read_bytes(), out.stat().st_mtime_ns) == before
+
+
+def test_sigterm_mid_build_removes_the_temporary_file_and_keeps_the_index(tmp_path, catalog):
+    """SIGTERM to ``ls-data index build`` between two volumes: status 143, the index that was there
+    byte for byte, no temporary file; the same command then rebuilds it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ls_core.faults import FAULT_DIR_ENV, FAULT_ENV
+
+    out = tmp_path / "index.sqlite"
+    argv = [sys.executable, "-m", "ls_data.cli", "index", "build", "--db", catalog, "--out", str(out),
+            "--crop", "4", "8", "8"]
+    subprocess.run(argv, check=True, capture_output=True, timeout=300)
+    before = out.read_bytes()
+    folder = tmp_path / "fault"
+    folder.mkdir()
+    env = {**os.environ, FAULT_ENV: "index.build:2", FAULT_DIR_ENV: str(folder)}
+    proc = subprocess.Popen([*argv, "--rebuild"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "paused").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (folder / "paused").exists(), "the build never reached its second volume"
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]  # half-written, not yet in place
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert out.read_bytes() == before
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    again = subprocess.run([*argv, "--rebuild"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr

@@ -1,20 +1,23 @@
 """The ``ls-data`` command line: ``synth`` plus the catalog and crop-index subcommands.
 
 Every subcommand is an argparse subparser whose ``func(args) -> int`` runs it. Input errors
-(:class:`~ls_data.errors.DataError`) print one line to stderr and exit with status 2.
+(:class:`~ls_data.errors.DataError`) print one line to stderr and exit with status 2. SIGTERM to
+the ``ls-data`` process unwinds the command like an error (a half-built index's temporary file is
+removed, an index there before is kept) and exits with status 143 (128 + SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ls_data.errors import DataError
 
-__all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
+__all__ = ["SUBCOMMAND_MODULES", "Terminated", "build_parser", "main"]
 
 #: Modules whose ``register(subparsers)`` adds further subcommands.
 SUBCOMMAND_MODULES = ("ls_data.catalog_cli", "ls_data.index_cli")
@@ -121,19 +124,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM while an ``ls-data`` process works: raised where the command stands, so that its
+    cleanups run (not an Exception: nothing may take it for an input error and go on)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``ls-data`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+    """Run ``ls-data`` with ``argv`` (default ``sys.argv[1:]``, the process: then SIGTERM raises
+    :class:`Terminated` while the command runs); returns the exit status.
 
     Returns:
-        The subcommand's status; 2 after printing a one-line error for a DataError.
+        The subcommand's status; 2 after printing a one-line error for a DataError; 143 after
+        SIGTERM.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate) if argv is None else None
     try:
         return int(args.func(args))
     except DataError as exc:
         print(f"ls-data {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"ls-data {args.command}: stopped by SIGTERM; re-run the same command", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
