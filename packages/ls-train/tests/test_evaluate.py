@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,11 @@ def test_run_evaluation_writes_reports_and_pictures_locally_and_on_ray_tasks(
     assert len([n for n in names if n.startswith("mip_")]) == 2
     assert summary["n_crops"] == 4 and "ap@50" in summary
     assert "metric" in printed and "@50" in printed and f"results in {out}" in printed
+    from ls_train.precision import autocast_dtype, precision_name
+
+    precision = precision_name(autocast_dtype("auto", "cpu"))  # evaluation.amp: auto
+    assert f"({precision}); results in" in printed
+    assert json.loads((out / "metrics.json").read_text())["meta"]["precision"] == precision
 
     ray_cfg = load_config(
         "quickstart",
