@@ -212,6 +212,30 @@ def test_sigterm_outside_a_training_loop_stops_with_status_0(capsys: pytest.Capt
     assert not reached and signal.getsignal(signal.SIGTERM) is previous
 
 
+def test_sigterm_that_a_library_wraps_in_another_error_still_stops_with_status_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ray's ray.wait checks signals in C: the StopRequested our handler raises there comes out as
+    ``SystemError: ... returned a result with an exception set``, caused by it (seen in
+    bench-faults: ls-predict with Ray, SIGTERM to the driver)."""
+    import signal
+
+    from ls_train.hydra_app import App, run_app
+
+    def wait_in_c() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException as exc:
+            raise SystemError("<cyfunction CoreWorker.wait> returned a result with an exception set") from exc
+
+    def task(cfg: dict) -> int:
+        wait_in_c()
+        return 1
+
+    assert run_app(App("ls-predict", task), ["-cn", "quickstart", "cluster=local"]) == 0
+    assert "ls-predict: stopped on request (SIGTERM)" in capsys.readouterr().out
+
+
 def test_a_failure_while_working_exits_1_not_2(capsys: pytest.CaptureFixture[str]) -> None:
     """Exit status 2 means refused input; an error raised by the command's work (Ray that could
     not start, a crash) is 1, and Hydra prints it."""

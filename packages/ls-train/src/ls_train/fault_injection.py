@@ -202,11 +202,14 @@ def _stopped_command(
     return _run(argv, env, folder / "first.log", timeout, inject), bool(sent)
 
 
-def _verdict(first: Ran, resumed: Ran, problem: str | None) -> str:
+def _verdict(fault: Fault, first: Ran, resumed: Ran, problem: str | None) -> str:
     if resumed.rc != 0:
         return f"FAILED: the re-run exited {resumed.rc}"
     if problem:
         return problem
+    # SIGTERM to the driver is a stop request: "stopped on request" (0), or ls-data's 143
+    if fault.signal == signal.SIGTERM and fault.target == "driver" and first.rc not in (0, 143):
+        return f"FAILED: SIGTERM to the driver ended it with status {first.rc}, not as a stop request"
     if first.rc == 2:
         return "clear error, nothing lost" if "error:" in first.log else "FAILED: exit 2 without a message"
     return "resumed identically"
@@ -240,7 +243,7 @@ def run_command_case(
         first_rc=first.rc,
         resumed_rc=resumed.rc,
         ended=ended,
-        verdict=_verdict(first, resumed, left or problem),
+        verdict=_verdict(fault, first, resumed, left or problem),
         seconds=time.monotonic() - start,
         first_tail=first.log[-3000:],
         resumed_tail=resumed.log[-3000:],

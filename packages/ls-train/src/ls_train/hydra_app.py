@@ -258,6 +258,20 @@ def _explain(args: argparse.Namespace) -> str:
     return _explain_override(args.config_name, overrides, sources).strip()
 
 
+def _stop_requested_in(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised because of :class:`StopRequested`: code that calls back into
+    Python from C (Ray's ``ray.wait`` checks signals there) can turn it into another error, e.g.
+    ``SystemError: ... returned a result with an exception set``, caused by it."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, StopRequested):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
+
+
 class StopRequested(BaseException):
     """SIGTERM while a command works outside a training loop (which stops at a checkpoint on its
     own): preparing data, the final evaluation, a prediction. Not an ``Exception``, so that no
@@ -374,9 +388,12 @@ def run_app(app: App, argv: Sequence[str] | None = None, *, process: bool | None
         except RayStartError as exc:  # after work started, not a refused input: status 1
             print(f"{app.prog}: error: {exc}", file=sys.stderr)
             statuses.append(1)
-        except Exception:
-            statuses.append(1)  # a failure while working (Hydra prints it), not a refused input (2)
-            raise
+        except Exception as exc:
+            if not _stop_requested_in(exc):
+                statuses.append(1)  # a failure while working (Hydra prints it), not a refused input (2)
+                raise
+            print(f"{app.prog}: stopped on request (SIGTERM); re-run the same command to go on")
+            statuses.append(0)
         return statuses[-1]
 
     # Hydra adds the package of a task function's module as the primary config path even with
