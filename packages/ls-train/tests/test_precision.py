@@ -12,14 +12,18 @@ from ls_train.config import ConfigError, evaluation_config, trainer_config
 
 
 @pytest.mark.parametrize("fast_cpu", [True, False])
-def test_auto_is_bf16_where_it_is_fast_and_explicit_values_hold_everywhere(monkeypatch, fast_cpu):
+def test_auto_is_bf16_where_fast_and_accurate_and_explicit_values_hold(monkeypatch, fast_cpu):
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: fast_cpu)
     bf16 = torch.bfloat16
     assert precision.autocast_dtype("auto", "cuda") == bf16
     assert precision.autocast_dtype("auto", torch.device("cpu")) == (bf16 if fast_cpu else None)
     for device in ("cpu", "cuda"):
-        assert precision.autocast_dtype("bf16", device) == bf16
-        assert precision.autocast_dtype("none", device) is None
+        for training in (False, True):
+            assert precision.autocast_dtype("bf16", device, training=training) == bf16
+            assert precision.autocast_dtype("none", device, training=training) is None
+    # training: auto is bf16 on CUDA only (bf16 training on the CPU lost accuracy)
+    assert precision.autocast_dtype("auto", "cuda", training=True) == bf16
+    assert precision.autocast_dtype("auto", "cpu", training=True) is None
 
 
 def test_the_probe_answers_what_onednn_says():

@@ -204,7 +204,7 @@ def _validate(
         min_visible_fraction=ev.min_visible_fraction,
         batch_size=ev.batch_size,
         device=device,
-        autocast_dtype=autocast_dtype(amp, device, key="trainer.amp"),
+        autocast_dtype=autocast_dtype(amp, device, key="trainer.amp", training=True),
     )
     indices = list(range(session.rank, len(dataset), session.world))
     evaluator.evaluate(model, dataset, indices=indices)
@@ -494,7 +494,8 @@ class _WorkerRun:
         images, targets, metas = batch
         images = [im.to(self.device, non_blocking=True) for im in images]
         targets = [_to_device(t, self.device) for t in targets]
-        with autocast(autocast_dtype(self.tr.amp, self.device, key="trainer.amp"), self.device):
+        dtype = autocast_dtype(self.tr.amp, self.device, key="trainer.amp", training=True)
+        with autocast(dtype, self.device):
             loss_dict = self.model(images, targets, **spacing_kwargs(self.model, sample_spacings(metas)))
         loss = sum(loss_dict.values())
         values = {k: float(v.detach()) for k, v in loss_dict.items()}

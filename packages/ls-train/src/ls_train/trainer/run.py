@@ -226,13 +226,11 @@ def _failure_summary(exc: Exception, max_failures: int) -> str:
 
 
 def _precision(cfg: Mapping[str, Any], cl: Any) -> str:
-    """The forward pass's precision for the banner (on a cluster the workers' CPUs decide)."""
+    """The forward pass's precision for the banner."""
     from ls_train.precision import autocast_dtype, precision_name
 
-    amp = trainer_config(cfg).amp
-    if cl.address is not None and amp == "auto" and not cl.use_gpu:
-        return "trainer.amp=auto (bf16 on workers whose CPU has bf16 kernels)"
-    return precision_name(autocast_dtype(amp, "cuda" if cl.use_gpu else "cpu", key="trainer.amp"))
+    device = "cuda" if cl.use_gpu else "cpu"
+    return precision_name(autocast_dtype(trainer_config(cfg).amp, device, key="trainer.amp", training=True))
 
 
 def _local_fit(cfg: Mapping[str, Any], run_dir: Path, fingerprints: Mapping[str, str]) -> TrainResult:
