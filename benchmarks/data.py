@@ -133,7 +133,7 @@ def main() -> None:
         for fmt in ("ome-zarr", "tiff"):
             path = root / f"index-{fmt}.sqlite"
             kwargs = dict(
-                catalog=bench.catalog_url,
+                catalog=bench.catalog,
                 selection=Selection(formats=[fmt]),
                 index_path=path,
                 config=CropIndexConfig(crop_shape=crop, stride=stride),

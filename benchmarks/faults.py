@@ -63,7 +63,7 @@ PREDICT_ARGS = (
     "predict.progress=false",
 )
 PREDICT_RAY = ("predict.executor=ray", "predict.num_workers=1", "predict.threads_per_worker=1")
-INDEX_ARGS = ("--crop", "8", "16", "16")
+INDEX_ARGS = ("--crop-shape", "8", "16", "16")
 
 
 def _tiny_overrides():
@@ -174,11 +174,12 @@ def index_cases() -> Iterator[Outcome]:
         root = Path(tmp)
         data = root / "data"
         _checked(ls_data_argv("synth", "--out", str(data), "--num-volumes", "3", "--shape", "8", "32", "32",
-                              "--objects", "6", "--formats", "tiff"), "synth")
+                              "--num-objects", "6", "--formats", "tiff"), "synth")
         db = f"sqlite:///{data / 'catalog.sqlite'}"
 
         def argv(index: Path, *extra: str) -> list[str]:
-            return ls_data_argv("index", "build", "--db", db, "--out", str(index), *INDEX_ARGS, *extra)
+            flags = ("--catalog", db, "--index-path", str(index), *INDEX_ARGS, *extra)
+            return ls_data_argv("index", "build", *flags)
 
         reference = root / "reference.sqlite"
         _checked(argv(reference), "index build")

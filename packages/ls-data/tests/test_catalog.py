@@ -284,9 +284,8 @@ def test_reading_a_missing_catalog_creates_nothing(tmp_path):
         Catalog(f"sqlite:///{typo}")
     message = str(info.value)
     assert f"no file '{typo}'" in message and "does not exist" in message
-    assert (
-        f"'ls-data catalog register FOLDER --db sqlite:///{typo}'" in message and "ls-data synth" in message
-    )
+    assert f"'ls-data catalog register FOLDER --catalog sqlite:///{typo}'" in message
+    assert "ls-data synth" in message
     assert isinstance(info.value, DataError)
     with pytest.raises(CatalogNotFoundError, match="no file"):
         Catalog(f"sqlite:///{tmp_path / 'missing' / 'c.sqlite'}")

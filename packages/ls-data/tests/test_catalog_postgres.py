@@ -124,13 +124,13 @@ def test_a_failed_first_register_leaves_no_catalog_tables(postgres_url, tmp_path
     folder = tmp_path / "data"
     folder.mkdir()
     tifffile.imwrite(folder / "gamma_image.tif", np.zeros((4, 8, 8), dtype=np.uint16))  # no labels
-    assert main(["catalog", "register", str(folder), "--db", postgres_url]) == 2
+    assert main(["catalog", "register", str(folder), "--catalog", postgres_url]) == 2
     assert "gamma" in capsys.readouterr().err
     with psycopg.connect(postgres_url) as conn:
         tables = conn.execute("SELECT to_regclass('catalog_schema'), to_regclass('volumes')").fetchone()
     assert tables == (None, None)
     Catalog(postgres_url, create=True).close()
-    assert main(["catalog", "register", str(folder), "--db", postgres_url]) == 2
+    assert main(["catalog", "register", str(folder), "--catalog", postgres_url]) == 2
     with Catalog(postgres_url) as catalog:
         assert len(catalog) == 0 and not catalog.created
 

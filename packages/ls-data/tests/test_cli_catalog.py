@@ -45,7 +45,7 @@ def test_register_list_show_remove(data, tmp_path, capsys, catalog_url):
                 "catalog",
                 "register",
                 str(data),
-                "--db",
+                "--catalog",
                 catalog_url,
                 "--grade",
                 "gold",
@@ -67,7 +67,7 @@ def test_register_list_show_remove(data, tmp_path, capsys, catalog_url):
     with Catalog(catalog_url) as catalog:
         assert catalog.get("alpha").attributes == {"stage": 12, "who": "ana"}
 
-    assert _run(["catalog", "list", "--db", catalog_url]) == 0
+    assert _run(["catalog", "list", "--catalog", catalog_url]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["id", "name", "format"]
     assert set(lines[1]) <= {"-", " "}
@@ -76,41 +76,41 @@ def test_register_list_show_remove(data, tmp_path, capsys, catalog_url):
     assert "2x4x8x8" in lines[2] and "2,0.5,0.5" in lines[2]
     assert lines[-1] == "2 volume(s)"
 
-    assert _run(["catalog", "list", "--db", catalog_url, "--format", "ome-zarr"]) == 0
+    assert _run(["catalog", "list", "--catalog", catalog_url, "--format", "ome-zarr"]) == 0
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[2:-1]] == ["beta"]
-    assert _run(["catalog", "list", "--db", catalog_url, "--split", "val"]) == 0
+    assert _run(["catalog", "list", "--catalog", catalog_url, "--split", "val"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "0 volume(s)"
-    assert _run(["catalog", "list", "--db", catalog_url, "--attr", "stage=12", "--json"]) == 0
+    assert _run(["catalog", "list", "--catalog", catalog_url, "--attr", "stage=12", "--json"]) == 0
     assert [v["name"] for v in json.loads(capsys.readouterr().out)] == ["alpha", "beta"]
 
-    assert _run(["catalog", "show", "alpha", "--db", catalog_url, "--root", str(tmp_path)]) == 0
+    assert _run(["catalog", "show", "alpha", "--catalog", catalog_url, "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "2x4x8x8" in out and str((data / "alpha_image.tif").resolve()) in out and "(missing)" not in out
-    assert _run(["catalog", "show", "beta", "--db", catalog_url, "--root", str(tmp_path), "--json"]) == 0
+    assert _run(["catalog", "show", "beta", "--catalog", catalog_url, "--root", str(tmp_path), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["label_path"] == str((data / "beta.ome.zarr" / "labels" / "cells").resolve())
 
-    assert _run(["catalog", "remove", "alpha", "--db", catalog_url]) == 0
+    assert _run(["catalog", "remove", "alpha", "--catalog", catalog_url]) == 0
     assert "removed volume" in capsys.readouterr().out
     with Catalog(catalog_url) as catalog:
         beta_id = catalog.get("beta").id
         assert [v.name for v in catalog.volumes()] == ["beta"]
-    assert _run(["catalog", "remove", str(beta_id), "--db", catalog_url]) == 0  # by id
+    assert _run(["catalog", "remove", str(beta_id), "--catalog", catalog_url]) == 0  # by id
     with pytest.raises(VolumeNotFoundError, match="'alpha'"):
-        _run(["catalog", "show", "alpha", "--db", catalog_url])
+        _run(["catalog", "show", "alpha", "--catalog", catalog_url])
 
 
 def test_register_skip_bad_and_errors(data, tmp_path, capsys):
     db = f"sqlite:///{tmp_path / 'c.sqlite'}"
     (data / "gamma_image.tif").write_bytes((data / "alpha_image.tif").read_bytes())  # no labels
     with pytest.raises(RegisterError, match="gamma"):
-        _run(["catalog", "register", str(data), "--db", db])
+        _run(["catalog", "register", str(data), "--catalog", db])
     with pytest.warns(UserWarning, match="gamma"):
-        assert _run(["catalog", "register", str(data), "--db", db, "--skip-bad"]) == 0
+        assert _run(["catalog", "register", str(data), "--catalog", db, "--skip-bad"]) == 0
     out = capsys.readouterr().out
     assert "skipped         gamma: image file" in out and "2 added, 0 updated, 1 skipped" in out
     with pytest.raises(DataError, match="must be KEY=VALUE"):
-        _run(["catalog", "register", str(data), "--db", db, "--attr", "novalue"])
+        _run(["catalog", "register", str(data), "--catalog", db, "--attr", "novalue"])
 
 
 def test_default_db_is_catalog_sqlite_in_cwd(data, tmp_path, monkeypatch, capsys):
@@ -125,11 +125,11 @@ def test_ls_data_main_reports_errors_in_one_line(tmp_path, capsys):
     from ls_data.cli import main
 
     port_url = "postgresql://u:topsecret@127.0.0.1:1/db?connect_timeout=3"
-    assert main(["catalog", "list", "--db", port_url]) == 2
+    assert main(["catalog", "list", "--catalog", port_url]) == 2
     err = capsys.readouterr().err
     assert "topsecret" not in err and "postgresql://u:***@127.0.0.1:1/db" in err
     Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True).close()
-    assert main(["catalog", "show", "x", "--db", f"sqlite:///{tmp_path / 'c.sqlite'}"]) == 2
+    assert main(["catalog", "show", "x", "--catalog", f"sqlite:///{tmp_path / 'c.sqlite'}"]) == 2
     assert "no volume named 'x'" in capsys.readouterr().err
 
 
@@ -138,10 +138,10 @@ def test_reading_commands_never_create_a_catalog(tmp_path, capsys, command):
     from ls_data.cli import main
 
     typo = tmp_path / "typo.sqlite"
-    assert main(["catalog", *command, "--db", f"sqlite:///{typo}"]) == 2
+    assert main(["catalog", *command, "--catalog", f"sqlite:///{typo}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ls-data catalog: error: catalog ") and err.count("\n") == 1
-    assert f"no file '{typo}'" in err and "ls-data catalog register FOLDER --db" in err
+    assert f"no file '{typo}'" in err and "ls-data catalog register FOLDER --catalog" in err
     assert not typo.exists()
 
 
@@ -149,17 +149,18 @@ def test_failed_register_leaves_no_new_catalog(data, tmp_path, capsys):
     from ls_data.cli import main
 
     db = tmp_path / "new.sqlite"
-    assert main(["catalog", "register", str(tmp_path / "no_such_folder"), "--db", f"sqlite:///{db}"]) == 2
+    missing = str(tmp_path / "no_such_folder")
+    assert main(["catalog", "register", missing, "--catalog", f"sqlite:///{db}"]) == 2
     err = capsys.readouterr().err
     assert f"folder '{tmp_path / 'no_such_folder'}' does not exist or is not a folder" in err
     assert not db.exists()
     (tmp_path / "empty").mkdir()
-    assert main(["catalog", "register", str(tmp_path / "empty"), "--db", f"sqlite:///{db}"]) == 2
+    assert main(["catalog", "register", str(tmp_path / "empty"), "--catalog", f"sqlite:///{db}"]) == 2
     assert "no volumes in" in capsys.readouterr().err and not db.exists()
     (data / "gamma_image.tif").write_bytes((data / "alpha_image.tif").read_bytes())  # no labels
-    assert main(["catalog", "register", str(data), "--db", f"sqlite:///{db}"]) == 2
+    assert main(["catalog", "register", str(data), "--catalog", f"sqlite:///{db}"]) == 2
     assert "gamma" in capsys.readouterr().err and not db.exists()
     # A catalog that existed before the failed run stays, even an empty one.
     Catalog(f"sqlite:///{db}", create=True).close()
-    assert main(["catalog", "register", str(data), "--db", f"sqlite:///{db}"]) == 2
+    assert main(["catalog", "register", str(data), "--catalog", f"sqlite:///{db}"]) == 2
     assert db.is_file()

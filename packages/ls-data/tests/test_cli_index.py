@@ -22,6 +22,11 @@ def run(argv: list[str]) -> int:
     return args.func(args)
 
 
+def build(catalog: str, out: object, *crop: str) -> list[str]:
+    """The arguments of ``ls-data index build`` from ``catalog`` into ``out`` with crop shape ``crop``."""
+    return ["index", "build", "--catalog", catalog, "--index-path", str(out), "--crop-shape", *crop]
+
+
 @pytest.fixture
 def catalog(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
@@ -51,7 +56,7 @@ def catalog(tmp_path) -> str:
 
 def test_build_prints_report_and_reuses(tmp_path, catalog, capsys):
     out = tmp_path / "idx.sqlite"
-    argv = ["index", "build", "--db", catalog, "--out", str(out), "--crop", "4", "8", "8", "--split", "train"]
+    argv = [*build(catalog, out, "4", "8", "8"), "--split", "train"]
     assert run([*argv, "--stride", "4", "4", "8", "--channels", "1", "--min-visible-fraction", "0.25"]) == 0
     captured = capsys.readouterr()
     assert "v0: " in captured.err and "v1: " in captured.err  # progress lines
@@ -78,23 +83,23 @@ def test_build_prints_report_and_reuses(tmp_path, catalog, capsys):
 def test_skip_bad_and_errors(tmp_path, catalog, capsys):
     (tmp_path / "tiff" / "v2_labels.tif").unlink()
     out = tmp_path / "idx.sqlite"
-    argv = ["index", "build", "--db", catalog, "--out", str(out), "--crop", "4"]
+    argv = build(catalog, out, "4")
     with pytest.raises(DataError, match=r"volume 'v2'.*v2_labels\.tif.*does not exist"):
         run(argv)
     assert not out.exists()
-    assert run([*argv, "--skip-bad", "--root", str(tmp_path)]) == 0
+    assert run([*argv, "--skip-bad-volumes", "--root", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert "warning: skipping volume 'v2'" in captured.err
     assert "1 skipped" in captured.out and "skipped v2: " in captured.out
-    with pytest.raises(DataError, match=r"--crop must be an integer or a 3-tuple"):
-        run([*argv, "--crop", "4", "4"])
+    with pytest.raises(DataError, match=r"--crop-shape must be an integer or a 3-tuple"):
+        run([*argv, "--crop-shape", "4", "4"])
     with pytest.raises(DataError, match=r"volume 'v0'.*crop shape \(40, 40, 40\).*\(8, 16, 16\)"):
-        run([*argv, "--crop", "40"])
+        run([*argv, "--crop-shape", "40"])
 
 
 def test_info(tmp_path, catalog, capsys):
     out = tmp_path / "idx.sqlite"
-    assert run(["index", "build", "--db", catalog, "--out", str(out), "--crop", "4", "8", "8"]) == 0
+    assert run(build(catalog, out, "4", "8", "8")) == 0
     capsys.readouterr()
     assert run(["index", "info", str(out), "--crops", "2"]) == 0
     text = capsys.readouterr().out
@@ -112,11 +117,11 @@ def test_through_ls_data_main(tmp_path, catalog, capsys):
 
     out = tmp_path / "idx.sqlite"
     assert (
-        main(["index", "build", "--db", catalog, "--out", str(out), "--crop", "4", "8", "8", "--json"]) == 0
+        main([*build(catalog, out, "4", "8", "8"), "--json"]) == 0
     )
     assert json.loads(capsys.readouterr().out)["report"]["volumes"] == 3
     assert main(["index", "info", str(out)]) == 0
-    assert main(["index", "build", "--db", catalog, "--out", str(out), "--crop", "9", "8", "8"]) == 2
+    assert main(build(catalog, out, "9", "8", "8")) == 2
     assert "crop shape (9, 8, 8) is larger than the volume shape (8, 16, 16)" in capsys.readouterr().err
 
 
@@ -124,7 +129,7 @@ def test_build_from_a_missing_catalog_creates_nothing(tmp_path, capsys):
     from ls_data.cli import main
 
     typo, out = tmp_path / "typo.sqlite", tmp_path / "idx.sqlite"
-    assert main(["index", "build", "--db", f"sqlite:///{typo}", "--out", str(out), "--crop", "4"]) == 2
+    assert main(build(f"sqlite:///{typo}", out, "4")) == 2
     err = capsys.readouterr().err
     assert err.startswith("ls-data index: error: catalog ") and f"no file '{typo}'" in err
     assert "ls-data catalog register" in err
@@ -135,7 +140,7 @@ def test_empty_selection_keeps_the_existing_index(tmp_path, catalog, capsys):
     from ls_data.cli import main
 
     out = tmp_path / "idx.sqlite"
-    argv = ["index", "build", "--db", catalog, "--out", str(out), "--crop", "4", "8", "8"]
+    argv = build(catalog, out, "4", "8", "8")
     assert main([*argv, "--split", "train"]) == 0
     before = (out.read_bytes(), out.stat().st_mtime_ns)
     capsys.readouterr()
@@ -164,8 +169,7 @@ def test_sigterm_mid_build_removes_the_temporary_file_and_keeps_the_index(tmp_pa
     from ls_core.faults import FAULT_DIR_ENV, FAULT_ENV
 
     out = tmp_path / "index.sqlite"
-    argv = [sys.executable, "-m", "ls_data.cli", "index", "build", "--db", catalog, "--out", str(out),
-            "--crop", "4", "8", "8"]
+    argv = [sys.executable, "-m", "ls_data.cli", *build(catalog, out, "4", "8", "8")]
     subprocess.run(argv, check=True, capture_output=True, timeout=300)
     before = out.read_bytes()
     folder = tmp_path / "fault"
@@ -185,3 +189,15 @@ def test_sigterm_mid_build_removes_the_temporary_file_and_keeps_the_index(tmp_pa
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
     again = subprocess.run([*argv, "--rebuild"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
+
+
+def test_the_old_flags_still_build_the_index(tmp_path, catalog, capsys):
+    from ls_data.cli import main
+
+    out = tmp_path / "old.sqlite"
+    old = ["--db", catalog, "--out", str(out), "--crop", "4", "8", "8", "--min-instances", "1", "--skip-bad"]
+    assert main(["index", "build", *old]) == 0
+    err = capsys.readouterr().err
+    assert "ls-data index build: --db is deprecated; use --catalog" in err
+    assert "--out is deprecated; use --index-path" in err and "--skip-bad is deprecated" in err
+    assert len(CropIndex.open(out)) > 0 and CropIndex.open(out).params["crop_shape"] == [4, 8, 8]

@@ -9,7 +9,7 @@ import pytest
 
 from ls_data.io import open_image, open_labels
 
-TINY = ["--num-volumes", "2", "--shape", "6", "24", "24", "--objects", "4", "--radius-range", "2", "3"]
+TINY = ["--num-volumes", "2", "--shape", "6", "24", "24", "--num-objects", "4", "--radius-range-um", "2", "3"]
 
 
 def test_synth_writes_files_catalog_and_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,10 +77,10 @@ def test_synth_out_that_is_a_file_is_one_line_and_status_2(
         (["--shape", "0", "8", "8"], "shape"),
         (["--touching", "0"], "touching must be > 0"),
         (["--photons", "0"], "photons > 0"),
-        (["--radius-range", "3", "2"], "radius_range_um"),
+        (["--radius-range-um", "3", "2"], "radius_range_um"),
         (["--levels", "0"], "levels must be an int >= 1"),
         (["--num-volumes", "0"], "num_volumes"),
-        (["--db", "mysql://u@h/db"], "unsupported scheme 'mysql'"),
+        (["--catalog", "mysql://u@h/db"], "unsupported scheme 'mysql'"),
     ],
 )
 def test_synth_bad_arguments_create_no_folder_and_no_catalog(

@@ -187,7 +187,7 @@ def test_parameter_errors_name_the_parameter() -> None:
     with pytest.raises(DataError, match="stripe_strength"):
         synthesize_volume(stripe_strength=1.0)
     with pytest.raises(DataError, match="formats"):
-        synthesize_dataset("unused", formats=("png",), catalog_url=None)
+        synthesize_dataset("unused", formats=("png",), catalog=None)
 
 
 TINY = {
@@ -201,8 +201,8 @@ TINY = {
 
 def test_dataset_files_without_catalog(tmp_path: Path) -> None:
     lines: list[str] = []
-    report = synthesize_dataset(tmp_path / "ds", **TINY, catalog_url=None, seed=1, progress=lines.append)
-    assert len(report.volumes) == 3 and len(lines) == 3 and report.catalog_url is None
+    report = synthesize_dataset(tmp_path / "ds", **TINY, catalog=None, seed=1, progress=lines.append)
+    assert len(report.volumes) == 3 and len(lines) == 3 and report.catalog is None
     assert [v.split for v in report.volumes].count("val") == 1
     assert not (tmp_path / "ds" / "catalog.sqlite").exists()
     v = report.volumes[0]
@@ -218,7 +218,7 @@ def test_dataset_files_without_catalog(tmp_path: Path) -> None:
         np.testing.assert_array_equal(labels.read(), expected.labels)
         assert labels.classes() == expected.classes
         assert labels.spacing == pytest.approx((2.0, 0.5, 0.5))
-    again = synthesize_dataset(tmp_path / "again", **TINY, catalog_url=None, seed=1, formats=("tiff",))
+    again = synthesize_dataset(tmp_path / "again", **TINY, catalog=None, seed=1, formats=("tiff",))
     assert [x.seed for x in again.volumes] == [x.seed for x in report.volumes]
     assert "ome-zarr" not in again.volumes[0].files
 
@@ -228,8 +228,8 @@ def test_dataset_registers_every_written_volume(tmp_path: Path) -> None:
 
     out = tmp_path / "ds"
     report = synthesize_dataset(out, **TINY, seed=2)
-    assert report.catalog_url == f"sqlite:///{out}/catalog.sqlite"
-    with Catalog(report.catalog_url, roots=[out]) as catalog:
+    assert report.catalog == f"sqlite:///{out}/catalog.sqlite"
+    with Catalog(report.catalog, roots=[out]) as catalog:
         records = catalog.volumes()
         assert sorted(r.name for r in records) == sorted(
             f"synth_{i:03d}-{fmt}" for i in range(3) for fmt in ("tiff", "ome-zarr")

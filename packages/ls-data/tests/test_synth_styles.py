@@ -354,7 +354,7 @@ def test_unused_and_bad_parameters_are_refused_with_the_style_named() -> None:
     ):
         synthesize_volume(style="cubes")
     with pytest.raises(DataError, match="unknown synth style"):
-        synthesize_dataset("unused", style="cubes", catalog_url=None)
+        synthesize_dataset("unused", style="cubes", catalog=None)
     with pytest.raises(DataError, match="photons is given both as a keyword and in style_params"):
         synthesize_volume(style="dense", photons=10.0, style_params={"photons": 20.0})
     with pytest.raises(DataError, match=r"lobes must satisfy 1 <= min <= max.*\(style 'blobs'\)"):
@@ -389,7 +389,7 @@ TINY = {"num_volumes": 2, "shape": (8, 32, 32), "num_objects": 6}
 
 
 def test_dataset_of_a_style_without_catalog(tmp_path: Path) -> None:
-    report = synthesize_dataset(tmp_path / "ds", style="blobs", **TINY, catalog_url=None, formats=("tiff",))
+    report = synthesize_dataset(tmp_path / "ds", style="blobs", **TINY, catalog=None, formats=("tiff",))
     v = report.volumes[0]
     assert v.style == "blobs" and "style blobs" in report.summary()
     expected = synthesize_volume(style="blobs", shape=(8, 32, 32), num_objects=6, seed=v.seed)
@@ -397,7 +397,7 @@ def test_dataset_of_a_style_without_catalog(tmp_path: Path) -> None:
     np.testing.assert_array_equal(open_image(image_path).read(), expected.image)
     np.testing.assert_array_equal(open_labels(label_path).read(), expected.labels)
     with pytest.raises(DataError, match="aspect_range is not used by style 'blobs'"):
-        synthesize_dataset(tmp_path / "bad", style="blobs", aspect_range=(0.5, 1.0), catalog_url=None)
+        synthesize_dataset(tmp_path / "bad", style="blobs", aspect_range=(0.5, 1.0), catalog=None)
     assert not (tmp_path / "bad").exists()
 
 
@@ -408,7 +408,7 @@ def test_dataset_catalog_records_the_style_and_its_parameters(tmp_path: Path) ->
     report = synthesize_dataset(
         out, style="dense", style_params={"texture": 0.0}, **TINY, formats=("tiff",), seed=3
     )
-    with Catalog(report.catalog_url, roots=[out]) as catalog:
+    with Catalog(report.catalog, roots=[out]) as catalog:
         records = catalog.volumes()
         assert len(records) == 2
         for record in records:
@@ -430,7 +430,8 @@ def test_cli_style_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     from ls_data.cli import main
 
     out = tmp_path / "ds"
-    args = ["synth", "--out", str(out), "--num-volumes", "1", "--shape", "8", "32", "32", "--objects", "20"]
+    args = ["synth", "--out", str(out), "--num-volumes", "1", "--shape", "8", "32", "32"]
+    args += ["--num-objects", "20"]
     assert main([*args, "--style", "dense", "--formats", "tiff", "--no-catalog"]) == 0
     captured = capsys.readouterr()
     assert "dense objects" in captured.out and "style dense" in captured.out
@@ -451,7 +452,7 @@ def test_cli_style_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_cli_default_style_is_the_original_dataset(tmp_path: Path) -> None:
     from ls_data.cli import main
 
-    args = ["--num-volumes", "1", "--shape", "6", "24", "24", "--objects", "4"]
+    args = ["--num-volumes", "1", "--shape", "6", "24", "24", "--num-objects", "4"]
     args += ["--formats", "tiff", "--no-catalog"]
     assert main(["synth", "--out", str(tmp_path / "a"), *args]) == 0
     assert main(["synth", "--out", str(tmp_path / "b"), *args, "--style", "ellipsoids"]) == 0

@@ -152,16 +152,16 @@ def test_a_killed_index_rebuild_leaves_the_index_and_the_rerun_removes_its_temp_
     byte for byte, the same command removes the temporary file and writes the unstopped build's rows."""
     data = tmp_path / "data"
     _checked(ls_data_argv("synth", "--out", str(data), "--num-volumes", "3", "--shape", "8", "32", "32",
-                          "--objects", "6", "--formats", "tiff"))  # fmt: skip
+                          "--num-objects", "6", "--formats", "tiff"))  # fmt: skip
     db = f"sqlite:///{data / 'catalog.sqlite'}"
-    build = ls_data_argv("index", "build", "--db", db, "--crop", "8", "16", "16")
+    build = ls_data_argv("index", "build", "--catalog", db, "--crop-shape", "8", "16", "16")
     reference = tmp_path / "reference.sqlite"
-    _checked([*build, "--out", str(reference)])
+    _checked([*build, "--index-path", str(reference)])
     index = tmp_path / "index.sqlite"
     index.write_bytes(reference.read_bytes())
     check = IndexCheck(index, reference, before=index.read_bytes())
     outcome = run_command_case(
-        [*build, "--out", str(index), "--rebuild"], Fault("index.build", at=2, signal=signal.SIGKILL),
+        [*build, "--index-path", str(index), "--rebuild"], Fault("index.build", at=2, signal=signal.SIGKILL),
         mode="index rebuild", folder=tmp_path / "fault", judge=check.judge, after_stop=check.after_stop,
     )
     _passed(outcome, capsys)

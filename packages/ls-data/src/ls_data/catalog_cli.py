@@ -2,16 +2,17 @@
 
 ::
 
-    ls-data catalog register FOLDER [--db URL] [--root DIR ...] [--grade G] [--split S]
+    ls-data catalog register FOLDER [--catalog URL] [--root DIR ...] [--grade G] [--split S]
                                     [--attr KEY=VALUE ...] [--skip-bad] [--recursive] [--label-name NAME]
-    ls-data catalog list   [--db URL] [--grade G ...] [--split S ...] [--format F ...] [--name N ...]
+    ls-data catalog list   [--catalog URL] [--grade G ...] [--split S ...] [--format F ...] [--name N ...]
                            [--min-channels N] [--channel NAME ...] [--attr KEY=VALUE ...] [--json]
-    ls-data catalog show   NAME [--db URL] [--root DIR ...] [--json]
-    ls-data catalog remove NAME [--db URL]
+    ls-data catalog show   NAME [--catalog URL] [--root DIR ...] [--json]
+    ls-data catalog remove NAME [--catalog URL]
 
-``--db`` defaults to ``sqlite:///catalog.sqlite`` (in the current folder). Only ``register``
-creates a catalog that does not exist (and removes it again when the registration fails);
-``list``, ``show`` and ``remove`` report a missing catalog as an error. ``NAME`` is a volume
+``--catalog`` (old spelling ``--db``, deprecated) defaults to ``sqlite:///catalog.sqlite`` (in
+the current folder). Only ``register`` creates a catalog that does not exist (and removes it
+again when the registration fails); ``list``, ``show`` and ``remove`` report a missing catalog as
+an error. ``NAME`` is a volume
 name, or its id when no volume has that name. ``--attr`` values are read as JSON when they parse
 (``stage=12`` is a number, ``ok=true`` a boolean), else as text. Errors (``DataError``) are
 printed as one line by ``ls-data`` (exit status 2).
@@ -27,11 +28,14 @@ from typing import Any
 
 from ls_data.catalog import Catalog, CatalogError, Selection, VolumeNotFoundError, VolumeRecord
 from ls_data.catalog.url import parse_url
+from ls_data.cli_options import add_option
 from ls_data.errors import DataError
 
-__all__ = ["DEFAULT_DB", "format_table", "register"]
+__all__ = ["DEFAULT_CATALOG", "format_table", "register"]
 
-DEFAULT_DB = "sqlite:///catalog.sqlite"
+#: Default catalog of ``ls-data catalog`` and ``ls-data index build``, in the current folder
+#: (``ls-data synth`` writes its own inside the dataset folder: ``ls_data.synth.SYNTH_CATALOG``).
+DEFAULT_CATALOG = "sqlite:///catalog.sqlite"
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -52,11 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     actions.required = True
 
     def common(parser: argparse.ArgumentParser, *, roots: bool = True) -> None:
-        parser.add_argument(
-            "--db",
-            default=DEFAULT_DB,
+        add_option(
+            parser,
+            "--catalog",
+            aliases=["--db"],
+            default=DEFAULT_CATALOG,
             metavar="URL",
-            help=f"catalog database URL (default {DEFAULT_DB}, or postgresql://user:pw@host:port/db)",
+            help=f"catalog database URL (default {DEFAULT_CATALOG}, or postgresql://user:pw@host:port/db)",
         )
         if roots:
             parser.add_argument(
@@ -166,8 +172,8 @@ def _register(args: argparse.Namespace) -> int:
     folder = Path(args.folder).expanduser()
     if not folder.is_dir():  # before the catalog is opened: a typo creates no catalog
         raise CatalogError(f"catalog register: folder {str(folder)!r} does not exist or is not a folder")
-    new_file = _missing_sqlite_file(args.db)
-    with Catalog(args.db, roots=args.root, create=True) as catalog:
+    new_file = _missing_sqlite_file(args.catalog)
+    with Catalog(args.catalog, roots=args.root, create=True) as catalog:
         try:
             report = catalog.register_folder(
                 folder,
@@ -219,7 +225,7 @@ def _list(args: argparse.Namespace) -> int:
         channels=args.channel,
         attributes=_parse_attrs(args.attr),
     )
-    with Catalog(args.db) as catalog:
+    with Catalog(args.catalog) as catalog:
         records = catalog.volumes(selection)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
@@ -231,7 +237,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with Catalog(args.db, roots=args.root) as catalog:
+    with Catalog(args.catalog, roots=args.root) as catalog:
         record = _get(catalog, args.name)
         paths: dict[str, str] = {}
         try:
@@ -256,7 +262,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    with Catalog(args.db) as catalog:
+    with Catalog(args.catalog) as catalog:
         record = catalog.remove(_get(catalog, args.name).id)
     print(f"removed volume {record.id} {record.name!r} from the catalog (its files are left in place)")
     return 0

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ls_data.cli_options import add_option
 from ls_data.errors import DataError
 
 __all__ = ["SUBCOMMAND_MODULES", "Terminated", "build_parser", "main"]
@@ -53,10 +54,28 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--channels", type=int, default=None)
     p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--objects", type=int, default=None, help="objects per volume")
-    p.add_argument("--radius-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"), help="um")
+    add_option(p, "--num-objects", aliases=["--objects"], type=int, default=None, help="objects per volume")
+    add_option(
+        p,
+        "--radius-range-um",
+        aliases=["--radius-range"],
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("MIN", "MAX"),
+        help="object radii, micrometres",
+    )
     p.add_argument("--touching", type=float, default=None, help="min centre distance / sum of radii")
-    p.add_argument("--psf-sigma", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"))
+    add_option(
+        p,
+        "--psf-sigma-um",
+        aliases=["--psf-sigma"],
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("Z", "Y", "X"),
+        help="PSF sigma, micrometres",
+    )
     p.add_argument("--photons", type=float, default=None, help="photons per voxel of a brightness-1 object")
     p.add_argument("--read-noise", type=float, default=None)
     p.add_argument("--background", type=float, default=None)
@@ -65,35 +84,42 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", nargs="+", choices=("tiff", "ome-zarr"), default=["tiff", "ome-zarr"])
     p.add_argument("--levels", type=int, default=1, help="OME-Zarr multiscale levels")
     p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--db", default=None, help="catalog URL (default sqlite:///OUT/catalog.sqlite)")
+    add_option(
+        p,
+        "--catalog",
+        aliases=["--db"],
+        default=None,
+        metavar="URL",
+        help="catalog database URL (default sqlite:///OUT/catalog.sqlite)",
+    )
     p.add_argument("--no-catalog", action="store_true", help="do not register the volumes in a catalog")
     p.set_defaults(func=_run_synth)
 
 
-#: ``ls-data synth`` options that default to the style's value -> keyword of synthesize_dataset.
-_SYNTH_STYLE_OPTIONS = {
-    "shape": "shape",
-    "channels": "channels",
-    "objects": "num_objects",
-    "num_classes": "num_classes",
-    "radius_range": "radius_range_um",
-    "touching": "touching",
-    "psf_sigma": "psf_sigma_um",
-    "photons": "photons",
-    "read_noise": "read_noise",
-    "background": "background",
-    "stripes": "stripes",
-}
+#: ``ls-data synth`` options that default to the style's value (keywords of synthesize_dataset).
+_SYNTH_STYLE_OPTIONS = (
+    "shape",
+    "channels",
+    "num_objects",
+    "num_classes",
+    "radius_range_um",
+    "touching",
+    "psf_sigma_um",
+    "photons",
+    "read_noise",
+    "background",
+    "stripes",
+)
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from ls_data.synth import DEFAULT_CATALOG_URL, synthesize_dataset
+    from ls_data.synth import SYNTH_CATALOG, synthesize_dataset
 
-    catalog_url = None if args.no_catalog else (args.db or DEFAULT_CATALOG_URL)
+    catalog = None if args.no_catalog else (args.catalog or SYNTH_CATALOG)
     given = {
         keyword: tuple(value) if isinstance(value, list) else value
-        for option, keyword in _SYNTH_STYLE_OPTIONS.items()
-        if (value := getattr(args, option)) is not None
+        for keyword in _SYNTH_STYLE_OPTIONS
+        if (value := getattr(args, keyword)) is not None
     }
     report = synthesize_dataset(
         args.out,
@@ -104,7 +130,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         formats=tuple(args.formats),
         val_fraction=args.val_fraction,
         levels=args.levels,
-        catalog_url=catalog_url,
+        catalog=catalog,
         seed=args.seed,
         progress=lambda line: print(line, flush=True),
     )

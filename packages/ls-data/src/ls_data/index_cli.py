@@ -2,14 +2,18 @@
 
 ::
 
-    ls-data index build --db URL --out INDEX.sqlite --crop Z Y X [--stride Z Y X] [--channels C ...]
-                        [--min-instance-volume N] [--min-visible-fraction F] [--min-visible-voxels N]
-                        [--min-instances N] [--grade G ...] [--split S ...] [--name N ...]
-                        [--format F ...] [--root DIR ...] [--skip-bad] [--rebuild] [--slab-size N]
+    ls-data index build --catalog URL --index-path INDEX.sqlite --crop-shape Z Y X [--stride Z Y X]
+                        [--channels C ...] [--min-instance-volume N] [--min-visible-fraction F]
+                        [--min-visible-voxels N] [--min-instances-per-crop N] [--grade G ...]
+                        [--split S ...] [--name N ...] [--format F ...] [--root DIR ...]
+                        [--skip-bad-volumes] [--allow-missing-chunks] [--rebuild] [--slab-size N]
                         [--json]
     ls-data index info INDEX.sqlite [--crops N] [--json]
 
-``--crop`` and ``--stride`` take one value (all axes) or three (z y x). ``build`` prints one
+The options spell the arguments of ``build_crop_index`` and ``CropIndexConfig``; the old
+spellings ``--db``, ``--out``, ``--crop``, ``--min-instances`` and ``--skip-bad`` still work
+(deprecated, a note on stderr). ``--crop-shape`` and ``--stride`` take one value (all axes) or
+three (z y x). ``build`` prints one
 progress line per volume on stderr and the report (a table per volume, totals, skipped
 volumes with their reasons) on stdout. ``build`` never creates the catalog it reads, and a
 selection that matches no volume is an error that leaves an existing index as it was. Errors
@@ -25,7 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ls_data.catalog_cli import DEFAULT_DB
+from ls_data.catalog_cli import DEFAULT_CATALOG
+from ls_data.cli_options import add_option
 from ls_data.errors import DataError
 from ls_data.index import CropIndex, CropIndexConfig, SkippedVolumeWarning, as_triple, build_crop_index
 
@@ -50,17 +55,35 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     actions.required = True
 
     build = actions.add_parser("build", help="build (or reuse) the crop index of a catalog selection")
-    build.add_argument(
-        "--db", default=DEFAULT_DB, metavar="URL", help=f"catalog database URL (default {DEFAULT_DB})"
+    add_option(
+        build,
+        "--catalog",
+        aliases=["--db"],
+        default=DEFAULT_CATALOG,
+        metavar="URL",
+        help=f"catalog database URL (default {DEFAULT_CATALOG})",
+    )
+    add_option(
+        build,
+        "--index-path",
+        aliases=["--out"],
+        required=True,
+        type=Path,
+        metavar="INDEX",
+        help="index file to write (SQLite)",
+    )
+    add_option(
+        build,
+        "--crop-shape",
+        aliases=["--crop"],
+        required=True,
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="crop shape: Z Y X, or one N",
     )
     build.add_argument(
-        "--out", required=True, type=Path, metavar="INDEX", help="index file to write (SQLite)"
-    )
-    build.add_argument(
-        "--crop", required=True, type=int, nargs="+", metavar="N", help="crop shape: Z Y X, or one N"
-    )
-    build.add_argument(
-        "--stride", type=int, nargs="+", metavar="N", help="stride: Z Y X, or one N (default: crop)"
+        "--stride", type=int, nargs="+", metavar="N", help="stride: Z Y X, or one N (default: the crop shape)"
     )
     build.add_argument(
         "--channels", type=int, nargs="+", metavar="C", help="channel indices to read (default: all)"
@@ -76,8 +99,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="fraction of an instance inside a crop",
     )
     build.add_argument("--min-visible-voxels", type=int, default=1, metavar="N", help="voxels inside a crop")
-    build.add_argument(
-        "--min-instances", type=int, default=1, metavar="N", help="listed instances to keep a crop"
+    add_option(
+        build,
+        "--min-instances-per-crop",
+        aliases=["--min-instances"],
+        type=int,
+        default=1,
+        metavar="N",
+        help="listed instances to keep a crop",
     )
     build.add_argument("--grade", nargs="+", metavar="G", help="select volumes of these grades")
     build.add_argument("--split", nargs="+", metavar="S", help="select volumes of these splits")
@@ -92,8 +121,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder catalog paths may resolve into (repeatable)",
     )
-    build.add_argument(
-        "--skip-bad", action="store_true", help="skip bad volumes (reported) instead of failing"
+    add_option(
+        build,
+        "--skip-bad-volumes",
+        aliases=["--skip-bad"],
+        action="store_true",
+        help="skip bad volumes (reported) instead of failing",
     )
     build.add_argument(
         "--allow-missing-chunks",
@@ -172,7 +205,7 @@ def format_report(index: CropIndex) -> str:
 def _build(args: argparse.Namespace) -> int:
     from ls_data.catalog import Selection
 
-    crop = as_triple(args.crop if len(args.crop) != 1 else args.crop[0], "--crop")
+    crop = as_triple(args.crop_shape if len(args.crop_shape) != 1 else args.crop_shape[0], "--crop-shape")
     stride = (
         None
         if args.stride is None
@@ -186,18 +219,18 @@ def _build(args: argparse.Namespace) -> int:
         min_instance_volume=args.min_instance_volume,
         min_visible_fraction=args.min_visible_fraction,
         min_visible_voxels=args.min_visible_voxels,
-        min_instances_per_crop=args.min_instances,
-        skip_bad_volumes=args.skip_bad,
+        min_instances_per_crop=args.min_instances_per_crop,
+        skip_bad_volumes=args.skip_bad_volumes,
         allow_missing_chunks=args.allow_missing_chunks,
         slab_size=args.slab_size,
     )
-    before = _file_id(args.out)
+    before = _file_id(args.index_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedVolumeWarning)
         index = build_crop_index(
-            catalog=args.db,
+            catalog=args.catalog,
             selection=selection,
-            index_path=args.out,
+            index_path=args.index_path,
             config=config,
             roots=args.root,
             rebuild=args.rebuild,
@@ -205,7 +238,7 @@ def _build(args: argparse.Namespace) -> int:
         )
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    reused = before is not None and before == _file_id(args.out)
+    reused = before is not None and before == _file_id(args.index_path)
     if args.json:
         print(
             json.dumps(

@@ -57,9 +57,9 @@ if TYPE_CHECKING:
     from ls_data.catalog import Catalog
 
 __all__ = [
-    "DEFAULT_CATALOG_URL",
     "STYLES",
     "STYLE_DEFAULT",
+    "SYNTH_CATALOG",
     "BlobsStyle",
     "DenseStyle",
     "EllipsoidsStyle",
@@ -75,7 +75,9 @@ __all__ = [
 ]
 
 Triple = tuple[float, float, float]
-DEFAULT_CATALOG_URL = "sqlite:///{out}/catalog.sqlite"
+#: Default catalog of :func:`synthesize_dataset` and ``ls-data synth``: one inside the dataset
+#: folder (``{out}``), unlike the catalog commands' ``DEFAULT_CATALOG`` in the current folder.
+SYNTH_CATALOG = "sqlite:///{out}/catalog.sqlite"
 
 
 @dataclass(frozen=True)
@@ -606,13 +608,13 @@ class SynthesisReport:
     Attributes:
         out: The dataset folder.
         volumes: One entry per volume.
-        catalog_url: The catalog the volumes were registered in, or None.
+        catalog: The URL of the catalog the volumes were registered in, or None.
         seconds: Wall time of the whole run.
     """
 
     out: Path
     volumes: list[SynthesizedVolume]
-    catalog_url: str | None
+    catalog: str | None
     seconds: float
 
     def summary(self) -> str:
@@ -620,7 +622,7 @@ class SynthesisReport:
         objects = sum(v.num_objects for v in self.volumes)
         formats = sorted({f for v in self.volumes for f in v.files})
         styles = ", ".join(sorted({v.style for v in self.volumes}))
-        where = f", catalog {self.catalog_url}" if self.catalog_url else ""
+        where = f", catalog {self.catalog}" if self.catalog else ""
         return (
             f"{len(self.volumes)} volumes ({objects} objects, style {styles}) written to {self.out} as "
             f"{', '.join(formats)}{where} in {self.seconds:.1f} s"
@@ -657,7 +659,7 @@ def synthesize_dataset(
     formats: Sequence[str] = _FORMATS,
     val_fraction: float = 0.2,
     levels: int = 1,
-    catalog_url: str | None = DEFAULT_CATALOG_URL,
+    catalog: str | None = SYNTH_CATALOG,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> SynthesisReport:
@@ -690,7 +692,7 @@ def synthesize_dataset(
         val_fraction: Fraction of volumes (rounded, at least one when > 0 and there are two
             or more volumes) put in split ``"val"``; the rest are ``"train"``.
         levels: OME-Zarr multiscale levels.
-        catalog_url: Catalog database URL; ``{out}`` is replaced by the dataset folder. None
+        catalog: Catalog database URL; ``{out}`` is replaced by the dataset folder. None
             skips the catalog.
         seed: Dataset seed; volume ``i`` uses a seed derived from ``(seed, i)``.
         progress: Called with one line of text per written volume.
@@ -733,7 +735,7 @@ def synthesize_dataset(
         offset=offset,
     )
     formats = _check_dataset_params(formats, num_volumes, val_fraction, levels)
-    url = _catalog_url(catalog_url, out_dir)
+    url = _resolve_catalog(catalog, out_dir)
     _check_out_dir(out_dir)
     num_val = round(val_fraction * num_volumes)
     if val_fraction > 0 and num_volumes >= 2:
@@ -743,10 +745,10 @@ def synthesize_dataset(
 
     created_out = not out_dir.exists()
     _make_dir(out_dir)
-    catalog = None
+    opened = None
     if url is not None:
         catalog_names = [f"{name}-{fmt}" for name in names for fmt in formats]
-        catalog = _open_catalog(url, out_dir, catalog_names, created_out=created_out)
+        opened = _open_catalog(url, out_dir, catalog_names, created_out=created_out)
     style_record = params.params()
     volumes: list[SynthesizedVolume] = []
     try:
@@ -771,12 +773,12 @@ def synthesize_dataset(
                 files["ome-zarr"] = (group, group / "labels" / "cells")
             split = "val" if i in val_ids else "train"
             ids: dict[str, int] = {}
-            if catalog is not None:
+            if opened is not None:
                 for fmt, (image_path, label_path) in files.items():
-                    ids[fmt] = catalog.add_volume(
+                    ids[fmt] = opened.add_volume(
                         name=f"{name}-{fmt}",
-                        image_uri=_uri(image_path, catalog.root),
-                        label_uri=_uri(label_path, catalog.root),
+                        image_uri=_uri(image_path, opened.root),
+                        label_uri=_uri(label_path, opened.root),
                         format=fmt,
                         shape=vol.image.shape,
                         channels=params.channels,
@@ -801,9 +803,9 @@ def synthesize_dataset(
                     f"{', '.join(files)} ({time.perf_counter() - start:.1f} s)"
                 )
     finally:
-        if catalog is not None:
-            catalog.close()
-    return SynthesisReport(out=out_dir, volumes=volumes, catalog_url=url, seconds=time.perf_counter() - start)
+        if opened is not None:
+            opened.close()
+    return SynthesisReport(out=out_dir, volumes=volumes, catalog=url, seconds=time.perf_counter() - start)
 
 
 def _check_dataset_params(
@@ -823,13 +825,13 @@ def _check_dataset_params(
     return formats
 
 
-def _catalog_url(catalog_url: str | None, out_dir: Path) -> str | None:
+def _resolve_catalog(catalog: str | None, out_dir: Path) -> str | None:
     """The catalog URL with ``{out}`` filled in, checked (parsed) before anything is written."""
-    if catalog_url is None:
+    if catalog is None:
         return None
     from ls_data.catalog.url import parse_url
 
-    url = catalog_url.replace("{out}", str(out_dir))
+    url = catalog.replace("{out}", str(out_dir))
     parse_url(url)
     return url
 
@@ -876,7 +878,7 @@ def _open_catalog(url: str, out_dir: Path, names: Sequence[str], *, created_out:
             shown = ", ".join(taken[:3]) + (", ..." if len(taken) > 3 else "")
             raise DataError(
                 f"catalog {catalog.safe_url!r} already has {len(taken)} volume(s) of this synth run "
-                f"({shown}); nothing written. Choose another --out (or --db), or remove them with "
+                f"({shown}); nothing written. Choose another --out (or --catalog), or remove them with "
                 "'ls-data catalog remove'"
             )
     except BaseException:

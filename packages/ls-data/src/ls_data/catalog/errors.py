@@ -37,7 +37,7 @@ class CatalogNotFoundError(CatalogError):
         self.reason = reason
         super().__init__(
             f"catalog {safe_url!r} does not exist ({reason}); create it with "
-            f"'ls-data catalog register FOLDER --db {safe_url}' (or 'ls-data synth --out DIR' for "
+            f"'ls-data catalog register FOLDER --catalog {safe_url}' (or 'ls-data synth --out DIR' for "
             "synthetic data; Catalog(url, create=True) in Python)"
         )
 

@@ -192,7 +192,7 @@ def _no_volumes_error(cat: Catalog, selection: Selection | None, index_path: Pat
     if not everything:
         return DataError(
             f"catalog {cat.safe_url!r} holds no volumes, nothing to index ({untouched}); register "
-            f"volumes with 'ls-data catalog register FOLDER --db {cat.safe_url}'"
+            f"volumes with 'ls-data catalog register FOLDER --catalog {cat.safe_url}'"
         )
     wanted = {k: v for k, v in selection.to_dict().items() if v is not None} if selection else {}
     splits = sorted({r.split for r in everything}, key=lambda v: (v is None, v or ""))
