@@ -53,7 +53,6 @@ its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -140,13 +139,9 @@ class Setup:
 
 
 def _quick_overrides() -> list[str]:
-    """Tiny data and model (the tests' TINY_MODEL / TINY_TEST_PROPOSALS), 1 epoch, no Ray."""
-    conftest = Path(__file__).resolve().parents[1] / "packages" / "ls-train" / "tests" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("ls_train_test_conftest", conftest)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"--quick: cannot load the tiny model overrides from {conftest}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """Tiny data and model (``ls_train.testing``'s TINY_MODEL / TINY_TEST_PROPOSALS), 1 epoch, no Ray."""
+    from ls_train.testing import TINY_MODEL, TINY_TEST_PROPOSALS
+
     crop = "[" + ",".join(map(str, QUICK_SHAPE)) + "]"
     return [
         "data.synthesize.num_volumes=2",
@@ -155,8 +150,8 @@ def _quick_overrides() -> list[str]:
         f"datasets.database.stride={crop}",
         f"evaluation.database.crop_shape={crop}",
         "datasets.batch_size=1",
-        *module.TINY_MODEL,
-        *module.TINY_TEST_PROPOSALS,
+        *TINY_MODEL,
+        *TINY_TEST_PROPOSALS,
         "cluster=local",
         "trainer.epochs=1",
         "trainer.warmup_iters=2",

@@ -27,7 +27,6 @@ Prints one table: fault x point -> outcome. Every row should read "resumed ident
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import signal
 import subprocess
@@ -50,6 +49,7 @@ from ls_train.fault_injection import (
     run_command_case,
     run_fault_case,
 )
+from ls_train.testing import TINY_DATA, TINY_MODEL, TINY_TEST_PROPOSALS
 
 EPOCHS = 3
 POINTS = (
@@ -66,14 +66,6 @@ PREDICT_RAY = ("predict.executor=ray", "predict.num_workers=1", "predict.threads
 INDEX_ARGS = ("--crop-shape", "8", "16", "16")
 
 
-def _tiny_overrides():
-    conftest = Path(__file__).resolve().parents[1] / "packages" / "ls-train" / "tests" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("ls_train_test_conftest", conftest)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.TINY_DATA + module.TINY_MODEL + module.TINY_TEST_PROPOSALS
-
-
 def recipe(root: Path, mode: str) -> list[str]:
     cluster = (
         ["cluster=local", "trainer.max_steps_per_epoch=2"]
@@ -82,7 +74,7 @@ def recipe(root: Path, mode: str) -> list[str]:
     )
     return [
         f"data.root={root / 'data'}",
-        *_tiny_overrides(),
+        *TINY_DATA, *TINY_MODEL, *TINY_TEST_PROPOSALS,
         f"trainer.runs_root={root / 'runs'}",
         f"trainer.epochs={EPOCHS}",
         "trainer.val_every_epochs=2",

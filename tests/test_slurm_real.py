@@ -54,6 +54,8 @@ from typing import Any
 
 import pytest
 
+from ls_train.testing import TINY_DATA, TINY_MODEL, TINY_TEST_PROPOSALS  # the tiny quickstart
+
 REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "scripts" / "slurm"
 REQUIRE_SLURM_ENV = "LS_REQUIRE_SLURM"
@@ -324,30 +326,6 @@ def slurm() -> Iterator[SingleNodeSlurm]:
 
 
 # ---------------------------------------------------------------------------- jobs
-# 3 synthetic volumes of 8x32x32 (2 training crops, 1 validation crop), batches of one, a 2-level
-# model with small heads (as packages/ls-train/tests/conftest.py shrinks the quickstart)
-TINY_DATA = (
-    "data.synthesize.num_volumes=3",
-    "data.synthesize.shape=[8,32,32]",
-    "data.synthesize.num_objects=6",
-    "data.synthesize.val_fraction=0.34",
-    "datasets.database.crop_shape=[8,32,32]",
-    "datasets.database.stride=[8,32,32]",
-    "evaluation.database.crop_shape=[8,32,32]",
-    "datasets.batch_size=1",
-)
-TINY_MODEL = (
-    "models.backbones.out_features=[p2]",
-    "models.backbones.fpn.out_channels=8",
-    "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
-    "models.mask_layers=[8]",
-    "models.mask_dim_reduced=8",
-    "models.box_representation_size=32",
-    "models.rpn_pre_nms_top_n_train=100",
-    "models.rpn_post_nms_top_n_train=50",
-    "models.rpn_pre_nms_top_n_test=50",
-    "models.rpn_post_nms_top_n_test=20",
-)
 # 2 epochs of 2 steps, validated once (at the end), no final evaluation
 TRAINING = (
     "trainer.epochs=2",
@@ -440,6 +418,7 @@ class Jobs:
             f"data.root={self.data}",
             *TINY_DATA,
             *TINY_MODEL,
+            *TINY_TEST_PROPOSALS,
             f"trainer.runs_root={self.runs}",
             *extra,
         ]

@@ -31,33 +31,20 @@ import pytest
 # it), but the tests of other packages that run after these in the same pytest worker load it.
 import torchvision  # noqa: F401  (the import is the point)
 
+from ls_train.testing import TINY_DATA, TINY_MODEL, TINY_TEST_PROPOSALS
+
 QT_PACKAGES = (
     "Debian: apt-get install xvfb libgl1 libglx-mesa0 libgl1-mesa-dri libegl1 libxkbcommon0 "
     "libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 ... "
     "(the list in .ci/run)"
 )
 
-# the tiny model of ls-train's tests, trained for 2 iterations on 3 synthetic 8x32x32 volumes; with
+# the tiny model of ls_train.testing, trained for 2 iterations on 3 synthetic 8x32x32 volumes; with
 # no score threshold the barely trained detector still labels objects, so comparisons are not empty
 TINY_TRAINING = (
-    "data.synthesize.num_volumes=3",
-    "data.synthesize.shape=[8,32,32]",
-    "data.synthesize.num_objects=6",
-    "data.synthesize.val_fraction=0.34",
-    "datasets.database.crop_shape=[8,32,32]",
-    "datasets.database.stride=[8,32,32]",
-    "evaluation.database.crop_shape=[8,32,32]",
-    "datasets.batch_size=1",
-    "models.backbones.out_features=[p2]",
-    "models.backbones.fpn.out_channels=8",
-    "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
-    "models.mask_layers=[8]",
-    "models.mask_dim_reduced=8",
-    "models.box_representation_size=32",
-    "models.rpn_pre_nms_top_n_train=100",
-    "models.rpn_post_nms_top_n_train=50",
-    "models.rpn_pre_nms_top_n_test=50",
-    "models.rpn_post_nms_top_n_test=20",
+    *TINY_DATA,
+    *TINY_MODEL,
+    *TINY_TEST_PROPOSALS,
     "models.box_score_thresh=0.0",
     "predict.score_threshold=0.0",
     "predict.mask_threshold=0.45",

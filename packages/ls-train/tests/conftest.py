@@ -1,5 +1,5 @@
-"""Shared fixtures: override lists that shrink the quickstart config to a few-second run; real
-small or read-only file systems (tmpfs mounts)."""
+"""Shared fixtures: the override lists of :mod:`ls_train.testing` that shrink the quickstart config
+to a few-second run; real small or read-only file systems (tmpfs mounts)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,8 @@ from pathlib import Path
 
 import pytest
 
-# a 2-level model with small heads and few proposals
-TINY_MODEL = (
-    "models.backbones.out_features=[p2]",
-    "models.backbones.fpn.out_channels=8",
-    "models.rpn_anchor_generator.sizes=[[8,16],[16,32]]",
-    "models.mask_layers=[8]",
-    "models.mask_dim_reduced=8",
-    "models.box_representation_size=32",
-    "models.rpn_pre_nms_top_n_train=100",
-    "models.rpn_post_nms_top_n_train=50",
-)
-
-# 3 synthetic volumes of 8x32x32 (2 training crops, 1 validation crop), batches of one
-TINY_DATA = (
-    "data.synthesize.num_volumes=3",
-    "data.synthesize.shape=[8,32,32]",
-    "data.synthesize.num_objects=6",
-    "data.synthesize.val_fraction=0.34",
-    "datasets.database.crop_shape=[8,32,32]",
-    "datasets.database.stride=[8,32,32]",
-    "evaluation.database.crop_shape=[8,32,32]",
-    "datasets.batch_size=1",
-)
-
-TINY_TEST_PROPOSALS = ("models.rpn_pre_nms_top_n_test=50", "models.rpn_post_nms_top_n_test=20")
+from ls_train.testing import TINY_MODEL
+from ls_train.testing import tiny_overrides as _tiny_overrides
 
 
 @pytest.fixture(scope="session")
@@ -45,20 +22,9 @@ def tiny_model() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_overrides() -> Callable[..., list[str]]:
-    """``tiny_overrides(root, *extra)``: data under ``root/data``, runs under ``root/runs``, the tiny
-    data and model, then ``extra`` (later overrides of a key win)."""
-
-    def make(root: Path, *extra: str) -> list[str]:
-        return [
-            f"data.root={root / 'data'}",
-            *TINY_DATA,
-            *TINY_MODEL,
-            *TINY_TEST_PROPOSALS,
-            f"trainer.runs_root={root / 'runs'}",
-            *extra,
-        ]
-
-    return make
+    """:func:`ls_train.testing.tiny_overrides`: ``tiny_overrides(root, *extra)``, data under
+    ``root/data``, runs under ``root/runs``, the tiny data and model, then ``extra``."""
+    return _tiny_overrides
 
 
 @pytest.fixture
