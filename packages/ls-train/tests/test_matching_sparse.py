@@ -13,7 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ls_train.metrics import matching, pairs
@@ -98,8 +98,13 @@ def _assert_same(sparse: matching.MatchResult, dense: matching.MatchResult, ov: 
     if sparse.pairs.shape == dense.pairs.shape and np.array_equal(sparse.pairs, dense.pairs):
         np.testing.assert_array_equal(sparse.pair_ious, dense.pair_ious)
         return
-    # Several optimal matchings (equal count and equal summed overlap): a valid one of them.
-    assert not (sparse.criterion == "iou" and sparse.threshold > 0.5), "IoU > 0.5 has a unique matching"
+    # Several optimal matchings (equal count and equal summed overlap): a valid one of them. Never
+    # for IoUs of label volumes above 0.5, where an object has at most one partner over 0.5; a random
+    # overlap matrix (test_match_overlap_equals_dense_reference) can give a row two such entries.
+    above = ov > 0.5
+    one_partner = ov.size == 0 or (above.sum(axis=0).max() <= 1 and above.sum(axis=1).max() <= 1)
+    unique = sparse.criterion == "iou" and sparse.threshold > 0.5 and one_partner
+    assert not unique, "IoU > 0.5 has a unique matching"
     ids_gt, ids_pred = ids
     g = np.searchsorted(ids_gt, sparse.pairs[:, 0])
     p = np.searchsorted(ids_pred, sparse.pairs[:, 1])
@@ -201,6 +206,8 @@ def test_histogram_and_layout_paths_agree(monkeypatch: pytest.MonkeyPatch) -> No
     quantised=st.booleans(),
     thr=st.sampled_from((0.05, 0.1, 0.3, 0.5, 0.75, 0.9)),
 )
+# a row with two entries 1.0 over the threshold 0.75: two optimal matchings (found in CI)
+@example(seed=15894, n_true=9, n_pred=9, density=0.25, quantised=True, thr=0.75)
 def test_match_overlap_equals_dense_reference(
     seed: int, n_true: int, n_pred: int, density: float, quantised: bool, thr: float
 ) -> None:
