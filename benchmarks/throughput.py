@@ -39,6 +39,7 @@ from ls_detection import mask_head
 from ls_train.checkpoint_config import config_from_checkpoint
 from ls_train.config import load_config
 from ls_train.factory import build_model
+from ls_train.precision import autocast
 from ls_train.trainer.checkpoint import load_model_weights, load_state
 
 LAYOUTS = {"default layout": ["models.channels_last=false"], "channels_last": []}
@@ -98,7 +99,7 @@ def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch:
     targets = [{k: v.to(device) for k, v in b[1].items()} for b in batch]
     _sync(device)
     start = time.perf_counter()
-    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+    with autocast(amp, device):
         losses = model.train()(images, targets)
     optimizer.zero_grad(set_to_none=True)
     sum(losses.values()).backward()
@@ -115,7 +116,7 @@ def _infer(
     tile = tile.to(device)
     _sync(device)
     start = time.perf_counter()
-    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+    with autocast(amp, device):
         model.predict([tile], paste_masks=False, min_score=min_score)
     _sync(device)
     return time.perf_counter() - start

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ls_train.precision import autocast, autocast_dtype, precision_name
+
 __all__ = [
     "EvaluationResult",
     "Evaluator",
@@ -179,9 +181,7 @@ class Evaluator:
         net.eval()
         device = self.device or next(net.parameters()).device
         try:
-            with torch.autocast(
-                device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
-            ):
+            with autocast(self.autocast_dtype, device):
                 out = net([im.to(device) for im in images], **spacing_kwargs(net, spacings))
         finally:
             net.train(was_training)
@@ -294,7 +294,6 @@ class Evaluator:
 def _evaluator(cfg: Mapping[str, Any], device: torch.device | None = None) -> Evaluator:
     from ls_train.config import evaluation_config
     from ls_train.factory import build_metrics
-    from ls_train.precision import autocast_dtype
 
     ev = evaluation_config(cfg)
     return Evaluator(
@@ -362,7 +361,6 @@ def run_evaluation(
     from ls_train.evaluation.plots import plot_crop_projections, plot_metrics_vs_threshold, threshold_curves
     from ls_train.evaluation.report import format_table, write_report
     from ls_train.factory import build_eval_dataset, prepare_dataset
-    from ls_train.precision import precision_name
 
     ev = evaluation_config(cfg)
     tr = trainer_config(cfg)

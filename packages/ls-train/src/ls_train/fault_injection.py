@@ -207,8 +207,9 @@ def _verdict(fault: Fault, first: Ran, resumed: Ran, problem: str | None) -> str
         return f"FAILED: the re-run exited {resumed.rc}"
     if problem:
         return problem
-    # SIGTERM to the driver is a stop request: "stopped on request" (0), or ls-data's 143
-    if fault.signal == signal.SIGTERM and fault.target == "driver" and first.rc not in (0, 143):
+    # SIGTERM to the driver is a stop request: "stopped on request" (0), or ls-data's 128 + SIGTERM
+    stopped = (0, 128 + signal.SIGTERM)
+    if fault.signal == signal.SIGTERM and fault.target == "driver" and first.rc not in stopped:
         return f"FAILED: SIGTERM to the driver ended it with status {first.rc}, not as a stop request"
     if first.rc == 2:
         return "clear error, nothing lost" if "error:" in first.log else "FAILED: exit 2 without a message"

@@ -382,13 +382,10 @@ def run_app(app: App, argv: Sequence[str] | None = None, *, process: bool | None
         try:
             with sigterm.working():
                 statuses.append(app.task(plain))
-        except StopRequested:
-            print(f"{app.prog}: stopped on request (SIGTERM); re-run the same command to go on")
-            statuses.append(0)
         except RayStartError as exc:  # after work started, not a refused input: status 1
             print(f"{app.prog}: error: {exc}", file=sys.stderr)
             statuses.append(1)
-        except Exception as exc:
+        except (StopRequested, Exception) as exc:
             if not _stop_requested_in(exc):
                 statuses.append(1)  # a failure while working (Hydra prints it), not a refused input (2)
                 raise

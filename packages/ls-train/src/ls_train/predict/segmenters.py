@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ls_train.precision import autocast_dtype
+from ls_train.precision import autocast, autocast_dtype
 
 __all__ = ["DetectorSegmenter", "Normalization", "ThresholdSegmenter", "TileLabels", "empty_target"]
 
@@ -180,9 +180,7 @@ class DetectorSegmenter:
         batch = [self._prepare(image) for image in images]
         start = time.perf_counter()
         spacings = None if self.spacing is None else [self.spacing] * len(batch)
-        with torch.autocast(
-            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
-        ):
+        with autocast(self.autocast_dtype, self.device):
             predictions = self.model.predict(
                 batch,
                 paste_masks=False,
