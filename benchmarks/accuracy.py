@@ -19,7 +19,10 @@ generalises across them, next to a classical baseline computed in the same run:
    are its ``metrics.json``. The test volumes are a separate dataset of each style
    (``<out>/data/<style>-test/``: 10 volumes, seed 1000, the ``val`` split of that dataset): the
    training run's own ``val`` volumes (4 per style, 160 ellipsoids) choose its checkpoints and are
-   too few to tell recipes apart.
+   too few to tell recipes apart. ``--eval-set selection`` evaluates on another such set (seed
+   2000, ``<style>-selection/``, tables ``accuracy_selection.*``): choose recipes there, report on
+   the test set. Evaluation runs in float32 (``evaluation.amp=none``), so the figures do not depend
+   on the CPU's bf16 support.
 4. The baseline on the same test crops: Gaussian smoothing (sigma 0.5 um), an Otsu threshold,
    an anisotropic Euclidean distance transform (``sampling`` = the voxel spacing; smoothed, sigma
    1 um), seeds at its local maxima within a 3 um ball and at least 1.5 um inside, a seeded
@@ -74,7 +77,9 @@ from ls_train.config import evaluation_config, load_config
 CONFIG = "quickstart"
 STYLE_OBJECTS = {"ellipsoids": 40, "blobs": 30, "dense": 600}  # per 24x96x96 volume
 TEST_VOLUMES = 10  # per style, a dataset of its own (2 with --quick)
-TEST_SEED = 1000  # never the training data's seed
+# The held-out sets, by seed (never the training data's seed 0): "test" reports, "selection" chooses
+# between recipes, so that a choice is never made on the volumes that report it.
+EVAL_SETS = {"test": 1000, "selection": 2000}
 QUICK_SHAPE = (8, 32, 32)
 COLUMNS = (
     ("ap@50", "ap@50"),
@@ -104,12 +109,17 @@ class Setup:
     quick: bool
     epochs: int | None
     extra: tuple[str, ...]
+    eval_set: str = "test"
 
     def data_dir(self, style: str) -> Path:
         return self.out / "data" / style
 
     def test_dir(self, style: str) -> Path:
-        return self.out / "data" / f"{style}-test"
+        return self.out / "data" / f"{style}-{self.eval_set}"
+
+    def eval_tag(self) -> str:
+        """Suffix of the evaluation folders and tables: none for the test set."""
+        return "" if self.eval_set == "test" else f"_{self.eval_set}"
 
     def test_overrides(self, style: str) -> list[str]:
         """``evaluation.database`` on ``style``'s test volumes (its crop index built on first use)."""
@@ -163,9 +173,9 @@ def make_data(setup: Setup, style: str) -> dict[str, Any]:
     cfg = load_config(CONFIG, setup.overrides(style))
     root = setup.data_dir(style)
     params = dict(cfg["data"]["synthesize"])
-    test = {**params, "num_volumes": 2 if setup.quick else TEST_VOLUMES, "seed": TEST_SEED}
+    test = {**params, "num_volumes": 2 if setup.quick else TEST_VOLUMES, "seed": EVAL_SETS[setup.eval_set]}
     test["val_fraction"] = 0.99  # every volume held out (the synthesizer needs a fraction < 1)
-    for folder, kwargs, what in ((root, params, "training"), (setup.test_dir(style), test, "test")):
+    for folder, kwargs, what in ((root, params, "training"), (setup.test_dir(style), test, setup.eval_set)):
         if (folder / "catalog.sqlite").is_file():
             print(f"[data] {style}: reusing the {what} volumes in {folder}")
         else:
@@ -242,17 +252,19 @@ def _printed(lines: Sequence[str], prefix: str) -> str | None:
 
 
 def evaluate(setup: Setup, checkpoint: str, train_style: str, eval_style: str) -> dict[str, Any]:
-    """``ls-evaluate`` of ``checkpoint`` on ``eval_style``'s test volumes; returns its summary."""
+    """``ls-evaluate`` of ``checkpoint`` on ``eval_style``'s held-out volumes; returns its summary."""
     from ls_train.evaluation import read_json
 
-    out = setup.out / "eval" / f"{train_style}_on_{eval_style}"
+    name = f"{train_style}_on_{eval_style}{setup.eval_tag()}"
+    out = setup.out / "eval" / name
     argv = [
         sys.executable, "-m", "ls_train.cli", "evaluate",
         f"checkpoint={checkpoint}",
         *setup.test_overrides(eval_style),
         f"evaluation.output_dir={out}",
+        "evaluation.amp=none",  # float32: the same figures on every machine (auto is bf16 on some CPUs)
     ]  # fmt: skip
-    run_logged(argv, setup.out / "logs" / f"eval_{train_style}_on_{eval_style}.log")
+    run_logged(argv, setup.out / "logs" / f"eval_{name}.log")
     return {"command": shlex.join(argv), "summary": read_json(out / "metrics.json")["summary"]}
 
 
@@ -374,6 +386,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, help="output folder (default runs/accuracy, --quick runs/accuracy_quick)"
     )
     p.add_argument("--quick", action="store_true", help="smoke mode: 1 epoch, tiny volumes and model")
+    p.add_argument(
+        "--eval-set", choices=tuple(EVAL_SETS), default="test",
+        help="held-out volumes to evaluate on: test (seed 1000, to report) or selection (seed 2000, to "
+        "choose a recipe on)",
+    )  # fmt: skip
     p.add_argument("overrides", nargs="*", help="Hydra overrides of the training recipe (after --)")
     return p.parse_args(argv)
 
@@ -381,7 +398,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = (args.out or Path("runs/accuracy_quick" if args.quick else "runs/accuracy")).resolve()
-    setup = Setup(out=out, quick=args.quick, epochs=args.epochs, extra=tuple(args.overrides))
+    setup = Setup(
+        out=out, quick=args.quick, epochs=args.epochs, extra=tuple(args.overrides), eval_set=args.eval_set
+    )
     every = list(dict.fromkeys([*args.train_styles, *args.eval_styles]))
     data = {s: make_data(setup, s) for s in every}
     base = {s: baseline(setup, s) for s in args.eval_styles}
@@ -399,10 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"in a {SEED_RADIUS_UM} um ball, >= {SEED_MIN_DIST_UM} um inside); no scores, so no COCO AP.\n"
     )
     print("\n" + text + notes)
-    (out / "accuracy.md").write_text(text + "\n" + notes)
-    doc = {"argv": sys.argv, "quick": args.quick, "data": data, "runs": runs, "rows": rows}
-    (out / "accuracy.json").write_text(json.dumps(_plain(doc), indent=1, allow_nan=False) + "\n")
-    print(f"wrote {out / 'accuracy.md'} and {out / 'accuracy.json'}")
+    md, js = (out / f"accuracy{setup.eval_tag()}.{ext}" for ext in ("md", "json"))
+    md.write_text(text + "\n" + notes)
+    doc = {"argv": sys.argv, "quick": args.quick, "eval_set": args.eval_set, "data": data, "runs": runs,
+           "rows": rows}  # fmt: skip
+    js.write_text(json.dumps(_plain(doc), indent=1, allow_nan=False) + "\n")
+    print(f"wrote {md} and {js}")
     return 0
 
 
