@@ -47,3 +47,25 @@ def test_the_context_and_the_name_follow_the_dtype():
     assert out.dtype == torch.bfloat16
     assert precision.precision_name(None) == "float32"
     assert precision.precision_name(torch.bfloat16) == "bf16 autocast"
+
+
+def test_the_predict_summary_names_the_precision_the_tiles_ran_in(monkeypatch):
+    """In-process, the summary names the precision ``auto`` chose here; with Ray workers on the CPU
+    each worker decides by its own CPU, so the driver's choice is not claimed for them."""
+    from types import SimpleNamespace
+
+    from ls_train.predict.run import _Job
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+
+    def line(use_ray: bool, amp: str = "auto", device: str = "cpu", name: str = "detector") -> str:
+        job = SimpleNamespace(spec=SimpleNamespace(name=name, device=device), pc=SimpleNamespace(amp=amp),
+                              use_ray=use_ray)
+        return _Job.precision.fget(job)
+
+    assert line(False) == ", bf16 autocast"
+    assert line(False, amp="none") == ", float32"
+    assert "per worker" in line(True)
+    assert line(True, amp="none") == ", float32"
+    assert line(True, device="cuda") == ", bf16 autocast"
+    assert line(True, name="threshold") == ""

@@ -568,11 +568,16 @@ class _Job:
 
     @property
     def precision(self) -> str:
-        """``, bf16 autocast`` / ``, float32`` for a detector (``ls_train.precision``); empty otherwise."""
+        """``, bf16 autocast`` / ``, float32`` for a detector (``ls_train.precision``); empty otherwise.
+
+        With Ray workers on the CPU, ``auto`` is decided by each worker's own CPU, which may not be
+        the driver's: the line says so instead of naming the driver's choice."""
         if self.spec.name != "detector":
             return ""
         from ls_train.precision import autocast_dtype, precision_name
 
+        if self.use_ray and self.pc.amp == "auto" and str(self.spec.device).startswith("cpu"):
+            return ", precision per worker: bf16 autocast where its CPU has bf16 kernels, else float32"
         return f", {precision_name(autocast_dtype(self.pc.amp, self.spec.device, key='predict.amp'))}"
 
 
