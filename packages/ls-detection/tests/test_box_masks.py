@@ -245,3 +245,31 @@ def test_maskrcnn_box_masks_match_the_pasted_masks(small_detector, scene):
     labels, order = paste_masks_into_label_volume(boxed["masks"], boxed["boxes"], boxed["scores"], size)
     assert torch.equal(labels, predictions_to_label_volume(dense))
     assert order.shape == (int(labels.max()),)
+
+
+def test_paint_instances_names_the_detection_of_each_label():
+    """Label k of ``paint_instances`` is painted from detection ``which[k - 1]``: its voxels lie
+    inside that detection's mask, and the detections are those ``visible_ranking`` keeps, in order,
+    less any left with no voxel."""
+    from ls_detection import paint_instances, predictions_to_label_volume, visible_ranking
+
+    masks = torch.zeros(4, 1, 2, 8, 8)
+    masks[0, 0, :, :4, :4] = 0.9
+    masks[1, 0, :, :4, 1:5] = 0.8  # better-scored duplicate of 0: 0 keeps only a sliver
+    masks[2, 0, :, 4:, 4:] = 0.7
+    masks[3, 0, :, 5:, 5:] = 0.9  # inside 2 and scored lower
+    pred = {"masks": masks, "scores": torch.tensor([0.5, 0.9, 0.8, 0.6])}
+    plain, which_plain = paint_instances(pred)
+    assert visible_ranking(pred).tolist() == [1, 2, 3, 0]
+    assert which_plain.tolist() == [1, 2, 0]  # 3 is left with no voxel under 2; 0 keeps a sliver
+    labels, which = paint_instances(pred, min_visible_fraction=0.5)
+    assert visible_ranking(pred, min_visible_fraction=0.5).tolist() == [1, 2]  # 0 and 3 dropped
+    assert which.tolist() == [1, 2]
+    assert torch.equal(labels, predictions_to_label_volume(pred, min_visible_fraction=0.5))
+    assert torch.equal(plain, predictions_to_label_volume(pred))
+    for k, det in enumerate(which_plain.tolist(), start=1):
+        assert bool((masks[det, 0][plain == k] > 0.5).all())
+    for k, det in enumerate(which.tolist(), start=1):
+        assert bool((masks[det, 0][labels == k] > 0.5).all())
+    empty, none = paint_instances(pred, score_threshold=1.0)
+    assert int(empty.max()) == 0 and none.numel() == 0

@@ -197,3 +197,28 @@ def test_coco_ap_per_class_of_a_perfect_model() -> None:
     result = evaluator.evaluate(Oracle(targets), _dataset(targets))
     assert result.summary["coco_mask_ap"] == pytest.approx(1.0)
     assert result.summary["coco_box_ap"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_the_evaluator_reads_each_label_s_score_where_it_was_painted(fraction: float) -> None:
+    """The Evaluator takes each label's score and class from the painting itself
+    (``paint_instances``); they equal ``label_scores``' reading of the painted volume, on random
+    overlapping detections."""
+    from ls_detection import paint_instances, predictions_to_label_volume
+    from ls_train.evaluate import _painted_scores
+
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        n = int(torch.randint(1, 12, (1,), generator=gen))
+        masks = torch.zeros(n, 1, 6, 12, 12)
+        for k in range(n):
+            z, y, x = (int(v) for v in torch.randint(0, 6, (3,), generator=gen))
+            masks[k, 0, z // 2 : z // 2 + 3, y : y + 6, x : x + 6] = torch.rand(1, generator=gen) * 0.5 + 0.5
+        classes = torch.randint(1, 4, (n,), generator=gen)
+        pred = {"masks": masks, "scores": torch.rand(n, generator=gen), "labels": classes}
+        options = {"mask_threshold": 0.6, "score_threshold": 0.3, "min_visible_fraction": fraction}
+        painted, which = paint_instances(pred, **options)
+        assert torch.equal(painted, predictions_to_label_volume(pred, **options))
+        assert which.numel() == int(painted.max())
+        expected = label_scores(pred, painted.numpy(), **options)
+        assert _painted_scores(pred, which) == expected

@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["paste_masks_in_volume", "paste_masks_into_label_volume", "predictions_to_label_volume"]
+__all__ = [
+    "paint_instances",
+    "paste_masks_in_volume",
+    "paste_masks_into_label_volume",
+    "predictions_to_label_volume",
+]
 
 
 def _axis_coords(low: float, high: float, start: int, stop: int, mask_size: int, padded_size: int,
@@ -143,11 +148,24 @@ def predictions_to_label_volume(prediction: Mapping[str, Tensor], *, mask_thresh
     Returns:
         ``(Z, Y, X)`` int32 labels, 0 = background.
     """
+    return paint_instances(prediction, mask_threshold=mask_threshold, score_threshold=score_threshold,
+                           min_visible_fraction=min_visible_fraction)[0]  # fmt: skip
+
+
+def paint_instances(prediction: Mapping[str, Tensor], *, mask_threshold: float = 0.5,
+                    score_threshold: float = 0.0, min_visible_fraction: float = 0.0) -> tuple[Tensor, Tensor]:
+    """:func:`predictions_to_label_volume`, and which detection each label was painted from.
+
+    Returns:
+        ``(Z, Y, X)`` int32 labels (as :func:`predictions_to_label_volume`) and ``(N,)`` int64
+        indices into ``prediction``: label ``k`` (1..N) is detection ``indices[k - 1]``, so its
+        score and class are read there without a second pass over the masks.
+    """
     order, inside, _ = _ranked_inside("predictions_to_label_volume", prediction, mask_threshold,
                                       score_threshold, min_visible_fraction)  # fmt: skip
     if order.numel() == 0:
         masks = prediction["masks"]
-        return torch.zeros(masks.shape[-3:], dtype=torch.int32, device=masks.device)
+        return torch.zeros(masks.shape[-3:], dtype=torch.int32, device=masks.device), order
     covered = inside.any(dim=0)
     first = inside.to(torch.uint8).argmax(dim=0)  # index of the first (best) instance covering a voxel
     labels = torch.where(covered, first + 1, torch.zeros_like(first))
@@ -155,7 +173,7 @@ def predictions_to_label_volume(prediction: Mapping[str, Tensor], *, mask_thresh
     present[0] = False
     lookup = torch.zeros(order.numel() + 1, dtype=torch.int64, device=labels.device)
     lookup[1:] = torch.cumsum(present[1:].to(torch.int64), dim=0)
-    return lookup[labels].to(torch.int32)
+    return lookup[labels].to(torch.int32), order[present[1:]]
 
 
 def visible_ranking(prediction: Mapping[str, Tensor], *, mask_threshold: float = 0.5,

@@ -71,6 +71,19 @@ def gt_label_volume(target: Mapping[str, Tensor]) -> tuple[np.ndarray, dict[int,
     return labels, classes
 
 
+def _painted_scores(
+    prediction: Mapping[str, Tensor], which: Tensor
+) -> tuple[dict[int, float], dict[int, int]]:
+    """Score and class of labels 1..N painted from detections ``which`` (``paint_instances``)."""
+    scores = prediction["scores"].detach().float().cpu()[which].tolist()
+    classes = prediction.get("labels")
+    kinds = classes.detach().cpu()[which].tolist() if classes is not None else [1] * len(scores)
+    return (
+        {k + 1: float(v) for k, v in enumerate(scores)},
+        {k + 1: int(v) for k, v in enumerate(kinds)},
+    )
+
+
 def label_scores(
     prediction: Mapping[str, Tensor],
     labels: np.ndarray,
@@ -79,7 +92,8 @@ def label_scores(
     score_threshold: float,
     min_visible_fraction: float = 0.0,
 ) -> tuple[dict[int, float], dict[int, int]]:
-    """Score and class of each label of ``predictions_to_label_volume(prediction, ...)``.
+    """Score and class of each label of ``predictions_to_label_volume(prediction, ...)``, for a
+    label volume painted elsewhere (the :class:`Evaluator` takes them from ``paint_instances``).
 
     A label's voxels belong to the best-scored painted detection covering them, so any one voxel
     of the label identifies it: the first detection of ``ls_detection.visible_ranking`` whose mask
@@ -201,27 +215,20 @@ class Evaluator:
         crop_id: str,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Add one crop's prediction; returns its ``(gt_labels, pred_labels)``."""
-        from ls_detection import predictions_to_label_volume
+        from ls_detection import paint_instances
 
         gt, gt_classes = gt_label_volume(target)
-        pred = (
-            predictions_to_label_volume(
-                prediction, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold,
-                min_visible_fraction=self.min_visible_fraction,
-            )
-            .cpu()
-            .numpy()
-            .astype(np.int32)
-        )
+        painted, which = paint_instances(
+            prediction, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold,
+            min_visible_fraction=self.min_visible_fraction,
+        )  # fmt: skip
+        pred = painted.cpu().numpy().astype(np.int32)
         if pred.shape != gt.shape:
             raise ValueError(
                 f"crop {crop_id}: predicted label volume {pred.shape} and ground truth {gt.shape} "
                 f"differ in shape"
             )
-        scores, classes = label_scores(
-            prediction, pred, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold,
-            min_visible_fraction=self.min_visible_fraction,
-        )  # fmt: skip
+        scores, classes = _painted_scores(prediction, which.cpu())
         keep = prediction["scores"] >= self.score_threshold
         meta = {
             "crop_id": crop_id,
