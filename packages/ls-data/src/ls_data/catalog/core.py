@@ -349,18 +349,56 @@ def _row_values(
     split: str | None,
     attributes: Mapping[str, Any] | None,
 ) -> list[Any]:
-    """Validate the fields of a volume and return them in ``COLUMNS[1:-1]`` order, JSON encoded."""
-    if not isinstance(name, str) or not name.strip():
-        raise CatalogError(f"volume name must be a non-empty string, got {name!r}")
-    uris = []
-    for key, uri in (("image_uri", image_uri), ("label_uri", label_uri)):
-        if isinstance(uri, Path):
-            uri = str(uri)
-        if not isinstance(uri, str) or not uri:
-            raise _bad(name, f"{key} must be a non-empty path string, got {uri!r}")
-        uris.append(uri)
+    """Validate the fields of a volume and return them in ``COLUMNS[1:-1]`` order, JSON encoded.
+
+    The fields are checked in that order, so a row with several bad fields names the first.
+
+    Raises:
+        CatalogError: A field is invalid (the message names the volume and the field).
+    """
+    _check_name(name)
+    image, labels = _uri_text(name, "image_uri", image_uri), _uri_text(name, "label_uri", label_uri)
     if format not in FORMATS:
         raise _bad(name, f"format must be one of {list(FORMATS)}, got {format!r}")
+    sizes = _shape_sizes(name, shape)
+    names = _channel_names(name, channels, sizes)
+    _check_spacing(name, spacing)
+    for key, value in (("grade", grade), ("split", split)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise _bad(name, f"{key} must be a non-empty string or None, got {value!r}")
+    return [
+        name,
+        image,
+        labels,
+        format,
+        json.dumps(sizes),
+        json.dumps(names),
+        sizes[0],
+        float(spacing[0]),
+        float(spacing[1]),
+        float(spacing[2]),
+        grade,
+        split,
+        _attributes_json(name, attributes),
+    ]
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise CatalogError(f"volume name must be a non-empty string, got {name!r}")
+
+
+def _uri_text(name: str, key: str, uri: object) -> str:
+    """A path or URI as the text stored in the ``key`` column (``image_uri``, ``label_uri``)."""
+    if isinstance(uri, Path):
+        uri = str(uri)
+    if not isinstance(uri, str) or not uri:
+        raise _bad(name, f"{key} must be a non-empty path string, got {uri!r}")
+    return uri
+
+
+def _shape_sizes(name: str, shape: object) -> list[int]:
+    """``(C, Z, Y, X)`` as 4 Python ints, each positive."""
     if (
         isinstance(shape, str)
         or not isinstance(shape, Sequence)
@@ -368,19 +406,27 @@ def _row_values(
         or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in shape)
     ):
         raise _bad(name, f"shape must be 4 positive integers (C, Z, Y, X), got {shape!r}")
-    shape = [int(v) for v in shape]
+    return [int(v) for v in shape]
+
+
+def _channel_names(name: str, channels: object, sizes: Sequence[int]) -> list[str]:
+    """The ``sizes[0]`` channel names: given as distinct names, or as a count (``ch0``, ``ch1``, ...)."""
     if isinstance(channels, numbers.Integral) and not isinstance(channels, bool):
-        if channels != shape[0]:
-            raise _bad(name, f"channels={channels} but shape {tuple(shape)} has {shape[0]} channel(s)")
-        names = [f"ch{i}" for i in range(int(channels))]
-    elif isinstance(channels, Sequence) and not isinstance(channels, str):
-        names = list(channels)
-        if not all(isinstance(c, str) and c for c in names) or len(set(names)) != len(names):
-            raise _bad(name, f"channels must be distinct non-empty names, got {names!r}")
-        if len(names) != shape[0]:
-            raise _bad(name, f"{len(names)} channel name(s) {names} but shape {tuple(shape)} has {shape[0]}")
-    else:
+        if channels != sizes[0]:
+            raise _bad(name, f"channels={channels} but shape {tuple(sizes)} has {sizes[0]} channel(s)")
+        return [f"ch{i}" for i in range(int(channels))]
+    if not isinstance(channels, Sequence) or isinstance(channels, str):
         raise _bad(name, f"channels must be a list of names or a count, got {channels!r}")
+    names = list(channels)
+    if not all(isinstance(c, str) and c for c in names) or len(set(names)) != len(names):
+        raise _bad(name, f"channels must be distinct non-empty names, got {names!r}")
+    if len(names) != sizes[0]:
+        raise _bad(name, f"{len(names)} channel name(s) {names} but shape {tuple(sizes)} has {sizes[0]}")
+    return names
+
+
+def _check_spacing(name: str, spacing: object) -> None:
+    """``(sz, sy, sx)``: 3 finite positive real numbers (micrometres)."""
     if (
         isinstance(spacing, str)
         or not isinstance(spacing, Sequence)
@@ -389,28 +435,14 @@ def _row_values(
         or not all(math.isfinite(v) and v > 0 for v in spacing)
     ):
         raise _bad(name, f"spacing must be 3 positive numbers (sz, sy, sx) in um, got {spacing!r}")
-    for key, value in (("grade", grade), ("split", split)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise _bad(name, f"{key} must be a non-empty string or None, got {value!r}")
+
+
+def _attributes_json(name: str, attributes: object) -> str:
+    """The attributes (``None``: none) as the JSON text of the ``attributes`` column, keys sorted."""
     attributes = {} if attributes is None else attributes
     if not isinstance(attributes, Mapping) or not all(isinstance(k, str) for k in attributes):
         raise _bad(name, f"attributes must be a mapping with string keys, got {attributes!r}")
     try:
-        attributes_json = json.dumps(dict(attributes), sort_keys=True, allow_nan=False)
+        return json.dumps(dict(attributes), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise _bad(name, f"attributes are not JSON-serialisable: {exc}") from None
-    return [
-        name,
-        uris[0],
-        uris[1],
-        format,
-        json.dumps(shape),
-        json.dumps(names),
-        shape[0],
-        float(spacing[0]),
-        float(spacing[1]),
-        float(spacing[2]),
-        grade,
-        split,
-        attributes_json,
-    ]
