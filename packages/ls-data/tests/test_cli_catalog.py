@@ -51,11 +51,11 @@ def test_register_list_show_remove(data, tmp_path, capsys, catalog_url):
                 "gold",
                 "--split",
                 "train",
-                "--attr",
+                "--attributes",
                 "stage=12",
-                "--attr",
+                "--attributes",
                 "who=ana",
-                "--root",
+                "--roots",
                 str(tmp_path),
             ]
         )
@@ -76,17 +76,19 @@ def test_register_list_show_remove(data, tmp_path, capsys, catalog_url):
     assert "2x4x8x8" in lines[2] and "2,0.5,0.5" in lines[2]
     assert lines[-1] == "2 volume(s)"
 
-    assert _run(["catalog", "list", "--catalog", catalog_url, "--format", "ome-zarr"]) == 0
+    assert _run(["catalog", "list", "--catalog", catalog_url, "--formats", "ome-zarr"]) == 0
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[2:-1]] == ["beta"]
-    assert _run(["catalog", "list", "--catalog", catalog_url, "--split", "val"]) == 0
+    assert _run(["catalog", "list", "--catalog", catalog_url, "--splits", "val"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "0 volume(s)"
-    assert _run(["catalog", "list", "--catalog", catalog_url, "--attr", "stage=12", "--json"]) == 0
+    assert _run(["catalog", "list", "--catalog", catalog_url, "--attributes", "stage=12", "--json"]) == 0
     assert [v["name"] for v in json.loads(capsys.readouterr().out)] == ["alpha", "beta"]
 
-    assert _run(["catalog", "show", "alpha", "--catalog", catalog_url, "--root", str(tmp_path)]) == 0
+    assert _run(["catalog", "show", "alpha", "--catalog", catalog_url, "--roots", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "2x4x8x8" in out and str((data / "alpha_image.tif").resolve()) in out and "(missing)" not in out
-    assert _run(["catalog", "show", "beta", "--catalog", catalog_url, "--root", str(tmp_path), "--json"]) == 0
+    assert (
+        _run(["catalog", "show", "beta", "--catalog", catalog_url, "--roots", str(tmp_path), "--json"]) == 0
+    )
     shown = json.loads(capsys.readouterr().out)
     assert shown["label_path"] == str((data / "beta.ome.zarr" / "labels" / "cells").resolve())
 
@@ -100,6 +102,28 @@ def test_register_list_show_remove(data, tmp_path, capsys, catalog_url):
         _run(["catalog", "show", "alpha", "--catalog", catalog_url])
 
 
+def test_old_selection_flags_list_the_same_volumes(data, tmp_path, capsys):
+    db = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    assert _run(["catalog", "register", str(data), "--catalog", db, "--grade", "gold", "--attr", "k=1"]) == 0
+    with Catalog(db) as catalog:
+        assert catalog.get("beta").attributes == {"k": 1}
+        catalog.add_volume(
+            name="other", image_uri="o.tif", label_uri="o_labels.tif", format="tiff",
+            shape=(1, 2, 2, 2), channels=1, spacing=(1.0, 1.0, 1.0), grade="silver",
+        )  # fmt: skip
+    capsys.readouterr()
+    new = ["--grades", "gold", "--formats", "ome-zarr", "--names", "beta", "--attributes", "k=1"]
+    old = ["--grade", "gold", "--format", "ome-zarr", "--name", "beta", "--attr", "k=1"]
+    listed = {}
+    for flags in (new, old):
+        assert _run(["catalog", "list", "--catalog", db, *flags, "--json"]) == 0
+        out, err = capsys.readouterr()
+        listed[flags[0]] = [v["name"] for v in json.loads(out)]
+        notes = [line for line in err.splitlines() if "is deprecated" in line]
+        assert len(notes) == (4 if flags is old else 0)
+    assert listed == {"--grades": ["beta"], "--grade": ["beta"]}
+
+
 def test_register_skip_bad_and_errors(data, tmp_path, capsys):
     db = f"sqlite:///{tmp_path / 'c.sqlite'}"
     (data / "gamma_image.tif").write_bytes((data / "alpha_image.tif").read_bytes())  # no labels
@@ -110,7 +134,7 @@ def test_register_skip_bad_and_errors(data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "skipped         gamma: image file" in out and "2 added, 0 updated, 1 skipped" in out
     with pytest.raises(DataError, match="must be KEY=VALUE"):
-        _run(["catalog", "register", str(data), "--catalog", db, "--attr", "novalue"])
+        _run(["catalog", "register", str(data), "--catalog", db, "--attributes", "novalue"])
 
 
 def test_default_db_is_catalog_sqlite_in_cwd(data, tmp_path, monkeypatch, capsys):

@@ -56,7 +56,7 @@ def catalog(tmp_path) -> str:
 
 def test_build_prints_report_and_reuses(tmp_path, catalog, capsys):
     out = tmp_path / "idx.sqlite"
-    argv = [*build(catalog, out, "4", "8", "8"), "--split", "train"]
+    argv = [*build(catalog, out, "4", "8", "8"), "--splits", "train"]
     assert run([*argv, "--stride", "4", "4", "8", "--channels", "1", "--min-visible-fraction", "0.25"]) == 0
     captured = capsys.readouterr()
     assert "v0: " in captured.err and "v1: " in captured.err  # progress lines
@@ -71,7 +71,7 @@ def test_build_prints_report_and_reuses(tmp_path, catalog, capsys):
     assert {v.name for v in index.volumes()} == {"v0", "v1"}
     assert run([*argv, "--stride", "4", "4", "8", "--channels", "1", "--min-visible-fraction", "0.25"]) == 0
     assert "up to date" in capsys.readouterr().out
-    assert run([*argv, "--grade", "gold", "--json"]) == 0
+    assert run([*argv, "--grades", "gold", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["reused"] is False and report["report"]["volumes"] == 1
     assert report["params"]["crop_shape"] == [4, 8, 8] and report["params"]["stride"] == [4, 8, 8]
@@ -87,7 +87,7 @@ def test_skip_bad_and_errors(tmp_path, catalog, capsys):
     with pytest.raises(DataError, match=r"volume 'v2'.*v2_labels\.tif.*does not exist"):
         run(argv)
     assert not out.exists()
-    assert run([*argv, "--skip-bad-volumes", "--root", str(tmp_path)]) == 0
+    assert run([*argv, "--skip-bad-volumes", "--roots", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert "warning: skipping volume 'v2'" in captured.err
     assert "1 skipped" in captured.out and "skipped v2: " in captured.out
@@ -116,9 +116,7 @@ def test_through_ls_data_main(tmp_path, catalog, capsys):
     from ls_data.cli import main
 
     out = tmp_path / "idx.sqlite"
-    assert (
-        main([*build(catalog, out, "4", "8", "8"), "--json"]) == 0
-    )
+    assert main([*build(catalog, out, "4", "8", "8"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["report"]["volumes"] == 3
     assert main(["index", "info", str(out)]) == 0
     assert main(build(catalog, out, "9", "8", "8")) == 2
@@ -141,10 +139,10 @@ def test_empty_selection_keeps_the_existing_index(tmp_path, catalog, capsys):
 
     out = tmp_path / "idx.sqlite"
     argv = build(catalog, out, "4", "8", "8")
-    assert main([*argv, "--split", "train"]) == 0
+    assert main([*argv, "--splits", "train"]) == 0
     before = (out.read_bytes(), out.stat().st_mtime_ns)
     capsys.readouterr()
-    assert main([*argv, "--split", "trian"]) == 2
+    assert main([*argv, "--splits", "trian"]) == 2
     err = capsys.readouterr().err
     assert f"no volume of catalog '{catalog}' matches the selection {{'splits': ['trian']}}" in err
     assert "3 volume(s) have splits ['train', 'val'] and grades ['gold', 'silver']" in err

@@ -23,6 +23,21 @@ RENAMED = [
     (INDEX, "--skip-bad", "--skip-bad-volumes", []),
     *[(["catalog", *command], "--db", "--catalog", ["sqlite:///c.sqlite"]) for command in
       (["register", "folder"], ["list"], ["show", "x"], ["remove", "x"])],
+    # selection flags spell the Selection fields (grades=, splits=, ...), roots= and attributes=
+    (INDEX, "--grade", "--grades", ["A", "B"]),
+    (INDEX, "--split", "--splits", ["train", "val"]),
+    (INDEX, "--name", "--names", ["v0"]),
+    (INDEX, "--format", "--formats", ["ome-zarr"]),
+    (INDEX, "--root", "--roots", ["/data"]),
+    (["catalog", "list"], "--grade", "--grades", ["A"]),
+    (["catalog", "list"], "--split", "--splits", ["train"]),
+    (["catalog", "list"], "--format", "--formats", ["tiff"]),
+    (["catalog", "list"], "--name", "--names", ["v0"]),
+    (["catalog", "list"], "--channel", "--channels", ["dapi"]),
+    (["catalog", "list"], "--attr", "--attributes", ["stage=12"]),
+    (["catalog", "register", "folder"], "--attr", "--attributes", ["stage=12"]),
+    (["catalog", "register", "folder"], "--root", "--roots", ["/data"]),
+    (["catalog", "show", "x"], "--root", "--roots", ["/data"]),
 ]  # fmt: skip
 
 
@@ -65,7 +80,37 @@ def test_help_shows_only_the_new_flags(command, capsys):
         assert "--min-instances-per-crop" in text
     if command == ["catalog", "register"]:
         old -= {"--skip-bad "}  # Catalog.register_folder(skip_bad=...)
-    assert not [flag for flag in old if flag in text]
+    selection = {"--grade ", "--split ", "--format ", "--name ", "--channel ", "--attr ", "--root "}
+    if command == ["catalog", "register"]:
+        selection -= {"--grade ", "--split "}  # register_folder(grade=, split=): one of each
+        assert "--grade GRADE" in text and "--split SPLIT" in text and "--grades" not in text
+    assert not [flag for flag in old | selection if flag in text]
+    if command == ["catalog", "list"]:
+        for new in ("--grades", "--splits", "--formats", "--names", "--channels", "--attributes"):
+            assert new in text
+    if command == ["index", "build"]:
+        for new in ("--grades", "--splits", "--formats", "--names", "--roots"):
+            assert new in text
+
+
+def test_repeated_old_and_new_list_flags_collect_all_values(capsys):
+    """``catalog list`` appends each use of a list flag, whichever spelling it takes."""
+    args = build_parser().parse_args(
+        ["catalog", "list", "--grades", "A", "--grade", "B", "--grades", "C", "--attr", "k=1"]
+    )
+    assert args.grades == ["A", "B", "C"] and args.attributes == ["k=1"]
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "ls-data catalog list: --grade is deprecated; use --grades",
+        "ls-data catalog list: --attr is deprecated; use --attributes",
+    ]
+
+
+def test_old_format_flag_keeps_its_choices(capsys):
+    for flag in ("--formats", "--format"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["catalog", "list", flag, "zarr"])
+        assert "invalid choice: 'zarr'" in capsys.readouterr().err
 
 
 def test_index_path_is_required_once(capsys):

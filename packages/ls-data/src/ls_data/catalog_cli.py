@@ -2,19 +2,26 @@
 
 ::
 
-    ls-data catalog register FOLDER [--catalog URL] [--root DIR ...] [--grade G] [--split S]
-                                    [--attr KEY=VALUE ...] [--skip-bad] [--recursive] [--label-name NAME]
-    ls-data catalog list   [--catalog URL] [--grade G ...] [--split S ...] [--format F ...] [--name N ...]
-                           [--min-channels N] [--channel NAME ...] [--attr KEY=VALUE ...] [--json]
-    ls-data catalog show   NAME [--catalog URL] [--root DIR ...] [--json]
+    ls-data catalog register FOLDER [--catalog URL] [--roots DIR ...] [--grade G] [--split S]
+                                    [--attributes KEY=VALUE ...] [--skip-bad] [--recursive]
+                                    [--label-name NAME]
+    ls-data catalog list   [--catalog URL] [--grades G ...] [--splits S ...] [--formats F ...]
+                           [--names N ...] [--min-channels N] [--channels NAME ...]
+                           [--attributes KEY=VALUE ...] [--json]
+    ls-data catalog show   NAME [--catalog URL] [--roots DIR ...] [--json]
     ls-data catalog remove NAME [--catalog URL]
 
-``--catalog`` (old spelling ``--db``, deprecated) defaults to ``sqlite:///catalog.sqlite`` (in
+The options spell the arguments they set: ``Catalog(roots=)``, ``Catalog.register_folder(grade=,
+split=, attributes=)`` (one grade and split for the registered volumes) and the fields of
+``Selection`` (``grades``, ``splits``, ...) for ``list``. The options that take a list are
+repeatable (``--grades A --grades B``). The old spellings ``--db``, ``--root``, ``--attr`` and
+(``list``) ``--grade``, ``--split``, ``--format``, ``--name``, ``--channel`` still work
+(deprecated, a note on stderr). ``--catalog`` defaults to ``sqlite:///catalog.sqlite`` (in
 the current folder). Only ``register`` creates a catalog that does not exist (and removes it
 again when the registration fails); ``list``, ``show`` and ``remove`` report a missing catalog as
-an error. ``NAME`` is a volume
-name, or its id when no volume has that name. ``--attr`` values are read as JSON when they parse
-(``stage=12`` is a number, ``ok=true`` a boolean), else as text. Errors (``DataError``) are
+an error. ``NAME`` is a volume name, or its id when no volume has that name. ``--attributes``
+values are read as JSON when they parse (``stage=12`` is a number, ``ok=true`` a boolean), else
+as text. Errors (``DataError``) are
 printed as one line by ``ls-data`` (exit status 2).
 """
 
@@ -27,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ls_data.catalog import Catalog, CatalogError, Selection, VolumeNotFoundError, VolumeRecord
+from ls_data.catalog.records import FORMATS
 from ls_data.catalog.url import parse_url
 from ls_data.cli_options import add_option
 from ls_data.errors import DataError
@@ -65,8 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             help=f"catalog database URL (default {DEFAULT_CATALOG}, or postgresql://user:pw@host:port/db)",
         )
         if roots:
-            parser.add_argument(
-                "--root",
+            add_option(
+                parser,
+                "--roots",
+                aliases=["--root"],
                 action="append",
                 default=[],
                 metavar="DIR",
@@ -80,8 +90,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     common(reg)
     reg.add_argument("--grade", help="quality grade of the registered volumes")
     reg.add_argument("--split", help="split of the registered volumes (train, val, test, ...)")
-    reg.add_argument(
-        "--attr", action="append", default=[], metavar="KEY=VALUE", help="attribute (repeatable)"
+    add_option(
+        reg,
+        "--attributes",
+        aliases=["--attr"],
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="attribute of the registered volumes (repeatable)",
     )
     reg.add_argument(
         "--skip-bad", action="store_true", help="skip bad volumes with a warning instead of failing"
@@ -94,13 +110,40 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     lst = actions.add_parser("list", help="list volumes as a table, optionally filtered")
     common(lst, roots=False)
-    lst.add_argument("--grade", action="append", help="keep this grade (repeatable)")
-    lst.add_argument("--split", action="append", help="keep this split (repeatable)")
-    lst.add_argument("--format", action="append", choices=["tiff", "ome-zarr"], help="keep this format")
-    lst.add_argument("--name", action="append", help="keep this volume name (repeatable)")
+    for flag, alias, metavar, what in (
+        ("--grades", "--grade", "G", "keep volumes of this grade"),
+        ("--splits", "--split", "S", "keep volumes of this split"),
+        ("--formats", "--format", None, "keep volumes of this format"),
+        ("--names", "--name", "NAME", "keep this volume"),
+    ):
+        choices = list(FORMATS) if flag == "--formats" else None
+        add_option(
+            lst,
+            flag,
+            aliases=[alias],
+            action="append",
+            choices=choices,
+            metavar=metavar,
+            help=f"{what} (repeatable)",
+        )
     lst.add_argument("--min-channels", type=int, help="keep volumes with at least this many channels")
-    lst.add_argument("--channel", action="append", help="keep volumes that have this channel (repeatable)")
-    lst.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE", help="attribute equal to")
+    add_option(
+        lst,
+        "--channels",
+        aliases=["--channel"],
+        action="append",
+        metavar="NAME",
+        help="keep volumes that have this channel (repeatable)",
+    )
+    add_option(
+        lst,
+        "--attributes",
+        aliases=["--attr"],
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep volumes with this attribute value (repeatable)",
+    )
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
     lst.set_defaults(func=_list)
 
@@ -124,7 +167,7 @@ def _parse_attrs(items: Sequence[str]) -> dict[str, Any] | None:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise DataError(f"--attr {item!r} must be KEY=VALUE")
+            raise DataError(f"--attributes {item!r} must be KEY=VALUE")
         try:
             out[key] = json.loads(text)
         except json.JSONDecodeError:
@@ -173,13 +216,13 @@ def _register(args: argparse.Namespace) -> int:
     if not folder.is_dir():  # before the catalog is opened: a typo creates no catalog
         raise CatalogError(f"catalog register: folder {str(folder)!r} does not exist or is not a folder")
     new_file = _missing_sqlite_file(args.catalog)
-    with Catalog(args.catalog, roots=args.root, create=True) as catalog:
+    with Catalog(args.catalog, roots=args.roots, create=True) as catalog:
         try:
             report = catalog.register_folder(
                 folder,
                 grade=args.grade,
                 split=args.split,
-                attributes=_parse_attrs(args.attr),
+                attributes=_parse_attrs(args.attributes),
                 skip_bad=args.skip_bad,
                 recursive=args.recursive,
                 label_name=args.label_name,
@@ -217,13 +260,13 @@ def _remove_if_empty(catalog: Catalog, new_file: Path | None) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     selection = Selection(
-        names=args.name,
-        grades=args.grade,
-        splits=args.split,
-        formats=args.format,
+        names=args.names,
+        grades=args.grades,
+        splits=args.splits,
+        formats=args.formats,
         min_channels=args.min_channels,
-        channels=args.channel,
-        attributes=_parse_attrs(args.attr),
+        channels=args.channels,
+        attributes=_parse_attrs(args.attributes),
     )
     with Catalog(args.catalog) as catalog:
         records = catalog.volumes(selection)
@@ -237,7 +280,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with Catalog(args.catalog, roots=args.root) as catalog:
+    with Catalog(args.catalog, roots=args.roots) as catalog:
         record = _get(catalog, args.name)
         paths: dict[str, str] = {}
         try:

@@ -16,11 +16,15 @@ __all__ = ["DeprecatedAlias", "add_option"]
 
 
 class DeprecatedAlias(argparse.Action):
-    """An old spelling of an option: sets the same ``dest`` and notes the new spelling on stderr."""
+    """An old spelling of an option: notes the new spelling on stderr, then does what the new
+    option's action does (stores, stores a constant, or appends to the same ``dest``)."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kwargs: Any) -> None:
+    def __init__(
+        self, option_strings: Sequence[str], dest: str, *, new: str, target: argparse.Action, **kwargs: Any
+    ) -> None:
         super().__init__(option_strings, dest, **kwargs)
         self.new = new
+        self.target = target
 
     def __call__(
         self,
@@ -30,7 +34,7 @@ class DeprecatedAlias(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         print(f"{parser.prog}: {option_string} is deprecated; use {self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        self.target(parser, namespace, values, option_string)
 
 
 def add_option(
@@ -52,6 +56,7 @@ def add_option(
             alias,
             action=DeprecatedAlias,
             new=name,
+            target=action,
             dest=action.dest,
             nargs=action.nargs,
             const=action.const,

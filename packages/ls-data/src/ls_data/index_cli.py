@@ -4,17 +4,18 @@
 
     ls-data index build --catalog URL --index-path INDEX.sqlite --crop-shape Z Y X [--stride Z Y X]
                         [--channels C ...] [--min-instance-volume N] [--min-visible-fraction F]
-                        [--min-visible-voxels N] [--min-instances-per-crop N] [--grade G ...]
-                        [--split S ...] [--name N ...] [--format F ...] [--root DIR ...]
+                        [--min-visible-voxels N] [--min-instances-per-crop N] [--grades G ...]
+                        [--splits S ...] [--names N ...] [--formats F ...] [--roots DIR ...]
                         [--skip-bad-volumes] [--allow-missing-chunks] [--rebuild] [--slab-size N]
                         [--json]
     ls-data index info INDEX.sqlite [--crops N] [--json]
 
-The options spell the arguments of ``build_crop_index`` and ``CropIndexConfig``; the old
-spellings ``--db``, ``--out``, ``--crop``, ``--min-instances`` and ``--skip-bad`` still work
-(deprecated, a note on stderr). ``--crop-shape`` and ``--stride`` take one value (all axes) or
-three (z y x). ``build`` prints one
-progress line per volume on stderr and the report (a table per volume, totals, skipped
+The options spell the arguments of ``build_crop_index``, ``CropIndexConfig`` and ``Selection``
+(``--grades`` sets ``Selection.grades``); the old spellings ``--db``, ``--out``, ``--crop``,
+``--min-instances``, ``--skip-bad``, ``--grade``, ``--split``, ``--name``, ``--format`` and
+``--root`` still work (deprecated, a note on stderr). ``--crop-shape`` and ``--stride`` take one
+value (all axes) or three (z y x). ``build`` prints one progress line per volume on stderr and
+the report (a table per volume, totals, skipped
 volumes with their reasons) on stdout. ``build`` never creates the catalog it reads, and a
 selection that matches no volume is an error that leaves an existing index as it was. Errors
 (``DataError``) are printed as one line by ``ls-data`` (exit status 2).
@@ -29,6 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ls_data.catalog.records import FORMATS
 from ls_data.catalog_cli import DEFAULT_CATALOG
 from ls_data.cli_options import add_option
 from ls_data.errors import DataError
@@ -108,14 +110,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N",
         help="listed instances to keep a crop",
     )
-    build.add_argument("--grade", nargs="+", metavar="G", help="select volumes of these grades")
-    build.add_argument("--split", nargs="+", metavar="S", help="select volumes of these splits")
-    build.add_argument("--name", nargs="+", metavar="NAME", help="select these volumes")
-    build.add_argument(
-        "--format", nargs="+", choices=["tiff", "ome-zarr"], help="select volumes of these formats"
-    )
-    build.add_argument(
-        "--root",
+    for flag, alias, metavar, what in (
+        ("--grades", "--grade", "G", "select volumes of these grades"),
+        ("--splits", "--split", "S", "select volumes of these splits"),
+        ("--names", "--name", "NAME", "select these volumes"),
+        ("--formats", "--format", None, "select volumes of these formats"),
+    ):
+        choices = list(FORMATS) if flag == "--formats" else None
+        add_option(build, flag, aliases=[alias], nargs="+", choices=choices, metavar=metavar, help=what)
+    add_option(
+        build,
+        "--roots",
+        aliases=["--root"],
         action="append",
         default=[],
         metavar="DIR",
@@ -211,7 +217,7 @@ def _build(args: argparse.Namespace) -> int:
         if args.stride is None
         else as_triple(args.stride if len(args.stride) != 1 else args.stride[0], "--stride")
     )
-    selection = Selection(grades=args.grade, splits=args.split, names=args.name, formats=args.format)
+    selection = Selection(grades=args.grades, splits=args.splits, names=args.names, formats=args.formats)
     config = CropIndexConfig(
         crop_shape=crop,
         stride=stride,
@@ -232,7 +238,7 @@ def _build(args: argparse.Namespace) -> int:
             selection=selection,
             index_path=args.index_path,
             config=config,
-            roots=args.root,
+            roots=args.roots,
             rebuild=args.rebuild,
             progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
