@@ -399,6 +399,11 @@ def test_rescale_shapes_spacing_and_origin() -> None:
     # sizes that do not divide: spacing is the exact new voxel size
     _, _, m = RescaleToSpacing(target_spacing=(3.0, 0.7, 0.5))(image, target, meta)
     assert m["spacing"] == pytest.approx((2.0 * 6 / 4, 0.5 * 10 / 7, 0.5))
+    # halves go up (ls_core.resampled_size): 5 * 2 / 4 = 2.5 -> 3 (Python's round gave 2), and the
+    # float product 10 * 0.5 / 0.2 = 25 exactly
+    image, target, meta = make_sample(shape=(5, 10, 12))
+    out, _, m = RescaleToSpacing(target_spacing=(4.0, 0.2, 0.5))(image, target, meta)
+    assert out.shape == (2, 3, 25, 12) and m["spacing"] == pytest.approx((2.0 * 5 / 3, 0.2, 0.5))
 
 
 def test_rescale_drops_instances_that_vanish_and_needs_spacing() -> None:

@@ -97,6 +97,17 @@ def test_spacing_resize_per_axis() -> None:
         t([image], spacings=[(1.0, 1.0)])
 
 
+def test_spacing_resize_rounds_to_the_nearest_voxel_count() -> None:
+    """The spacing resize sizes an axis as ls-data's rescale_to_spacing does (ls_core.resampled_size):
+    the nearest count, halves up (the floor of before gave 7 and 7, and 35 only by its epsilon)."""
+    t = plain(target_spacing=(2.0, 0.65, 0.1))
+    images, _ = t([torch.rand(1, 5, 10, 10)], spacings=[(3.0, 0.5, 0.35)])
+    assert images.image_sizes == [(8, 8, 35)]  # 7.5, 7.69, 34.99999999999999 in floats
+    assert t.resized_shape((5, 10, 10), (3.0, 0.5, 0.35)) == (8, 8, 35)
+    # the min/max-size mode keeps torchvision's floor, which holds the largest axis within max_size
+    assert plain(min_size=10, max_size=15).resized_shape((7, 9, 11)) == (9, 12, 15)  # 9.55 floored
+
+
 def test_resize_round_trip_of_boxes_through_postprocess() -> None:
     t = plain(target_spacing=(1.0, 0.5, 0.5))
     image = torch.rand(1, 3, 8, 8)

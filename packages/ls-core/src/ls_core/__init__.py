@@ -5,6 +5,7 @@
 - :func:`split_component`, :class:`Component`: a ``{name: ...}`` / ``{_target_: ...}`` config entry.
 - :func:`signature_keywords`, :class:`Keywords`: the keyword arguments a factory takes.
 - :func:`parse_triple`: a per-axis ``(z, y, x)`` value; one number means the same on every axis.
+- :func:`resampled_size`: the voxels of an axis resampled to another spacing (round, halves up).
 - :func:`lazy_exports`: the lazy ``__getattr__`` / ``__dir__`` of a package's ``__init__``.
 - :func:`pid_alive`: whether a process still runs (owners of temporary files).
 - :mod:`ls_core.faults`: ``fault_point``, where the fault-injection tests stop a command.
@@ -19,6 +20,7 @@ from ls_core.keywords import Keywords, signature_keywords
 from ls_core.lazy import lazy_exports
 from ls_core.processes import pid_alive
 from ls_core.registry import EntryPointRegistry, did_you_mean
+from ls_core.resampling import resampled_size
 from ls_core.targets import load_object
 from ls_core.triples import parse_triple
 
@@ -31,6 +33,7 @@ __all__ = [
     "load_object",
     "parse_triple",
     "pid_alive",
+    "resampled_size",
     "signature_keywords",
     "split_component",
 ]

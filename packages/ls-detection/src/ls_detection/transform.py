@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ls_backbones import divisible_shape, to_triple
+from ls_core import resampled_size
 from ls_detection.boxes import check_boxes
 from ls_detection.image_list import ImageList3D
 
@@ -52,8 +53,12 @@ class DetectionTransform3D(nn.Module):
     * ``target_spacing``: each axis is scaled by ``spacing / target_spacing`` with the image's
       voxel spacing given to ``forward``; this makes anisotropic volumes (nearly) isotropic.
 
-    The new size of an axis is ``floor(size * factor)`` (at least 1). Images are resized
-    trilinearly, masks by nearest neighbour, boxes scaled per axis by new size / old size.
+    The new size of an axis is ``floor(size * factor)`` (at least 1) in the min/max-size mode, the
+    rule of torchvision (``interpolate(scale_factor=)``) that keeps the largest axis within
+    ``max_size``; in the spacing mode it is ``size * spacing / target_spacing`` rounded, halves up
+    (:func:`ls_core.resampled_size`, the rule of ls-data's ``rescale_to_spacing``), so the new
+    voxel size is the nearest to the target. Images are resized trilinearly, masks by nearest
+    neighbour, boxes scaled per axis by new size / old size.
 
     Args:
         image_mean: per-channel mean.
@@ -160,19 +165,19 @@ class DetectionTransform3D(nn.Module):
     def resized_shape(self, size: Sequence[int], spacing: Sequence[float] | None = None) -> Size3:
         """The ``(Z, Y, X)`` size a volume of ``size`` (and voxel ``spacing``) is resized to."""
         size = tuple(int(s) for s in size)
-        if self.min_size is not None:
-            factor = self.min_size / min(size)
-            if self.max_size is not None:
-                factor = min(factor, self.max_size / max(size))
-            factors: tuple[float, ...] = (factor,) * 3
-        elif self.target_spacing is not None:
+        if self.target_spacing is not None:
             if spacing is None:
                 raise ValueError("DetectionTransform3D has target_spacing but no spacing was given")
-            factors = tuple(s / t for s, t in zip(spacing, self.target_spacing, strict=True))
-        else:
+            z, y, x = (resampled_size(n, float(s), t)
+                       for n, s, t in zip(size, spacing, self.target_spacing, strict=True))
+            return (z, y, x)
+        if self.min_size is None:
             return (size[0], size[1], size[2])
-        # the small epsilon keeps exact products (e.g. 16 * 2.5 / 1.25) from flooring one voxel short
-        z, y, x = (max(1, math.floor(s * f + 1e-6)) for s, f in zip(size, factors, strict=True))
+        factor = self.min_size / min(size)
+        if self.max_size is not None:
+            factor = min(factor, self.max_size / max(size))
+        # the small epsilon keeps exact products (e.g. 11 * (15 / 11)) from flooring one voxel short
+        z, y, x = (max(1, math.floor(n * factor + 1e-6)) for n in size)
         return (z, y, x)
 
     @staticmethod

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ls_core import parse_triple
+from ls_core import parse_triple, resampled_size
 from ls_data.errors import DataError
 from ls_data.transforms.base import Transform
 from ls_data.transforms.targets import Sample, boxes_from_masks, drop_empty_instances
@@ -26,9 +26,11 @@ def _nearest_indices(size_in: int, size_out: int, device: torch.device) -> Tenso
 class RescaleToSpacing(Transform):
     """Resample the sample from ``meta["spacing"]`` to ``target_spacing``.
 
-    The output size along each axis is ``round(size * spacing / target_spacing)`` (at least 1);
-    the image is resampled trilinearly (voxel-centre aligned, ``align_corners=False``, no
-    anti-aliasing filter), the masks with nearest neighbour on the same grid.
+    The output size along each axis is ``size * spacing / target_spacing`` rounded to the nearest
+    integer, halves up, at least 1 (:func:`ls_core.resampled_size`, the rule the detector's
+    ``target_spacing`` resize follows too); the image is resampled trilinearly (voxel-centre
+    aligned, ``align_corners=False``, no anti-aliasing filter), the masks with nearest neighbour on
+    the same grid.
 
     Effect on each key:
         image: ``(C, Z, Y, X)`` -> ``(C, Z', Y', X')``, same dtype.
@@ -58,7 +60,7 @@ class RescaleToSpacing(Transform):
         spacing = parse_triple(given, "meta['spacing']", integer=False, positive=True, error=DataError)
         size_in = tuple(int(s) for s in image.shape[1:])
         size_out = tuple(
-            max(1, round(n * s / t)) for n, s, t in zip(size_in, spacing, self.target_spacing, strict=True)
+            resampled_size(n, s, t) for n, s, t in zip(size_in, spacing, self.target_spacing, strict=True)
         )
         new_meta = dict(meta)
         new_meta["spacing"] = tuple(s * n / m for s, n, m in zip(spacing, size_in, size_out, strict=True))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ls_core import parse_triple
+from ls_core import parse_triple, resampled_size
 from ls_data.errors import DataError
 from ls_data.transforms.base import RandomTransform
 from ls_data.transforms.resample import _nearest_indices
@@ -208,11 +208,12 @@ class RandomZoom3D(RandomTransform):
     One factor ``f`` for y and x is drawn log-uniformly from ``scale`` (``f > 1`` makes objects
     larger); the z factor is ``f`` too or, with ``scale_z``, a separate log-uniform draw from that
     range (which changes the anisotropy). Each axis of ``n`` voxels is resampled to
-    ``m = max(1, round(n * f))`` voxels as in :class:`~ls_data.transforms.resample.RescaleToSpacing`
-    (image trilinear, voxel-centre aligned, so it must be floating-point; masks nearest neighbour
-    on the same grid) and cut back to ``n``: zooming in keeps a window of the zoomed sample,
-    zooming out pads it, the image with each channel's minimum (the background level;
-    light-sheet background is rarely 0 before normalisation) and the masks with 0.
+    ``m = resampled_size(n, f, 1.0)`` voxels (``n * f`` rounded, halves up, at least 1) as in
+    :class:`~ls_data.transforms.resample.RescaleToSpacing` (image trilinear, voxel-centre aligned,
+    so it must be floating-point; masks nearest neighbour on the same grid) and cut back to ``n``:
+    zooming in keeps a window of the zoomed sample, zooming out pads it, the image with each
+    channel's minimum (the background level; light-sheet background is rarely 0 before
+    normalisation) and the masks with 0.
 
     Effect on each key:
         image: same shape and dtype.
@@ -269,7 +270,8 @@ class RandomZoom3D(RandomTransform):
         f = self._factor(*self.scale)
         factors = (f if self.scale_z is None else self._factor(*self.scale_z), f, f)
         size_in = tuple(int(n) for n in image.shape[1:])
-        size_out = tuple(max(1, round(n * k)) for n, k in zip(size_in, factors, strict=True))
+        # a zoom by k is a resampling from voxels of size k to voxels of size 1
+        size_out = tuple(resampled_size(n, k, 1.0) for n, k in zip(size_in, factors, strict=True))
         shifts = tuple(self._shift(n, m) for n, m in zip(size_in, size_out, strict=True))
         dst, src = zip(*map(_placement, size_in, size_out, shifts), strict=True)
         zoomed = F.interpolate(image[None], size=size_out, mode="trilinear", align_corners=False)[0]
