@@ -280,6 +280,7 @@ def test_train_starts_ray_then_ls_train_then_stops_ray(fake_slurm: dict[str, obj
         f"cluster.address={HEAD_IP}:{RAY_PORT}",
         "cluster.num_workers=4",
         "cluster.use_gpu=true",
+        "cluster.resources_per_worker=null",
         "cluster.resources_per_worker={CPU:4,GPU:1}",
         "trainer.epochs=3",
         "+note=a b",
@@ -297,9 +298,66 @@ def test_train_cpu_only_defaults(fake_slurm: dict[str, object]) -> None:
         f"cluster.address={HEAD_IP}:{RAY_PORT}",
         "cluster.num_workers=2",
         "cluster.use_gpu=false",
+        "cluster.resources_per_worker=null",
         "cluster.resources_per_worker={CPU:8}",
     ]
     assert not any("--gpus-per-node" in line for line in _calls(fake_slurm))
+
+
+@pytest.mark.parametrize(
+    ("requested", "gpus"),
+    [(None, 2), ("0", 0), ("1", 1), ("a100:1", 1)],
+    ids=["allocation", "request-0", "request-1", "typed-request-1"],
+)
+def test_gpus_per_node_request_wins_over_an_exclusive_allocation(
+    fake_slurm: dict[str, object], requested: str | None, gpus: int
+) -> None:
+    """An --exclusive job gets every GPU of its nodes (SLURM_GPUS_ON_NODE=2 here, as on the real
+    SLURM of test_slurm_real.py), whatever its --gpus-per-node (SLURM_GPUS_PER_NODE) asks: Ray
+    offers the GPUs asked for, the allocation only when none were asked for by count per node."""
+    env = {"SLURM_GPUS_ON_NODE": "2"} | ({} if requested is None else {"SLURM_GPUS_PER_NODE": requested})
+    result = _run(fake_slurm, "train.sbatch", **env)
+    assert result.returncode == 0, result.stderr
+    calls = _calls(fake_slurm)
+    assert f"--num-cpus=8 --num-gpus={gpus}" in calls[_index(calls, "node=node1 ray start")]
+    srun_ray = [line for line in calls if line.startswith("srun ") and " ray start " in line]
+    assert len(srun_ray) == 2
+    assert all((f"--gpus-per-node={gpus}" in line) == (gpus > 0) for line in srun_ray), srun_ray
+    args = _args(fake_slurm, "ls-train")
+    assert f"cluster.num_workers={2 * max(gpus, 1)}" in args
+    assert f"cluster.use_gpu={'true' if gpus else 'false'}" in args
+    source = "SLURM_GPUS_ON_NODE=2"
+    if requested is not None:
+        source = f"--gpus-per-node={requested} of SLURM_GPUS_ON_NODE=2"
+    assert f"{gpus} GPUs ({source}" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("config_name", ["quickstart", "config_mrcnn_resnet"])  # cluster=cpu, cluster=gpu
+@pytest.mark.parametrize("gpus", ["0", "2"])
+def test_cluster_overrides_replace_the_configs_resources(
+    fake_slurm: dict[str, object], config_name: str, gpus: str
+) -> None:
+    """The script's overrides, composed with ls-train's own config loader, replace the config's
+    cluster.resources_per_worker rather than merge into it (Hydra merges dict overrides), and Ray
+    Train accepts the result: before, {CPU:8} on cluster=gpu kept its GPU:1 beside use_gpu=false
+    (Ray Train: "`use_gpu` is False but `GPU` was found"), and {CPU:4,GPU:1} on cluster=cpu was
+    refused ("Could not override 'cluster.resources_per_worker'")."""
+    import ray.train
+
+    from ls_train.config import load_config
+
+    result = _run(fake_slurm, "train.sbatch", f"--config-name={config_name}", SLURM_GPUS_ON_NODE=gpus)
+    assert result.returncode == 0, result.stderr
+    args = _args(fake_slurm, "ls-train")
+    assert args[0] == f"--config-name={config_name}"
+    cluster = load_config(config_name, args[1:])["cluster"]
+    expected = {"CPU": 4, "GPU": 1} if gpus == "2" else {"CPU": 8}
+    assert (cluster["use_gpu"], dict(cluster["resources_per_worker"])) == (gpus == "2", expected)
+    ray.train.ScalingConfig(  # raises ValueError where use_gpu and the GPU resource disagree
+        num_workers=cluster["num_workers"],
+        use_gpu=cluster["use_gpu"],
+        resources_per_worker=dict(cluster["resources_per_worker"]),
+    )
 
 
 def test_trainer_status_is_the_job_status_and_ray_still_stops(fake_slurm: dict[str, object]) -> None:
@@ -344,6 +402,7 @@ def test_evaluate_passes_checkpoint_and_overrides(fake_slurm: dict[str, object])
         f"cluster.address={HEAD_IP}:{RAY_PORT}",
         "cluster.num_workers=4",
         "cluster.use_gpu=true",
+        "cluster.resources_per_worker=null",
         "cluster.resources_per_worker={CPU:4,GPU:1}",
         "evaluation.ray_num_tasks=4",
         "checkpoint=runs/x/model.pt",
@@ -363,6 +422,7 @@ def test_predict_spreads_tiles_over_the_workers(fake_slurm: dict[str, object]) -
         f"cluster.address={HEAD_IP}:{RAY_PORT}",
         "cluster.num_workers=4",
         "cluster.use_gpu=true",
+        "cluster.resources_per_worker=null",
         "cluster.resources_per_worker={CPU:4,GPU:1}",
         "predict.executor=ray",
         "predict.num_workers=4",

@@ -54,9 +54,24 @@ ls_slurm_layout() {
 
     LS_CPUS_PER_NODE=${CPUS_PER_NODE:-${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}}
     _ls_require_count "CPUS_PER_NODE (or SLURM_CPUS_PER_TASK)" "$LS_CPUS_PER_NODE" 1
-    local gpus=${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-${SLURM_GPUS_PER_NODE:-0}}}
+    # The job's --gpus-per-node (SLURM_GPUS_PER_NODE) before the GPUs SLURM allocated on the node
+    # (SLURM_GPUS_ON_NODE): an --exclusive job (train.sbatch) is allocated every GPU of its nodes,
+    # whatever --gpus-per-node asks, so --gpus-per-node=0 on a GPU node would still use them all.
+    local gpus gpu_source
+    if [[ -n ${GPUS_PER_NODE:-} ]]; then
+        gpus=$GPUS_PER_NODE gpu_source="GPUS_PER_NODE=${GPUS_PER_NODE}"
+    elif [[ -n ${SLURM_GPUS_PER_NODE:-} ]]; then
+        gpus=$SLURM_GPUS_PER_NODE gpu_source="--gpus-per-node=${SLURM_GPUS_PER_NODE}"
+    elif [[ -n ${SLURM_GPUS_ON_NODE:-} ]]; then
+        gpus=$SLURM_GPUS_ON_NODE gpu_source="SLURM_GPUS_ON_NODE=${SLURM_GPUS_ON_NODE}"
+    else
+        gpus=0 gpu_source="no GPUs allocated"
+    fi
+    if [[ -n ${SLURM_GPUS_ON_NODE:-} && $gpu_source != SLURM_GPUS_ON_NODE=* ]]; then
+        gpu_source+=" of SLURM_GPUS_ON_NODE=${SLURM_GPUS_ON_NODE} allocated"
+    fi
     LS_GPUS_PER_NODE=${gpus##*:} # "a100:4" -> 4
-    _ls_require_count "GPUS_PER_NODE (or SLURM_GPUS_ON_NODE)" "$LS_GPUS_PER_NODE" 0
+    _ls_require_count "GPUS_PER_NODE (or SLURM_GPUS_PER_NODE, SLURM_GPUS_ON_NODE)" "$LS_GPUS_PER_NODE" 0
 
     if [[ -n ${WORKERS_PER_NODE:-} ]]; then
         LS_WORKERS_PER_NODE=$WORKERS_PER_NODE
@@ -75,10 +90,14 @@ ls_slurm_layout() {
     LS_NUM_WORKERS=$((${#LS_NODES[@]} * LS_WORKERS_PER_NODE))
     LS_CPUS_PER_WORKER=$((LS_CPUS_PER_NODE / LS_WORKERS_PER_NODE))
     ls_log "nodes: ${LS_NODES[*]} (head ${LS_HEAD_NODE}); per node ${LS_CPUS_PER_NODE} CPUs," \
-        "${LS_GPUS_PER_NODE} GPUs, ${LS_WORKERS_PER_NODE} workers; ${LS_NUM_WORKERS} workers in all"
+        "${LS_GPUS_PER_NODE} GPUs (${gpu_source}), ${LS_WORKERS_PER_NODE} workers; ${LS_NUM_WORKERS} workers in all"
 }
 
 # ls_cluster_overrides: the Hydra overrides that point ls-train / ls-evaluate at this cluster.
+# cluster.resources_per_worker is cleared (null) before it is set: Hydra merges a dict override
+# into the config's dict, so {CPU:8} on cluster=gpu ({CPU:4, GPU:1}) kept GPU:1 beside
+# use_gpu=false (Ray Train refuses that), and {CPU:4,GPU:1} on cluster=cpu ({CPU:1}) was refused
+# ("Could not override 'cluster.resources_per_worker'": no GPU key there).
 ls_cluster_overrides() {
     local resources="{CPU:${LS_CPUS_PER_WORKER}}" use_gpu=false
     if ((LS_GPUS_PER_NODE > 0)); then
@@ -90,6 +109,7 @@ ls_cluster_overrides() {
         "cluster.address=${LS_RAY_ADDRESS}"
         "cluster.num_workers=${LS_NUM_WORKERS}"
         "cluster.use_gpu=${use_gpu}"
+        "cluster.resources_per_worker=null"
         "cluster.resources_per_worker=${resources}"
     )
 }
@@ -188,7 +208,7 @@ _ls_srun_ray() {
     local extra=()
     read -r -a extra <<<"${RAY_START_ARGS:-}"
     local pidfile="${TMPDIR:-/tmp}/ls-ray-${SLURM_JOB_ID:-0}-${node}.pid"
-    ls_log "starting Ray on ${node}: ray start $*"
+    ls_log "starting Ray on ${node}: ray start $* --num-cpus=${LS_CPUS_PER_NODE} --num-gpus=${LS_GPUS_PER_NODE}"
     # RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S: how long `ray start` waits, after SIGTERM, for its node
     # to drain before it stops the node's processes; a detached actor (Ray Train leaves one) keeps
     # a node from ever draining, so this is how long every stop takes (Ray's default: 30 s)
