@@ -5,12 +5,15 @@ synthetic data (``test_slurm_scripts.py`` covers, with stand-ins, what one node 
 The fixture starts munged, slurmctld and slurmd from Debian's ``munge``, ``slurmctld``, ``slurmd``
 and ``slurm-client`` packages in one temporary folder (``slurm.conf``: SlurmUser root,
 ``proctrack/linuxproc``, ``task/none``, ``select/cons_tres``, no accounting, one node with this
-machine's CPUs and memory, one partition) in about a second, and stops them at the end. The
-tests are skipped where SLURM cannot be started (not root, packages missing), unless
-``LS_REQUIRE_SLURM=1`` (as in CI), where they fail.
+machine's CPUs and memory and two GPUs that SLURM counts and hands out although the machine has
+none (``gres.conf``: device files that are links to /dev/null), a CPU partition and a GPU
+partition on that node) in about a second, and stops them at the end. The tests are skipped
+where SLURM cannot be started (not root, packages missing), unless ``LS_REQUIRE_SLURM=1`` (as in
+CI), where they fail.
 
-Three jobs, submitted as the README says for a partition without GPUs (``--gpus-per-node=0``),
-keep the time down (about four minutes on two idle cores):
+Four jobs keep the time down: three submitted as the README says for a partition without GPUs
+(``--gpus-per-node=0``; about four minutes on two idle cores), then one on the GPU partition
+(88 s under a load of 10 on two cores):
 
 - a training job with a Ray token file (``~/.ray/auth_token``) present, ``REQUEUE_ON_TERM=1`` and
   ``--signal=B:TERM@60``, held at a known step until it is asked to stop, whose time limit then
@@ -21,7 +24,18 @@ keep the time down (about four minutes on two idle cores):
   covered with stand-ins (``test_slurm_scripts.py``);
 - then, side by side with one CPU each, an evaluation job (no token file; Ray tasks on its
   cluster) and a prediction job (a token file; Ray tile workers) on the trained checkpoint:
-  COMPLETED, with metrics and labels.
+  COMPLETED, with metrics and labels;
+- then a training job on the GPU partition, with the script's own ``--gpus-per-node`` scaled
+  down to the node's two GPUs: SLURM allocates them, the script starts Ray with them
+  (``--num-gpus=2``, which every Ray Train worker sees, from a ``ray start`` job step holding
+  GPUs 0,1) and hands ls-train two workers with ``cluster.use_gpu=true`` and one GPU each;
+  overrides after the script's keep the workers on the CPU (gloo), as there is no CUDA here.
+  ``sbatch --test-only`` checks that evaluate.sbatch and predict.sbatch, with their own
+  ``--gpus-per-node=1``, are accepted there, and a GPU more than the node has is not.
+
+The CPU partition's jobs run on that node too: the training job is ``--exclusive``, so SLURM
+allocates it both GPUs (``SLURM_GPUS_ON_NODE=2``) although it asks for none, and the script
+must still train on the CPU (it follows ``--gpus-per-node``).
 
 The time limit (whole minutes) is set with ``scontrol update`` once the run holds its step: the
 first one whose signal (60 s before it) is due at least 5 s later. The signal then comes while
@@ -60,6 +74,7 @@ REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "scripts" / "slurm"
 REQUIRE_SLURM_ENV = "LS_REQUIRE_SLURM"
 JOB_TIMEOUT_S = 420  # a hang guard; the jobs take 20-60 s on 2 idle cores
+FAKE_GPUS = 2  # count-only GPUs of the node (no CUDA): at most one per CPU, one Ray Train worker each
 # the training job's time-limit signal, SIGNAL_BEFORE_END_S before the time limit that the test
 # sets once the run holds its step (see the module's docstring)
 SIGNAL_BEFORE_END_S = 60
@@ -133,17 +148,34 @@ class SingleNodeSlurm:
         self.node = socket.gethostname().split(".")[0]
         self.cpus = len(os.sched_getaffinity(0))  # the CPUs this process may use, at most all
         self.memory_mib = _mem_total_mib() * 9 // 10
+        self.gpus = min(FAKE_GPUS, self.cpus)
         self.conf = self.root / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self._processes: list[subprocess.Popen[bytes]] = []
 
     # ------------------------------------------------------------------ daemons
+    def _write_gres(self) -> None:
+        """GPUs that SLURM counts, schedules and hands out (SLURM_GPUS_ON_NODE, SLURM_JOB_GPUS,
+        CUDA_VISIBLE_DEVICES) on a machine without any: a gres.conf line of device files, each a
+        link to /dev/null. slurmd 22.05 drops a GPU without ``File=`` ("Removing file-less GPU")
+        and then drains the node ("gres/gpu count reported lower than configured (0 < 2)"), even
+        with ``Flags=CountOnly``, and logs an error for a regular file ("not a valid character or
+        block device"); with ``task/none`` nothing else opens them."""
+        devices = self.root / "dev"
+        devices.mkdir(mode=0o755)
+        for index in range(self.gpus):
+            (devices / f"gpu{index}").symlink_to("/dev/null")
+        files = f"{devices}/gpu0" if self.gpus == 1 else f"{devices}/gpu[0-{self.gpus - 1}]"
+        # slurmd reads gres.conf beside slurm.conf
+        (self.root / "gres.conf").write_text(f"AutoDetect=off\nName=gpu File={files}\n")
+
     def _write_files(self) -> None:
         for sub in ("munge", "state", "spool", "log"):
             (self.root / sub).mkdir(mode=0o755)
         key = self.root / "munge" / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o600)
+        self._write_gres()
         r = self.root
         self.conf.write_text(
             "\n".join(
@@ -178,9 +210,13 @@ class SingleNodeSlurm:
                     "SchedulerParameters=sched_interval=2",  # a requeued job starts soon after its hold
                     "KillWait=30",
                     "MinJobAge=600",
+                    "GresTypes=gpu",
                     f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} "
-                    f"RealMemory={self.memory_mib} State=UNKNOWN",
+                    f"RealMemory={self.memory_mib} Gres=gpu:{self.gpus} State=UNKNOWN",
+                    # the CPU partition (jobs ask for --gpus-per-node=0) and the GPU partition, on
+                    # the one node
                     "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                    "PartitionName=gpu Nodes=ALL MaxTime=INFINITE State=UP",
                     "",
                 ]
             )
@@ -275,6 +311,14 @@ class SingleNodeSlurm:
             raise RuntimeError(f"sbatch {' '.join(args)} failed: {result.stderr.strip()}")
         return int(result.stdout.strip().split(";")[0])
 
+    def sbatch_test_only(self, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        """``sbatch --test-only ARGS``: whether SLURM would accept the job, and where (nothing is
+        submitted; the answer is on stderr)."""
+        return subprocess.run(
+            [self.binaries["sbatch"], "--test-only", *args],
+            env=self.env, cwd=cwd, capture_output=True, text=True, check=False, timeout=60,
+        )
+
     def started(self, job_id: int) -> float:
         """When the job's current run started (``StartTime``), in seconds since the epoch."""
         start = self.job(job_id).get("StartTime", "")
@@ -360,6 +404,35 @@ class HoldForStop:
         return image, target, meta
 '''
 
+PROBE_MODULE = '''
+import json
+import os
+from pathlib import Path
+
+import ray
+
+
+class RecordRay:
+    """Identity transform that, at its first sample, writes what its Ray Train worker sees to
+    ``folder/<pid>.json``: the Ray cluster's resources, and the SLURM and CUDA variables that the
+    node's ``ray start`` job step passed on to its workers."""
+
+    def __init__(self, *, folder: str) -> None:
+        self.folder, self.written = Path(folder), False
+
+    def __call__(self, image, target, meta):
+        if not self.written:
+            self.written = True
+            env = {k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "CUDA_"))}
+            seen = {"cluster_resources": ray.cluster_resources(), "env": env}
+            (self.folder / f"{os.getpid()}.json").write_text(json.dumps(seen))
+        return image, target, meta
+'''
+
+# The GPU partition's training job keeps Ray Train's workers off CUDA (there is none here) with
+# overrides after the script's, which merge into its {CPU:n,GPU:1}: gloo workers without a GPU.
+KEEP_ON_CPU = ("cluster.use_gpu=false", "cluster.resources_per_worker={GPU:0}")
+
 
 class Jobs:
     """Submits the sbatch scripts to ``slurm`` with the workspace's ls-train and ray on PATH, data and
@@ -423,10 +496,14 @@ class Jobs:
             *extra,
         ]
 
-    def submit(self, script: str, *args: str, env: dict[str, str], sbatch: tuple[str, ...] = ()) -> int:
-        """``sbatch`` on a CPU partition (--gpus-per-node=0, as the README says), one node, all CPUs."""
+    def submit(
+        self, script: str, *args: str, env: dict[str, str], sbatch: tuple[str, ...] = (), gpus: int = 0
+    ) -> int:
+        """``sbatch`` on the CPU partition (--gpus-per-node=0, as the README says), or with ``gpus``
+        on the GPU partition (--gpus-per-node, scaled down to the node's GPUs); one node, all CPUs."""
+        gpu_request = ("--partition=gpu", f"--gpus-per-node={gpus}") if gpus else ("--gpus-per-node=0",)
         return self.slurm.sbatch(
-            "--gpus-per-node=0",
+            *gpu_request,
             "--nodes=1",
             f"--cpus-per-task={self.slurm.cpus}",  # the whole node, unless `sbatch` says otherwise
             "--time=15",
@@ -590,6 +667,45 @@ def _evaluate_and_predict(jobs: Jobs, checkpoint: Path) -> dict[str, Any]:
     return {"jobs": finished, "evaluation": evaluation, "labels": labels}
 
 
+def _train_on_the_gpu_partition(jobs: Jobs) -> dict[str, Any]:
+    """A training job submitted as the README says for a GPU partition: the script's own
+    ``#SBATCH --gpus-per-node`` scaled down to the node's GPUs on the command line, on one node;
+    with :data:`KEEP_ON_CPU` after the script's overrides, and a transform that records what its
+    Ray Train workers see. Its fields, log, run folder and the workers' records."""
+    plugin, seen = jobs.root / "plugin-gpu", jobs.root / "gpu-workers-saw"
+    plugin.mkdir()
+    seen.mkdir()
+    (plugin / "ls_test_probe.py").write_text(textwrap.dedent(PROBE_MODULE))
+    probe = (
+        "transforms.transforms_list=[{name:normalize_intensity,mode:percentile},"
+        f"{{_target_:ls_test_probe.RecordRay,folder:'{seen}'}}]"
+    )
+    one_epoch = ("trainer.epochs=1", "trainer.warmup_iters=1", "evaluation.run_after_training=false")
+    overrides = jobs.overrides(*one_epoch, "trainer.run_name=gpu", probe, *KEEP_ON_CPU)
+    env = jobs.env("train-gpu", token=True, PYTHONPATH=str(plugin))
+    job = jobs.submit("train.sbatch", *overrides, env=env, gpus=jobs.slurm.gpus)
+    fields, log = jobs.finish(job, "ls-train")
+    workers = [json.loads(path.read_text()) for path in sorted(seen.glob("*.json"))]
+    return {"fields": fields, "log": log, "run": jobs.runs / "gpu", "workers": workers}
+
+
+def _gpu_requests_of_evaluate_and_predict(jobs: Jobs) -> dict[str, subprocess.CompletedProcess[str]]:
+    """``sbatch --test-only`` of evaluate.sbatch and predict.sbatch on the GPU partition with their
+    own ``#SBATCH --gpus-per-node=1`` (their 8 CPUs scaled down to one), and of one GPU more than
+    the node has."""
+
+    def would_accept(script: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return jobs.slurm.sbatch_test_only(
+            "--partition=gpu", "--cpus-per-task=1", *extra, str(SLURM_DIR / script), cwd=jobs.root
+        )
+
+    return {
+        "evaluate.sbatch": would_accept("evaluate.sbatch"),
+        "predict.sbatch": would_accept("predict.sbatch"),
+        "too many GPUs": would_accept("evaluate.sbatch", f"--gpus-per-node={jobs.slurm.gpus + 1}"),
+    }
+
+
 def _check_walltime_signal(timing: dict[str, float | None], log: str) -> None:
     """The time-limit signal came while the job held its step, when it was due (SLURM may send it
     up to a minute early)."""
@@ -608,6 +724,9 @@ def _check_training(trained: dict[str, Any], jobs: Jobs) -> None:
     token = f"Ray token authentication on (token from {jobs.root}/home-train/.ray/auth_token"
     assert log.count(token) == 2, log
     assert "InvalidAuthToken" not in log and "Invalid generic resource" not in log
+    # --exclusive: SLURM allocated every GPU of the node, but the job asked for none, so none used
+    gpus = f"0 GPUs (--gpus-per-node=0 of SLURM_GPUS_ON_NODE={jobs.slurm.gpus} allocated), 1 workers"
+    assert log.count(gpus) == 2, log
     # the head's address is one the other nodes could reach, not the loopback name of the host
     assert "head address 127." not in log and log.count("head address ") == 2, log
     # SIGTERM -> a checkpoint of the current step -> Ray stopped -> requeued -> resumed there
@@ -637,6 +756,7 @@ def _check_evaluation(evaluated_and_predicted: dict[str, Any], jobs: Jobs) -> No
     fields, log = evaluated_and_predicted["jobs"]["ls-evaluate"]
     _expect_completed(fields, log)
     assert "Ray token authentication off" in log
+    assert "0 GPUs (--gpus-per-node=0), 1 workers" in log, log  # not --exclusive: none allocated
     assert "evaluating 1 crops in 1 Ray tasks" in log, log  # on the job's Ray cluster
     metrics = json.loads((evaluated_and_predicted["evaluation"] / "metrics.json").read_text())
     assert "ap@50" in json.dumps(metrics)
@@ -648,22 +768,70 @@ def _check_prediction(evaluated_and_predicted: dict[str, Any], jobs: Jobs) -> No
     fields, log = evaluated_and_predicted["jobs"]["ls-predict"]
     _expect_completed(fields, log)
     assert "Ray token authentication on" in log
+    assert "0 GPUs (--gpus-per-node=0), 1 workers" in log, log
     assert (evaluated_and_predicted["labels"] / "labels" / "instances").is_dir(), log
     assert "Ray stopped" in log and "killing it" not in log, log
     assert not _ray_processes_of(jobs.ray_temp_dir("predict"))
 
 
+def _check_gpu_requests(answers: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    for name in ("evaluate.sbatch", "predict.sbatch"):
+        assert answers[name].returncode == 0, f"{name}: {answers[name].stderr}"
+        assert "in partition gpu" in answers[name].stderr, f"{name}: {answers[name].stderr}"
+    too_many = answers["too many GPUs"]
+    assert too_many.returncode != 0, too_many.stderr
+    assert "Requested node configuration is not available" in too_many.stderr, too_many.stderr
+
+
+def _check_gpu_training(trained: dict[str, Any], jobs: Jobs) -> None:
+    fields, log, workers = trained["fields"], trained["log"], trained["workers"]
+    cpus, gpus = jobs.slurm.cpus, jobs.slurm.gpus
+    _expect_completed(fields, log)
+    # SLURM accepted the GPU request on the GPU partition ...
+    assert (fields["Partition"], fields["TresPerNode"]) == ("gpu", f"gres:gpu:{gpus}"), fields
+    # ... the script started Ray with the GPUs SLURM allocated, one Ray Train worker per GPU ...
+    layout = (
+        f"per node {cpus} CPUs, {gpus} GPUs (--gpus-per-node={gpus} of SLURM_GPUS_ON_NODE={gpus} "
+        f"allocated), {gpus} workers; {gpus} workers in all"
+    )
+    assert layout in log and f"--num-cpus={cpus} --num-gpus={gpus}" in log, log
+    cluster = (
+        f"cluster.num_workers={gpus} cluster.use_gpu=true cluster.resources_per_worker=null "
+        f"cluster.resources_per_worker={{CPU:{cpus // gpus},GPU:1}}"
+    )
+    assert cluster in log, log
+    # ... which ls-train accepted (with KEEP_ON_CPU after them: gloo workers)
+    assert "Could not override" not in log and "Invalid generic resource" not in log, log
+    assert f"Ray Train, {gpus} worker(s), CPU (gloo)" in log, log
+    # each worker's Ray cluster offers the GPUs, from a `ray start` step that holds them
+    assert len(workers) == gpus, workers
+    for seen in workers:
+        assert seen["cluster_resources"].get("GPU") == gpus, seen
+        assert seen["env"].get("SLURM_STEP_GPUS") == ",".join(map(str, range(gpus))), seen
+    assert json.loads((trained["run"] / "result.json").read_text())["status"] == 0
+    assert "Ray stopped" in log and "killing it" not in log, log
+    assert not _ray_processes_of(jobs.ray_temp_dir("train-gpu"))
+    shown = [line[:200] for line in log.splitlines() if line.startswith("[ls-slurm") or "Ray Train," in line]
+    print(f"\nGPU partition training job (RunTime {fields['RunTime']}):\n" + "\n".join(shown))
+    names = ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES")
+    saw = {name: workers[0]["env"].get(name) for name in names}
+    print(f"a Ray Train worker saw GPU={workers[0]['cluster_resources'].get('GPU')} in Ray and {saw}")
+
+
 # ---------------------------------------------------------------------------- the test
-@pytest.mark.slow(seconds=478)
+@pytest.mark.slow(seconds=566)
 def test_train_evaluate_predict_jobs_on_a_real_slurm(
     slurm: SingleNodeSlurm, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """One test, not one per job: the evaluation and prediction jobs need the training job's
-    checkpoint, and pytest-xdist must not run the training twice on two workers."""
+    checkpoint, and pytest-xdist must not start a second SLURM (a session fixture is one per
+    worker) nor run the training twice on two workers."""
     jobs = Jobs(slurm, tmp_path_factory.mktemp("slurm-jobs"))
+    _check_gpu_requests(_gpu_requests_of_evaluate_and_predict(jobs))
     trained = _train(jobs)
     _check_training(trained, jobs)
     checkpoint = sorted(trained["run"].glob("checkpoint_epoch*"))[-1]
     evaluated_and_predicted = _evaluate_and_predict(jobs, checkpoint)
     _check_evaluation(evaluated_and_predicted, jobs)
     _check_prediction(evaluated_and_predicted, jobs)
+    _check_gpu_training(_train_on_the_gpu_partition(jobs), jobs)
