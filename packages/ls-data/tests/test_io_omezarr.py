@@ -22,6 +22,7 @@ from ls_data.io import (
     open_labels,
     write_ome_zarr,
 )
+from ls_data.io.omezarr import ngff_translation
 from ls_data.io.omezarr_write import downsample_labels_yx, downsample_mean_yx
 
 SPACING = (2.0, 0.3, 0.25)
@@ -267,6 +268,29 @@ def _write_ngff05(path: Path, image: np.ndarray) -> None:
             }
         ],
     }
+
+
+def test_metadata_that_breaks_ngff_is_refused_with_file_and_key(volume) -> None:
+    path, _, _ = volume
+    zattrs = path / ".zattrs"
+    attrs = json.loads(zattrs.read_text())
+    attrs["multiscales"][0]["datasets"][1]["coordinateTransformations"].reverse()
+    zattrs.write_text(json.dumps(attrs))
+    with pytest.raises(VolumeReadError) as info:
+        open_image(path)
+    assert str(zattrs) in str(info.value)
+    assert "multiscales[0].datasets[1].coordinateTransformations" in str(info.value)
+    assert "must be listed after the scale" in str(info.value)
+
+
+def test_ngff_translation_of_each_level(volume) -> None:
+    path, _, _ = volume
+    assert ngff_translation(path, 0) == (0.0, 0.0, 0.0)
+    # a 2x2 mean: the coarse voxel centre lies half a fine voxel after the first fine centre
+    assert ngff_translation(path, 1) == pytest.approx((0.0, 0.15, 0.125))
+    assert ngff_translation(path / "labels" / "cells", 1) == (0.0, 0.0, 0.0)  # a stride
+    with pytest.raises(DataError, match="level 2 does not exist"):
+        ngff_translation(path, 2)
 
 
 def test_ngff05_zarr_v3_is_read_with_zarr3_driver(tmp_path: Path) -> None:

@@ -314,6 +314,14 @@ def test_labels_in_a_zarr_v3_ngff05_image(tmp_path: Path) -> None:
         ],
     }
     assert check_ngff_image(path) == []
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["ome"].pop("version")
+    (path / "zarr.json").write_text(json.dumps(meta))
+    assert any(
+        p.startswith(f"{str(path / 'zarr.json')!r}: ome.version is None, expected '0.5'")
+        for p in check_ngff_image(path)
+    )
+    root.attrs["ome"] = {**root.attrs["ome"], "version": "0.5"}
     labels = _labels(9)
     writer = LabelImageWriter.create(path, "cells", SHAPE, SPACING, chunks=CHUNKS, factors=[])
     writer.write((0, 0, 0), labels)
@@ -367,6 +375,15 @@ def test_image_writer_round_trip_matches_write_ome_zarr(tmp_path: Path) -> None:
     assert ours["multiscales"][0]["datasets"] == theirs["multiscales"][0]["datasets"]
     assert ours["multiscales"][0]["axes"] == theirs["multiscales"][0]["axes"]
     assert [c["label"] for c in ours["omero"]["channels"]] == ["nuclei", "membrane"]
+    # NGFF's display window: the channel's range in the coarsest level, within the dtype's range
+    coarsest = downsample_mean_yx(downsample_mean_yx(image))
+    for c, channel in enumerate(ours["omero"]["channels"]):
+        assert channel["window"] == {
+            "start": float(coarsest[c].min()),
+            "end": float(coarsest[c].max()),
+            "min": 0.0,
+            "max": 65535.0,
+        }
     for level in range(3):
         a = json.loads((writer.path / str(level) / ".zarray").read_text())
         b = json.loads((reference / str(level) / ".zarray").read_text())
@@ -478,6 +495,8 @@ def test_label_writer_bad_input(image_group: Path, tmp_path: Path) -> None:
     assert (image_group / "labels" / "notes" / "x.txt").exists()
     with pytest.raises(DataError, match="label-value"):
         again.finalize(properties=[{"class": 1}], check_complete=False)
+    with pytest.raises(DataError, match=r"image-label\.properties: List items are not unique"):  # yaozarrs
+        again.finalize(properties=[{"label-value": 2, "class": 1}, {"label-value": 2}], check_complete=False)
     assert _labels_listed(image_group) == []
 
 
@@ -492,6 +511,7 @@ def _edit(path: Path, edit) -> None:
 
 
 def test_check_ngff_reports_broken_metadata(tmp_path: Path) -> None:
+    """Each break is reported with the file and key: yaozarrs' rules, then the ones it lacks."""
     path = write_ome_zarr(
         tmp_path / "v.ome.zarr", _image(1), SPACING, labels=_labels(), chunks=CHUNKS, levels=2
     )
@@ -499,30 +519,53 @@ def test_check_ngff_reports_broken_metadata(tmp_path: Path) -> None:
     zattrs = path / ".zattrs"
     original = zattrs.read_text()
 
-    _edit(zattrs, lambda a: a["multiscales"][0]["datasets"][1].update(coordinateTransformations=[]))
-    assert any("starting with a 'scale'" in p for p in check_ngff_image(path))
+    def broken(edit, expected: str) -> None:
+        _edit(zattrs, edit)
+        problems = check_ngff_image(path)
+        assert any(p.startswith(f"{str(zattrs)!r}: ") and expected in p for p in problems), problems
+        zattrs.write_text(original)
+
+    # the NGFF rules, from yaozarrs
+    ms = "multiscales[0]"
+    broken(
+        lambda a: a["multiscales"][0]["datasets"][1].update(coordinateTransformations=[]),
+        f"{ms}.datasets[1].coordinateTransformations: List should have at least 1 item",
+    )
+    broken(
+        lambda a: a["multiscales"][0]["datasets"][1]["coordinateTransformations"].reverse(),
+        f"{ms}.datasets[1].coordinateTransformations: Value error, If a translation transformation "
+        "is given, it must be listed after the scale",
+    )
+    broken(
+        lambda a: a["multiscales"][0]["axes"].pop(0),
+        "The length of the transformation (4) does not match the number of axes (3)",
+    )
+    broken(
+        lambda a: a["multiscales"][0]["axes"].append({"name": "t", "type": "time"}),
+        f"{ms}.axes: Value error, Axes are not in the required order by type",
+    )
+    broken(lambda a: a["multiscales"][0]["axes"][2].update(name="z"), f"{ms}.axes: List items are not unique")
+    broken(lambda a: a["multiscales"][0]["axes"][1].update(unit="micron"), "axes: Space axis unit 'micron'")
+    _edit(zattrs, lambda a: a["multiscales"][0]["datasets"][1].update(path="9"))
+    assert any(
+        f"{str(zattrs)!r}: {ms}.datasets[1].path: Dataset path '9' not found" in p
+        for p in check_ngff_image(path)
+    )
     zattrs.write_text(original)
-    _edit(zattrs, lambda a: a["multiscales"][0]["datasets"][1]["coordinateTransformations"].reverse())
-    assert any("exactly one 'scale', first" in p for p in check_ngff_image(path))
-    zattrs.write_text(original)
-    _edit(zattrs, lambda a: a["multiscales"][0]["axes"].pop(0))
-    problems = check_ngff_image(path)
-    assert any("array has 4 dimensions but the axes are ['z', 'y', 'x']" in p for p in problems)
-    assert any("scale must be a list of 3 numbers" in p for p in problems)
-    zattrs.write_text(original)
-    _edit(zattrs, lambda a: a["multiscales"][0]["axes"].append({"name": "t", "type": "time"}))
-    problems = check_ngff_image(path)
-    assert any("ordered time, channel, space" in p for p in problems)
-    zattrs.write_text(original)
-    _edit(zattrs, lambda a: a["multiscales"][0]["axes"][1].update(unit="micron"))
-    assert any("'micron', which is not an NGFF space unit" in p for p in check_ngff_image(path))
-    zattrs.write_text(original)
+    # the rules yaozarrs does not check
     _edit(zattrs, lambda a: a["multiscales"][0]["datasets"].reverse())
-    assert any("finest to coarsest" in p for p in check_ngff_image(path))
+    assert any(
+        p.startswith(f"{str(path / '0')!r}: level 1 has shape") and "finest to coarsest" in p
+        for p in check_ngff_image(path)
+    )
     zattrs.write_text(original)
-    _edit(zattrs, lambda a: a["multiscales"][0].pop("version"))
-    assert any("has no 'version'" in p for p in check_ngff_image(path))
-    zattrs.write_text(original)
+    broken(lambda a: a["multiscales"][0].pop("version"), f"{ms} has no 'version'")
+    broken(
+        lambda a: a["multiscales"][0]["datasets"][0]["coordinateTransformations"][0].update(
+            scale=[1, 0, 1, 1]
+        ),
+        f"{ms}.datasets[0].coordinateTransformations: scale values must be > 0",
+    )
     assert check_ngff_image(path) == []
     assert any("is not a Zarr group" in p for p in check_ngff_image(tmp_path))
 
@@ -531,14 +574,39 @@ def test_check_ngff_reports_broken_metadata(tmp_path: Path) -> None:
     assert any("does not include 'cells'" in p for p in check_ngff_labels(path, "cells"))
     labels_attrs.write_text(json.dumps({"labels": ["cells"]}))
     label_zattrs = path / "labels" / "cells" / ".zattrs"
-    _edit(label_zattrs, lambda a: a["image-label"].setdefault("properties", []).append({"label-value": "7"}))
-    assert any("properties[0] needs an integer 'label-value'" in p for p in check_ngff_labels(path, "cells"))
-    _edit(label_zattrs, lambda a: a.pop("image-label"))
-    assert any("no 'image-label'" in p for p in check_ngff_labels(path, "cells"))
+    label_original = label_zattrs.read_text()
+
+    def broken_label(edit, expected: str) -> None:
+        _edit(label_zattrs, edit)
+        problems = check_ngff_labels(path, "cells")
+        assert any(p.startswith(f"{str(label_zattrs)!r}: ") and expected in p for p in problems), problems
+        label_zattrs.write_text(label_original)
+
+    broken_label(
+        lambda a: a["image-label"].setdefault("properties", []).append({"label-value": "7"}),
+        "image-label.properties[0].label-value: Input should be a valid integer",
+    )
+    broken_label(
+        lambda a: a["image-label"].update(colors=[{"label-value": 1, "rgba": [300, 0, 0, 255]}]),
+        "image-label.colors[0].rgba[0]: Input should be less than or equal to 255",
+    )
+    broken_label(lambda a: a.pop("image-label"), "image-label: Field required")
+    broken_label(lambda a: a["image-label"].pop("version"), "image-label has no 'version'")
     _edit(label_zattrs, lambda a: a["multiscales"][0]["axes"][0].update(name="q"))
     assert any("space axes ['q', 'y', 'x'] differ" in p for p in check_ngff_labels(path, "cells"))
-    zarr.open_group(path / "labels" / "cells", mode="r+").create_array(
-        "1", shape=(20, 35, 45), dtype="float32", chunks=CHUNKS, overwrite=True
+    label_zattrs.write_text(label_original)
+    _edit(label_zattrs, lambda a: a["multiscales"][0]["datasets"][1].update(path="9"))
+    assert any(
+        p.startswith(f"{str(path / 'labels' / 'cells' / '9')!r}: dataset array is missing")
+        for p in check_ngff_labels(path, "cells")
     )
-    assert any("level 1 has dtype float32" in p for p in check_ngff_labels(path, "cells"))
+    label_zattrs.write_text(label_original)
+    cells = zarr.open_group(path / "labels" / "cells", mode="r+")
+    cells.create_array("1", shape=(20, 35, 45), dtype="float32", chunks=CHUNKS, overwrite=True)
+    assert any(
+        "multiscales[0].datasets[1].path: Label array '1' has non-integer dtype" in p
+        for p in check_ngff_labels(path, "cells")
+    )
+    cells.create_array("0", shape=(20, 71, 90), dtype="uint32", chunks=CHUNKS, overwrite=True)
+    assert any("level-0 space shape [20, 71, 90] differs" in p for p in check_ngff_labels(path, "cells"))
     assert any("does not exist" in p for p in check_ngff_labels(path, "other"))

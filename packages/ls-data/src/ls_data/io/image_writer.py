@@ -15,7 +15,7 @@ import zarr
 
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import Window, check_window
-from ls_data.io.omezarr_write import NGFF_VERSION
+from ls_data.io.ngff import build_omero
 from ls_data.io.pyramid import _downsample_mean, _level_shapes, pyramid_factors
 from ls_data.io.stream_writer import _DEFAULT_CHUNKS, _PRIVATE_KEY, _load_levels, _StreamWriter
 from ls_data.io.tiff import check_spacing
@@ -204,12 +204,15 @@ class ImageWriter(_StreamWriter):
         return _downsample_mean(data, factors)
 
     def finalize(self, *, check_complete: bool = True) -> None:
-        """Write the NGFF 0.4 metadata, the last step of a run.
+        """Write the NGFF 0.4 metadata (built by yaozarrs' models), the last step of a run.
 
         ``multiscales`` with axes c, z, y, x (micrometres), per level a ``scale`` (spacing x
         cumulative factor) and, when non-zero, a ``translation``: the coarse voxel centre is the
         mean of the fine voxel centres it averages, ``(F - 1) / 2`` level-0 voxels after the
-        first (plus the level-0 translation); ``omero`` channel labels when given.
+        first (plus the level-0 translation). With channel names, ``omero`` channels: label,
+        colour and the display ``window`` NGFF requires (``start`` / ``end``: the channel's range
+        in the coarsest level, which viewers such as napari take as contrast limits; ``min`` /
+        ``max``: the dtype's range).
 
         Args:
             check_complete: First check that every chunk of every level has been written.
@@ -222,18 +225,29 @@ class ImageWriter(_StreamWriter):
         attrs = _read_attrs(self._path, 2)
         name = self._path.name.removesuffix(".zarr").removesuffix(".ome")
         description = "mean over fz x fy x fx voxels of the previous level (edge-padded)"
-        attrs["multiscales"] = [
-            {"version": NGFF_VERSION, **self._multiscale(name, kind="mean", description=description)}
-        ]
+        attrs["multiscales"] = [self._multiscale(name, kind="mean", description=description)]
         if self._channel_names is not None:
-            attrs["omero"] = {
-                "version": NGFF_VERSION,
-                "channels": [
-                    {"label": n, "color": _CHANNEL_COLORS[i % len(_CHANNEL_COLORS)], "active": True}
-                    for i, n in enumerate(self._channel_names)
-                ],
-            }
+            attrs["omero"] = build_omero(
+                self._channel_names, _CHANNEL_COLORS, self._channel_ranges(), self._dtype
+            )
         _write_attrs(self._path, 2, attrs)
+
+    def _channel_ranges(self) -> list[tuple[float, float]]:
+        """Per channel, the lowest and highest value of the coarsest level (a chunk-row at a time).
+
+        The coarsest level is about a thousandth of level 0 for a full pyramid (the whole image
+        when there is one level); unwritten chunks read as 0, NaNs are skipped, and a channel
+        with no finite value gets ``(0, 1)``.
+        """
+        level = self.levels - 1
+        low = np.full(self.shape[0], np.nan)
+        high = np.full(self.shape[0], np.nan)
+        for window in self.chunk_windows(level, block=(1, *self._shapes[level][2:])):
+            data = self._read_level(level, window, allow_missing_chunks=True).astype(np.float64)
+            data[~np.isfinite(data)] = np.nan
+            low = np.fmin(low, np.fmin.reduce(data, axis=(1, 2, 3)))
+            high = np.fmax(high, np.fmax.reduce(data, axis=(1, 2, 3)))
+        return [(0.0, 1.0) if np.isnan(a) else (float(a), float(b)) for a, b in zip(low, high, strict=True)]
 
 
 _CHANNEL_COLORS = ("00FF00", "FF00FF", "00FFFF", "FF0000", "0000FF", "FFFF00", "FFFFFF")

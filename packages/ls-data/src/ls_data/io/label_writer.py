@@ -17,7 +17,7 @@ import zarr
 
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import Window, check_window
-from ls_data.io.omezarr_write import NGFF_VERSION
+from ls_data.io.ngff import Multiscale, build_image_label, metadata_file
 from ls_data.io.pyramid import _level_shapes, pyramid_factors
 from ls_data.io.stream_writer import _DEFAULT_CHUNKS, _PRIVATE_KEY, _load_levels, _StreamWriter
 from ls_data.io.tiff import check_spacing
@@ -56,24 +56,26 @@ def _image_pyramid(group: Path, fmt: int) -> tuple[tuple[int, ...], list[Factors
     if isinstance(state, Mapping) and state.get("kind") == "image":
         shape = _array_meta(group / "0", fmt)[0]
         return tuple(shape[-3:]), _check_factors(state.get("factors", []), where=str(group))
-    multiscales = _ngff(attrs, fmt).get("multiscales")
-    if not isinstance(multiscales, list) or not multiscales:
+    ngff = _ngff(attrs, fmt)
+    if "multiscales" not in ngff:
         return None
-    try:
-        ms = multiscales[0]
-        names = [str(a["name"] if isinstance(a, Mapping) else a).lower() for a in ms["axes"]]
-        axes = [names.index(a) for a in "zyx"]
-        shapes, scales = [], []
-        for ds in ms["datasets"]:
-            stored = _array_meta(group / ds["path"], fmt)[0]
-            scale = next(t["scale"] for t in ds["coordinateTransformations"] if t["type"] == "scale")
-            shapes.append([int(stored[i]) for i in axes])
-            scales.append([float(scale[i]) for i in axes])
-    except (KeyError, TypeError, ValueError, IndexError, StopIteration) as exc:
+    ms = Multiscale(ngff, fmt, metadata_file(group, fmt))
+    if not all(a in ms.axis_names for a in "zyx"):
         raise DataError(
-            f"image {str(group)!r}: cannot read the z, y, x levels of its multiscales metadata ({exc!r}); "
+            f"image {str(group)!r}: its multiscales axes {ms.axis_names} lack z, y or x; "
             f"pass factors explicitly"
-        ) from exc
+        )
+    axes = [ms.axis_names.index(a) for a in "zyx"]
+    shapes, scales = [], []
+    for level, rel in enumerate(ms.paths):
+        stored = _array_meta(group / rel, fmt)[0]
+        if len(stored) != len(ms.axis_names):
+            raise VolumeReadError(
+                group / rel, f"array has {len(stored)} dimensions, the axes are {ms.axis_names}"
+            )
+        scale = ms.scale(level)
+        shapes.append([int(stored[i]) for i in axes])
+        scales.append([scale[i] for i in axes])
     factors: list[Factors] = []
     for level in range(1, len(shapes)):
         f = []
@@ -332,12 +334,7 @@ class LabelImageWriter(_StreamWriter):
             self._check_complete()
         description = "every f-th voxel of the previous level (stride; label ids are never blended)"
         multiscale = self._multiscale(self._name, kind="nearest", description=description)
-        image_label: dict[str, Any] = {"source": {"image": "../../"}}
-        if self._fmt == 2:
-            multiscale = {"version": NGFF_VERSION, **multiscale}
-            image_label = {"version": NGFF_VERSION, **image_label}
-        if props:
-            image_label["properties"] = props
+        image_label = build_image_label(self._fmt, props, where=where)
         attrs = _read_attrs(self._path, self._fmt)
         ngff = {**_ngff(attrs, self._fmt), "multiscales": [multiscale], "image-label": image_label}
         _write_attrs(self._path, self._fmt, _with_ngff(attrs, self._fmt, ngff))
@@ -373,15 +370,13 @@ def _from_multiscales(
             f"LabelImageWriter.create) nor multiscales metadata"
         )
     shape, factors = pyramid
-    ms = _ngff(_read_attrs(path, fmt), fmt)["multiscales"][0]
-    names = [str(a["name"] if isinstance(a, Mapping) else a).lower() for a in ms["axes"]]
-    if names != ["z", "y", "x"]:
-        raise DataError(f"label image {str(path)!r}: axes {names} are not (z, y, x)")
-    transforms = ms["datasets"][0]["coordinateTransformations"]
-    scale = next(t["scale"] for t in transforms if t["type"] == "scale")
-    shift = next((t["translation"] for t in transforms if t["type"] == "translation"), [0.0, 0.0, 0.0])
+    ms = Multiscale(_ngff(_read_attrs(path, fmt), fmt), fmt, metadata_file(path, fmt))
+    if ms.axis_names != ["z", "y", "x"]:
+        raise DataError(f"label image {str(path)!r}: axes {ms.axis_names} are not (z, y, x)")
+    scale = ms.scale(0)
+    shift = ms.translation(0)
     where = f"label image {str(path)!r}"
     nlevels = len(factors) + 1
-    if nlevels != len(ms["datasets"]) or any(d.get("path") != str(i) for i, d in enumerate(ms["datasets"])):
+    if nlevels != len(ms.paths) or ms.paths != [str(i) for i in range(nlevels)]:
         raise DataError(f"{where}: its levels are not arrays 0..n-1 with integer factors; cannot reopen it")
     return shape, check_spacing(scale, where=where), _floats(shift, 3, "translation", where=where), factors  # type: ignore[return-value]

@@ -1,8 +1,10 @@
 """OME-Zarr volumes (NGFF 0.4 on Zarr v2, NGFF 0.5 on Zarr v3) read window by window with TensorStore.
 
-The multiscales metadata is parsed from the group's JSON (``.zattrs`` for Zarr v2, the
-``attributes.ome`` of ``zarr.json`` for Zarr v3); the level's array is opened with TensorStore's
-``zarr`` (v2) or ``zarr3`` driver and only the requested window is read.
+The multiscales metadata is read from the group's JSON (``.zattrs`` for Zarr v2, the
+``attributes.ome`` of ``zarr.json`` for Zarr v3) and parsed by yaozarrs' NGFF models
+(:mod:`ls_data.io.ngff`), so metadata that breaks the NGFF rules is refused with the file and key
+named; the level's array is opened with TensorStore's ``zarr`` (v2) or ``zarr3`` driver and only
+the requested window is read.
 
 Missing chunks: TensorStore (like every Zarr reader) returns the fill value for a chunk whose
 file is absent, which would silently turn a deleted or never-written chunk into zeros. Before
@@ -36,9 +38,17 @@ from ls_data.io.base import (
     unit_to_um,
 )
 from ls_data.io.chunk_keys import chunk_key, chunk_layout
+from ls_data.io.ngff import Multiscale, metadata_file
 from ls_data.io.paths import read_json
 
-__all__ = ["OmeZarrLabelReader", "OmeZarrVolumeReader", "group_attributes", "label_group_path"]
+__all__ = [
+    "OmeZarrLabelReader",
+    "OmeZarrVolumeReader",
+    "group_attributes",
+    "label_group_path",
+    "ngff_translation",
+    "read_multiscale",
+]
 
 _AXIS_LETTERS = {"c": "C", "z": "Z", "y": "Y", "x": "X", "t": "T"}
 
@@ -87,50 +97,49 @@ def label_group_path(group: Path) -> Path:
     raise VolumeReadError(group, "no OME-Zarr labels found (no image-label metadata and no labels/ group)")
 
 
-class _Multiscale:
-    """The parts of one NGFF ``multiscales`` entry that a reader needs."""
+def read_multiscale(group: Path) -> Multiscale:
+    """The first ``multiscales`` entry of an OME-Zarr group (NGFF 0.4 or 0.5), parsed by yaozarrs.
 
-    def __init__(self, group: Path) -> None:
-        attrs, self.zarr_format = group_attributes(group)
-        entries = attrs.get("multiscales")
-        if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
-            raise VolumeReadError(group, "no 'multiscales' metadata (not an OME-Zarr image)")
-        ms = entries[0]
-        self.attrs = attrs
-        axes = ms.get("axes")
-        datasets = ms.get("datasets")
-        if not isinstance(axes, list) or not isinstance(datasets, list) or not datasets:
-            raise VolumeReadError(group, "multiscales metadata lacks 'axes' or 'datasets'")
-        self.axis_names = [str(a["name"] if isinstance(a, dict) else a).lower() for a in axes]
-        self.axis_types = [str(a.get("type", "")) if isinstance(a, dict) else "" for a in axes]
-        self.axis_units = [a.get("unit") if isinstance(a, dict) else None for a in axes]
-        self.datasets = datasets
-        self.global_transforms = ms.get("coordinateTransformations") or []
+    Raises:
+        VolumeReadError: Not a Zarr group, no ``multiscales``, or metadata that breaks the NGFF
+            rules (the message names the file and the key).
+    """
+    attrs, fmt = group_attributes(group)
+    return Multiscale(attrs, fmt, metadata_file(group, fmt))
 
-    def letters(self) -> str:
-        out = []
-        for name, kind in zip(self.axis_names, self.axis_types, strict=True):
-            letter = _AXIS_LETTERS.get(name)
-            if letter is None:
-                letter = {"channel": "C", "time": "T"}.get(kind, "?")
-            out.append(letter)
-        return "".join(out)
 
-    def scale(self, level: int, group: Path) -> list[float]:
-        """Per-axis scale of ``level`` (dataset scale times the global scale)."""
-        ndim = len(self.axis_names)
-        scale = [1.0] * ndim
-        for transforms in (
-            self.datasets[level].get("coordinateTransformations") or [],
-            self.global_transforms,
-        ):
-            for t in transforms:
-                if isinstance(t, dict) and t.get("type") == "scale":
-                    values = t.get("scale")
-                    if not isinstance(values, list) or len(values) != ndim:
-                        raise VolumeReadError(group, f"scale {values!r} does not have {ndim} entries")
-                    scale = [a * float(b) for a, b in zip(scale, values, strict=True)]
-        return scale
+def _letters(ms: Multiscale) -> str:
+    """One letter per axis (C, Z, Y, X, T; ``?`` for an axis of another name and type)."""
+    out = []
+    for name, kind in zip(ms.axis_names, ms.axis_types, strict=True):
+        letter = _AXIS_LETTERS.get(name)
+        if letter is None:
+            letter = {"channel": "C", "time": "T"}.get(kind, "?")
+        out.append(letter)
+    return "".join(out)
+
+
+def ngff_translation(group: str | Path, level: int = 0) -> tuple[float, float, float]:
+    """The ``(tz, ty, tx)`` position in micrometres of voxel 0 of a level of an OME-Zarr image.
+
+    From its NGFF coordinate transformations (the level's translation, then the multiscale's
+    scale and translation); 0 along an axis that is not there.
+
+    Raises:
+        VolumeReadError: Unreadable or invalid NGFF metadata.
+        DataError: The level does not exist, or an axis has an unknown unit.
+    """
+    group = Path(group)
+    ms = read_multiscale(group)
+    total = ms.translation(level)
+    out = []
+    for letter in "zyx":
+        if letter in ms.axis_names:
+            i = ms.axis_names.index(letter)
+            out.append(total[i] * unit_to_um(ms.axis_units[i], where=f"{str(group)!r} axis {letter}"))
+        else:
+            out.append(0.0)
+    return (out[0], out[1], out[2])
 
 
 def _is_sharded(array_dir: Path, zarr_format: int) -> bool:
@@ -148,17 +157,11 @@ class _ZarrArray:
         self.group = group
         self.target = target
         self.allow_missing_chunks = allow_missing_chunks
-        ms = _Multiscale(group)
-        if not isinstance(level, int) or not 0 <= level < len(ms.datasets):
-            raise DataError(
-                f"{str(group)!r}: level {level!r} does not exist; it has {len(ms.datasets)} level(s)"
-            )
+        ms = read_multiscale(group)
+        scale = ms.scale(level)  # DataError for a level that does not exist
         self.level = level
         self.zarr_format = ms.zarr_format
-        rel = ms.datasets[level].get("path")
-        if not isinstance(rel, str):
-            raise VolumeReadError(group, f"multiscales dataset {level} has no 'path'")
-        self.array_dir = group / rel
+        self.array_dir = group / ms.paths[level]
         meta_file = ".zarray" if self.zarr_format == 2 else "zarr.json"
         if not (self.array_dir / meta_file).is_file():
             raise VolumeReadError(self.array_dir, f"Zarr array of level {level} is missing (no {meta_file})")
@@ -171,14 +174,13 @@ class _ZarrArray:
         self.dtype = np.dtype(store.dtype.numpy_dtype)
         self.key_chunks = tuple(int(c) for c in store.chunk_layout.write_chunk.shape)
         self.read_chunks = tuple(int(c) for c in store.chunk_layout.read_chunk.shape)
-        letters = ms.letters()
+        letters = _letters(ms)
         if len(letters) != len(self.file_shape):
             raise VolumeReadError(
                 self.array_dir,
                 f"array has {len(self.file_shape)} dimensions but multiscales lists axes {ms.axis_names}",
             )
         self.plan = plan_axes(letters, self.file_shape, target, self.array_dir)
-        scale = ms.scale(level, group)
         spacing = {}
         for want, s, unit in zip(self.plan, scale, ms.axis_units, strict=True):
             if want in ("Z", "Y", "X"):

@@ -1,4 +1,8 @@
-"""Writing OME-Zarr (NGFF 0.4, Zarr v2 format) images with an instance label group, using zarr-python."""
+"""Writing OME-Zarr (NGFF 0.4, Zarr v2 format) images with an instance label group, using zarr-python.
+
+The arrays are written with zarr-python; the NGFF metadata is built by yaozarrs' models
+(:mod:`ls_data.io.ngff`).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,13 @@ import zarr
 from numcodecs import Blosc
 
 from ls_data.errors import DataError
+from ls_data.io.ngff import NGFF_VERSIONS, build_image_label, build_multiscale
 from ls_data.io.paths import format_of
 from ls_data.io.tiff import check_spacing, check_volume_pair
 
 __all__ = ["NGFF_VERSION", "downsample_labels_yx", "downsample_mean_yx", "write_ome_zarr"]
 
-NGFF_VERSION = "0.4"
+NGFF_VERSION = NGFF_VERSIONS[2]
 _DEFAULT_CHUNKS = (32, 128, 128)
 
 
@@ -41,35 +46,20 @@ def downsample_labels_yx(labels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(labels[..., ::2, ::2])
 
 
-def _axes(with_channel: bool) -> list[dict[str, str]]:
-    axes = [{"name": "c", "type": "channel"}] if with_channel else []
-    return axes + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
-
-
-def _datasets(
+def _level_geometry(
     levels: int, spacing: Sequence[float], with_channel: bool, centred: bool
-) -> list[dict[str, Any]]:
+) -> tuple[list[list[float]], list[list[float]]]:
+    """Scale and translation of every level whose y and x are halved from the one before."""
     sz, sy, sx = spacing
-    out = []
+    scales, shifts = [], []
     for level in range(levels):
         f = 2**level
-        scale = [sz, sy * f, sx * f]
         # A 2x2 mean puts a coarse voxel's centre halfway between the fine voxels it averages;
         # a stride keeps the first fine voxel's centre.
         shift = [0.0, (f - 1) / 2 * sy, (f - 1) / 2 * sx] if centred else [0.0, 0.0, 0.0]
-        transforms = _coordinate_transforms(
-            ([1.0] if with_channel else []) + scale, ([0.0] if with_channel else []) + shift
-        )
-        out.append({"path": str(level), "coordinateTransformations": transforms})
-    return out
-
-
-def _coordinate_transforms(scale: Sequence[float], translation: Sequence[float]) -> list[dict[str, Any]]:
-    """NGFF ``coordinateTransformations`` of one level: the scale, then the translation if non-zero."""
-    transforms: list[dict[str, Any]] = [{"type": "scale", "scale": [float(s) for s in scale]}]
-    if any(translation):
-        transforms.append({"type": "translation", "translation": [float(t) for t in translation]})
-    return transforms
+        scales.append(([1.0] if with_channel else []) + [sz, sy * f, sx * f])
+        shifts.append(([0.0] if with_channel else []) + shift)
+    return scales, shifts
 
 
 def _compressor() -> Blosc:
@@ -156,6 +146,28 @@ def write_ome_zarr(
         if int(label_id) < 1 or int(cls) < 1:
             raise DataError(f"{where}: class entry {label_id}: {cls} needs instance id >= 1 and class >= 1")
         properties.append({"label-value": int(label_id), "class": int(cls)})
+    # The NGFF metadata first: yaozarrs' models refuse a bad block before anything is written.
+    scales, shifts = _level_geometry(levels, spacing, True, centred=True)
+    image_ms = build_multiscale(
+        2,
+        name=out.name.removesuffix(".zarr").removesuffix(".ome"),
+        channel_axis=True,
+        scales=scales,
+        translations=shifts,
+        kind="mean",
+        metadata={"description": "2x2 mean in y, x per level", "method": "ls_data.io.downsample_mean_yx"},
+    )
+    scales, shifts = _level_geometry(levels, spacing, False, centred=False)
+    label_ms = build_multiscale(
+        2,
+        name=label_name,
+        channel_axis=False,
+        scales=scales,
+        translations=shifts,
+        kind="nearest",
+        metadata={"description": "every second voxel in y, x per level"},
+    )
+    image_label = build_image_label(2, properties, where=where)
     if out.exists():
         if not overwrite:
             raise DataError(f"{where} already exists; pass overwrite=True to replace it")
@@ -169,19 +181,7 @@ def write_ome_zarr(
         if level:
             level_data = downsample_mean_yx(level_data)
         _write_array(root, str(level), level_data, (1, *zyx_chunks))
-    root.attrs["multiscales"] = [
-        {
-            "version": NGFF_VERSION,
-            "name": out.name.removesuffix(".zarr").removesuffix(".ome"),
-            "axes": _axes(True),
-            "datasets": _datasets(levels, spacing, True, centred=True),
-            "type": "mean",
-            "metadata": {
-                "description": "2x2 mean in y, x per level",
-                "method": "ls_data.io.downsample_mean_yx",
-            },
-        }
-    ]
+    root.attrs["multiscales"] = [image_ms]
 
     if labels is not None:
         labels_arr = np.asarray(labels)
@@ -193,18 +193,6 @@ def write_ome_zarr(
             if level:
                 level_labels = downsample_labels_yx(level_labels)
             _write_array(group, str(level), level_labels, zyx_chunks)
-        image_label: dict[str, Any] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
-        if properties:
-            image_label["properties"] = properties
-        group.attrs["multiscales"] = [
-            {
-                "version": NGFF_VERSION,
-                "name": label_name,
-                "axes": _axes(False),
-                "datasets": _datasets(levels, spacing, False, centred=False),
-                "type": "nearest",
-                "metadata": {"description": "every second voxel in y, x per level"},
-            }
-        ]
+        group.attrs["multiscales"] = [label_ms]
         group.attrs["image-label"] = image_label
     return out

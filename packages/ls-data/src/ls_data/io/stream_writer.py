@@ -2,8 +2,9 @@
 
 :class:`_StreamWriter` holds the paths and metadata of one multiscale group and opens its
 TensorStore handles lazily in each process (so writers pickle); it writes and reads windows,
-checks and lists written chunks, builds the pyramid window by window and writes the NGFF
-``datasets``. :func:`_load_levels` reads the stored level arrays back for ``open``.
+checks and lists written chunks, builds the pyramid window by window and builds the NGFF
+``multiscales`` entry (through yaozarrs' models, :mod:`ls_data.io.ngff`). :func:`_load_levels`
+reads the stored level arrays back for ``open``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tensorstore as ts
 from ls_data.errors import DataError, VolumeReadError
 from ls_data.io.base import Window, check_window
 from ls_data.io.chunk_keys import ChunkLayout, chunk_key, chunk_layout, present_chunks
-from ls_data.io.omezarr_write import _axes, _coordinate_transforms
+from ls_data.io.ngff import build_multiscale
 from ls_data.io.pyramid import _cumulative, _level_shapes
 from ls_data.io.zarr_files import Factors, _array_meta, _ints
 
@@ -366,36 +367,35 @@ class _StreamWriter:
                 )
 
     def _multiscale(self, name: str, *, kind: str, description: str) -> dict[str, Any]:
-        """This writer's NGFF multiscales entry, without its version key: ``kind`` is how each
-        level was made from the one before, ``"mean"`` (centres shift) or ``"nearest"`` (stride)."""
-        return {
-            "name": name,
-            "axes": _axes(self._lead > 0),
-            "datasets": self._datasets(centred=kind == "mean"),
-            "type": kind,
-            "metadata": {
+        """This writer's NGFF multiscales entry (built by yaozarrs' model of this group's NGFF
+        version): ``kind`` is how each level was made from the one before, ``"mean"`` (centres
+        shift) or ``"nearest"`` (stride). Scale = spacing x cumulative factor; translation = the
+        first voxel centre."""
+        scales, shifts = [], []
+        for cum in _cumulative(self._factors):
+            scales.append([1.0] * self._lead + [s * f for s, f in zip(self._spacing, cum, strict=True)])
+            # A mean over f voxels puts the coarse voxel's centre at the mean of their centres,
+            # (f - 1) / 2 fine voxels after the first; a stride keeps the first voxel's centre.
+            shifts.append(
+                [0.0] * self._lead
+                + [
+                    t + ((f - 1) / 2 * s if kind == "mean" else 0.0)
+                    for t, f, s in zip(self._translation, cum, self._spacing, strict=True)
+                ]
+            )
+        return build_multiscale(
+            self._fmt,
+            name=name,
+            channel_axis=self._lead > 0,
+            scales=scales,
+            translations=shifts,
+            kind=kind,
+            metadata={
                 "description": description,
                 "method": f"ls_data.io.{type(self).__name__}.build_pyramid",
                 "factors": [list(f) for f in self._factors],
             },
-        }
-
-    def _datasets(self, centred: bool) -> list[dict[str, Any]]:
-        """NGFF datasets: scale = spacing x cumulative factor; translation of the first voxel centre."""
-        lead_scale = [1.0] * self._lead
-        lead_shift = [0.0] * self._lead
-        out = []
-        for level, cum in enumerate(_cumulative(self._factors)):
-            scale = [s * f for s, f in zip(self._spacing, cum, strict=True)]
-            # A mean over f voxels puts the coarse voxel's centre at the mean of their centres,
-            # (f - 1) / 2 fine voxels after the first; a stride keeps the first voxel's centre.
-            shift = [
-                t + ((f - 1) / 2 * s if centred else 0.0)
-                for t, f, s in zip(self._translation, cum, self._spacing, strict=True)
-            ]
-            transforms = _coordinate_transforms(lead_scale + scale, lead_shift + shift)
-            out.append({"path": str(level), "coordinateTransformations": transforms})
-        return out
+        )
 
     def _state(self, kind: str, **extra: Any) -> dict[str, Any]:
         return {

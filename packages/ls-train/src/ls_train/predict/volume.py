@@ -12,39 +12,15 @@ __all__ = ["InputVolume", "level_translation", "open_input"]
 
 
 def level_translation(path: Path, level: int) -> tuple[float, float, float]:
-    """The ``(tz, ty, tx)`` translation in micrometres of an OME-Zarr level (0 for TIFF or none)."""
-    from ls_data.io.base import unit_to_um
-    from ls_data.io.omezarr import group_attributes
+    """The ``(tz, ty, tx)`` translation in micrometres of an OME-Zarr level (0 for TIFF or none).
+
+    Read from the image's NGFF coordinate transformations, parsed by ls-data (yaozarrs' models).
+    """
+    from ls_data.io.omezarr import ngff_translation
 
     if path.suffix.lower() in (".tif", ".tiff"):
         return (0.0, 0.0, 0.0)
-    attrs, _ = group_attributes(path)
-    ms = (attrs.get("multiscales") or [{}])[0]
-    axes = ms.get("axes") or []
-    names = [str(a.get("name") if isinstance(a, dict) else a).lower() for a in axes]
-    units = [a.get("unit") if isinstance(a, dict) else None for a in axes]
-    total = [0.0] * len(names)
-    scale_after = [1.0] * len(names)
-    datasets = ms.get("datasets") or []
-    level_transforms = datasets[level].get("coordinateTransformations") or [] if level < len(datasets) else []
-    # the dataset's own translation, then the global scale and translation
-    for t in level_transforms:
-        if isinstance(t, dict) and t.get("type") == "translation":
-            total = [a + float(b) for a, b in zip(total, t.get("translation") or [], strict=False)]
-    for t in ms.get("coordinateTransformations") or []:
-        if isinstance(t, dict) and t.get("type") == "scale":
-            scale_after = [float(b) for b in t.get("scale") or scale_after]
-            total = [a * s for a, s in zip(total, scale_after, strict=False)]
-        if isinstance(t, dict) and t.get("type") == "translation":
-            total = [a + float(b) for a, b in zip(total, t.get("translation") or [], strict=False)]
-    out = []
-    for letter in "zyx":
-        if letter in names:
-            i = names.index(letter)
-            out.append(total[i] * unit_to_um(units[i], where=f"{str(path)!r} axis {letter}"))
-        else:
-            out.append(0.0)
-    return tuple(out)  # type: ignore[return-value]
+    return ngff_translation(path, level)
 
 
 @dataclass
