@@ -101,7 +101,8 @@ def _group(path: Path, problems: _Problems) -> tuple[dict[str, Any], int] | None
 def _validate_model(name: str, ngff: dict[str, Any], meta_file: Path, fmt: int, problems: _Problems) -> Any:
     """``ngff`` validated strictly as the yaozarrs model ``name`` of its NGFF version, or None.
 
-    Errors, and the warnings the models give (units outside the NGFF lists), become problems.
+    Errors, and the warnings the models give (units outside the NGFF lists, the only ones
+    yaozarrs' models give), become problems.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -112,7 +113,10 @@ def _validate_model(name: str, ngff: dict[str, Any], meta_file: Path, fmt: int, 
             for line in error_lines(exc):
                 problems.add(meta_file, line)
     for w in caught:
-        problems.add(meta_file, f"axes: {str(w.message).removeprefix('Warning: ')}")
+        if w.category.__module__.startswith("yaozarrs"):  # its ValidationWarning, not exported
+            problems.add(meta_file, f"axes: {str(w.message).removeprefix('Warning: ')}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return model
 
 
