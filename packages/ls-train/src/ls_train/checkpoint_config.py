@@ -24,7 +24,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ls_train.config import DEFAULT_SECTIONS, ConfigError, section_defaults, validate_config
+from ls_train.config import (
+    DEFAULT_SECTIONS,
+    MODEL_RUNTIME_KEYS,
+    ConfigError,
+    section_defaults,
+    validate_config,
+)
 from ls_train.trainer.checkpoint import CONFIG_KEY, load_state
 
 __all__ = [
@@ -151,8 +157,6 @@ def _section(cfg: Mapping[str, Any], dotted: str) -> Any:
 def config_differences(cfg: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
     """``key: given X, checkpoint Y`` for every leaf of :data:`COMPARED_SECTIONS` that differs
     (except ``models``' runtime keys, e.g. ``channels_last``: how the weights run, not what they are)."""
-    from ls_train.config import MODEL_RUNTIME_KEYS
-
     runtime = {f"models.{k}" for k in MODEL_RUNTIME_KEYS}
     lines = []
     for section in COMPARED_SECTIONS:

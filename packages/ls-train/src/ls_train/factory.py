@@ -16,7 +16,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ls_train.config import MODEL_RUNTIME_KEYS, ConfigError, evaluation_config, load_target
+from ls_train.config.components import load_target
+from ls_train.config.errors import ConfigError
+from ls_train.config.sections import MODEL_RUNTIME_KEYS, evaluation_config
 
 __all__ = [
     "build_eval_dataset",

@@ -157,7 +157,7 @@ def experiments(sources: Sequence[str]) -> list[str]:
 
 
 def _register_resolvers() -> None:
-    from ls_train.config import _register_resolvers as register_config_resolvers
+    from ls_train.config.compose import register_resolvers as register_config_resolvers
 
     register_config_resolvers()
 
@@ -245,7 +245,8 @@ def _finish(app: App, cfg: DictConfig) -> dict[str, Any]:
 def _explain(args: argparse.Namespace) -> str:
     """The valid keys next to a misspelled override (Hydra's own message says only that the key
     is not in the config)."""
-    from ls_train.config import _explain_override, config_search_path
+    from ls_train.config import config_search_path
+    from ls_train.config.compose import explain_override
 
     if args.config_name is None or args.multirun:
         return ""
@@ -255,7 +256,7 @@ def _explain(args: argparse.Namespace) -> str:
     except ValueError:
         return ""
     overrides = [o for o in args.overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
-    return _explain_override(args.config_name, overrides, sources).strip()
+    return explain_override(args.config_name, overrides, sources).strip()
 
 
 def _stop_requested_in(exc: BaseException) -> bool:

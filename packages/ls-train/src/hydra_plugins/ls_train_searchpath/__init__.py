@@ -19,7 +19,7 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class LsTrainSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        config = sys.modules.get("ls_train.config")
+        config = sys.modules.get("ls_train.config.search_path")
         for source in reversed(config.compose_sources() if config is not None else ()):
             search_path.prepend(provider="ls-train", path=source)  # ls_train.config's composition
         app = sys.modules.get("ls_train.hydra_app")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ls_core import parse_triple
-from ls_train.config import ConfigError, _section
+from ls_train.config.errors import ConfigError
+from ls_train.config.sections import read_section as _section
 from ls_train.precision import AMP_CHOICES
 
 __all__ = ["PredictConfig", "predict_config"]
