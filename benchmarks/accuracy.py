@@ -33,7 +33,7 @@ generalises across them, next to a classical baseline computed in the same run:
    transform) and Otsu's threshold is computed here from a 256-bin histogram. It is scored by the
    very ``matching`` metric object the evaluator builds from the config
    (``ls_train.factory.build_metrics``), against the evaluator's ground truth
-   (``ls_train.evaluate.gt_label_volume`` of the same ``evaluation.database`` crops, read raw,
+   (``ls_train.evaluation.gt_label_volume`` of the same ``evaluation.database`` crops, read raw,
    without the model's intensity normalisation). COCO mask AP ranks instances by score and the
    baseline has none: n/a.
 
@@ -314,7 +314,7 @@ def watershed_labels(image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
 def baseline(setup: Setup, style: str) -> dict[str, Any]:
     """The baseline on ``style``'s test crops, scored by the evaluator's ``matching`` metric."""
-    from ls_train.evaluate import gt_label_volume
+    from ls_train.evaluation import gt_label_volume
     from ls_train.factory import build_metrics, prepare_dataset
 
     cfg = load_config(CONFIG, [*setup.overrides(style), *setup.test_overrides(style)])

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ls_train.config import load_config
-from ls_train.evaluate import Evaluator, gt_label_volume, label_scores, run_evaluation
+from ls_train.evaluation import Evaluator, gt_label_volume, label_scores, run_evaluation
 from ls_train.factory import build_metrics, build_model
 from ls_train.trainer.checkpoint import model_state_dict, save_state
 from ls_train.trainer.run import prepare_data
@@ -205,7 +205,7 @@ def test_the_evaluator_reads_each_label_s_score_where_it_was_painted(fraction: f
     (``paint_instances``); they equal ``label_scores``' reading of the painted volume, on random
     overlapping detections."""
     from ls_detection import paint_instances, predictions_to_label_volume
-    from ls_train.evaluate import _painted_scores
+    from ls_train.evaluation.evaluator import _painted_scores
 
     gen = torch.Generator().manual_seed(3)
     for _ in range(20):

@@ -1,6 +1,6 @@
-"""Every module where the config, the builders, ls-predict and the trainer meet imports on its own,
-first in a fresh interpreter: their imports form no cycle (issue 19). A cycle shows only when
-the module inside it is imported first, so each runs in its own process."""
+"""Every module where the config, the builders, ls-predict, the evaluator and the trainer meet
+imports on its own, first in a fresh interpreter: their imports form no cycle (issue 19). A cycle
+shows only when the module inside it is imported first, so each runs in its own process."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ FIRST_IMPORTS = [
     "ls_train.factory",  # -> config.sections, config.components
     "ls_train.predict.config",  # -> config.sections
     "ls_train.trainer.run",  # -> config.validate -> predict -> trainer.faults
+    "ls_train.evaluation.evaluator",  # -> trainer.checkpoint; trainer.loop -> evaluation.evaluator
 ]
 
 

@@ -45,7 +45,7 @@ def _train(cfg: dict[str, Any]) -> int:
     """Train (and evaluate when ``evaluation.run_after_training``); ``result.json`` in the run folder."""
     from ls_data.errors import DataError
     from ls_train.config import ConfigError, evaluation_config
-    from ls_train.evaluate import run_evaluation
+    from ls_train.evaluation.run import run_evaluation
     from ls_train.trainer import CheckpointError, TrainingStopped, train
     from ls_train.trainer.faults import fault_point
 
@@ -116,7 +116,7 @@ def _evaluate_volume(cfg: dict[str, Any]) -> int:
 def _evaluate(cfg: dict[str, Any]) -> int:
     from ls_data.errors import DataError
     from ls_train.config import ConfigError
-    from ls_train.evaluate import run_evaluation
+    from ls_train.evaluation.run import run_evaluation
     from ls_train.trainer import CheckpointError
 
     if _given(cfg.get("pred")) or _given(cfg.get("gt")):

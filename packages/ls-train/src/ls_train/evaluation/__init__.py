@@ -1,6 +1,14 @@
-"""Evaluation outputs: JSON / CSV reports, printed tables and PNG pictures.
+"""Evaluation: the Evaluator, ``ls-evaluate``'s run over a checkpoint, and its outputs (JSON / CSV
+reports, printed tables and PNG pictures).
 
-Names are imported lazily (matplotlib loads only when a plot function is used).
+- :mod:`~ls_train.evaluation.evaluator`: model -> predictions -> label volumes -> metrics
+  (also the validation during training);
+- :mod:`~ls_train.evaluation.run`: ``ls-evaluate checkpoint=...``: the held-out dataset, in this
+  process or in Ray tasks, and the reports;
+- :mod:`~ls_train.evaluation.report` and :mod:`~ls_train.evaluation.plots`: the files written.
+
+Names are imported lazily (torch loads only when the Evaluator or the run is used, matplotlib only
+when a plot function is).
 """
 
 from __future__ import annotations
@@ -8,6 +16,14 @@ from __future__ import annotations
 from ls_core import lazy_exports
 
 _EXPORTS = {
+    "EvaluationResult": "evaluator",
+    "Evaluator": "evaluator",
+    "gt_label_volume": "evaluator",
+    "label_scores": "evaluator",
+    "sample_spacings": "evaluator",
+    "spacing_kwargs": "evaluator",
+    "model_from_checkpoint": "run",
+    "run_evaluation": "run",
     "format_table": "report",
     "join_per_crop": "report",
     "read_json": "report",

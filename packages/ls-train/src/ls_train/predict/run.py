@@ -176,7 +176,7 @@ def _segmenter_spec(
     """
     if pc.segmenter == "threshold":
         return _threshold_spec(pc, volume), None
-    from ls_train.evaluate import _model_from_checkpoint
+    from ls_train.evaluation.run import model_from_checkpoint as _model_from_checkpoint
 
     resolved, device = _checkpoint_and_device(pc, checkpoint)
     model = _model_from_checkpoint(cfg, resolved)

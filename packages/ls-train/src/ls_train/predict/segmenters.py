@@ -175,7 +175,7 @@ class DetectorSegmenter:
     @torch.no_grad()
     def __call__(self, images: Sequence[np.ndarray]) -> list[TileLabels]:
         from ls_detection import paste_masks_into_label_volume
-        from ls_train.evaluate import spacing_kwargs
+        from ls_train.evaluation.evaluator import spacing_kwargs
 
         batch = [self._prepare(image) for image in images]
         start = time.perf_counter()

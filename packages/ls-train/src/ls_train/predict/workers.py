@@ -110,7 +110,7 @@ class SegmenterSpec:
 
         if self.name == "threshold":
             return ThresholdSegmenter(**self.kwargs)
-        from ls_train.evaluate import _model_from_checkpoint
+        from ls_train.evaluation.run import model_from_checkpoint as _model_from_checkpoint
         from ls_train.factory import build_transforms
 
         if model is None:

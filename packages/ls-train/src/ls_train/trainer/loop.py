@@ -4,7 +4,7 @@ Per iteration: forward in train mode (bf16 autocast on GPU when ``trainer.amp`` 
 five Mask R-CNN losses summed, a non-finite loss skipped and counted (all workers agree), the
 gradient accumulated over ``trainer.grad_accum_steps`` iterations, clipped, AdamW stepped and
 the warm-up + cosine schedule advanced. Per epoch: validation with the
-:class:`~ls_train.evaluate.Evaluator` every ``trainer.val_every_epochs`` epochs (crops split over
+:class:`~ls_train.evaluation.evaluator.Evaluator` every ``trainer.val_every_epochs`` epochs (crops split over
 the workers, metric states merged), then a checkpoint reported with the metrics. A stop request
 (SIGTERM / stop file) checkpoints the iteration reached and returns.
 """
@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
 from ls_train.config import evaluation_config, trainer_config
-from ls_train.evaluate import sample_spacings, spacing_kwargs
+from ls_train.evaluation.evaluator import Evaluator, sample_spacings, spacing_kwargs
 from ls_train.precision import autocast, autocast_dtype
 from ls_train.storage import StorageFullError
 from ls_train.trainer.checkpoint import (
@@ -193,7 +193,6 @@ def _agree(flags: list[float], world: int) -> list[float]:
 def _validate(
     model: nn.Module, cfg: Mapping[str, Any], dataset: Any, session: _Session, device: torch.device, amp: str
 ) -> dict[str, float]:
-    from ls_train.evaluate import Evaluator
     from ls_train.factory import build_metrics
 
     ev = evaluation_config(cfg)

@@ -1,5 +1,4 @@
-"""The Evaluator: model -> predictions -> instance label volumes -> metrics, and the
-``ls-evaluate`` driver that writes the reports and pictures.
+"""The Evaluator: model -> predictions -> instance label volumes -> metrics.
 
 For each crop the ground-truth masks become a label volume (instance ``k`` -> label ``k + 1``)
 and the predicted masks are merged into one with
@@ -14,21 +13,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ls_train.precision import autocast, autocast_dtype, precision_name
+from ls_detection import paint_instances, visible_ranking
+from ls_train.evaluation.report import join_per_crop
+from ls_train.precision import autocast
+from ls_train.trainer.checkpoint import unwrap_model
 
 __all__ = [
     "EvaluationResult",
     "Evaluator",
     "gt_label_volume",
     "label_scores",
-    "run_evaluation",
     "sample_spacings",
     "spacing_kwargs",
 ]
@@ -50,8 +50,6 @@ def spacing_kwargs(model: nn.Module, spacings: Sequence[Sequence[float]] | None)
     Raises:
         ValueError: the detector needs spacings and a sample has none.
     """
-    from ls_train.trainer.checkpoint import unwrap_model
-
     if getattr(getattr(unwrap_model(model), "transform", None), "target_spacing", None) is None:
         return {}
     if spacings is None:
@@ -99,8 +97,6 @@ def label_scores(
     of the label identifies it: the first detection of ``ls_detection.visible_ranking`` whose mask
     exceeds ``mask_threshold`` there.
     """
-    from ls_detection import visible_ranking
-
     ids, first = np.unique(labels.ravel(), return_index=True)
     keep = ids > 0
     ids, first = ids[keep], first[keep]
@@ -188,8 +184,6 @@ class Evaluator:
     ) -> list[dict[str, Tensor]]:
         """Eval-mode predictions of ``model`` for ``images`` (each ``(C, Z, Y, X)``, voxel spacing
         ``spacings``), on CPU, float32."""
-        from ls_train.trainer.checkpoint import unwrap_model
-
         net = unwrap_model(model)
         was_training = net.training
         net.eval()
@@ -215,8 +209,6 @@ class Evaluator:
         crop_id: str,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Add one crop's prediction; returns its ``(gt_labels, pred_labels)``."""
-        from ls_detection import paint_instances
-
         gt, gt_classes = gt_label_volume(target)
         painted, which = paint_instances(
             prediction, mask_threshold=self.mask_threshold, score_threshold=self.score_threshold,
@@ -288,171 +280,9 @@ class Evaluator:
 
     def result(self) -> EvaluationResult:
         """The merged summary and per-crop rows of everything seen so far."""
-        from ls_train.evaluation.report import join_per_crop
-
         summary: dict[str, float] = {}
         for m in self.metrics:
             summary.update({k: float(v) for k, v in m.compute().items()})
         per_crop = join_per_crop(*(m.per_crop() for m in self.metrics))
         summary["n_crops"] = float(len(per_crop))
         return EvaluationResult(summary=summary, per_crop=per_crop)
-
-
-def _evaluator(cfg: Mapping[str, Any], device: torch.device | None = None) -> Evaluator:
-    from ls_train.config import evaluation_config
-    from ls_train.factory import build_metrics
-
-    ev = evaluation_config(cfg)
-    return Evaluator(
-        metrics=build_metrics(cfg),
-        mask_threshold=ev.mask_threshold,
-        score_threshold=ev.score_threshold,
-        min_visible_fraction=ev.min_visible_fraction,
-        batch_size=ev.batch_size,
-        device=device,
-        autocast_dtype=autocast_dtype(ev.amp, device or "cpu", key="evaluation.amp"),
-    )
-
-
-def _model_from_checkpoint(cfg: Mapping[str, Any], checkpoint: str) -> nn.Module:
-    from ls_train.factory import build_model
-    from ls_train.trainer.checkpoint import load_model_weights, load_state
-
-    model = build_model(cfg)
-    load_model_weights(model, load_state(checkpoint), source=f"checkpoint {checkpoint}")
-    return model.eval()
-
-
-def _evaluate_shard(
-    cfg: Mapping[str, Any],
-    checkpoint: str,
-    indices: list[int],
-    num_examples: int,
-    fingerprints: Mapping[str, str] | None = None,
-) -> tuple[list[dict[str, Any]], list[Any]]:
-    """One Ray task: evaluate ``indices`` and return the metric states and the picture examples
-    (the driver built the index: only opened here, and it must carry ``fingerprints``' one)."""
-    from ls_train.factory import build_eval_dataset
-
-    torch.set_num_threads(1)
-    evaluator = _evaluator(cfg)
-    result = evaluator.evaluate(
-        _model_from_checkpoint(cfg, checkpoint),
-        build_eval_dataset(cfg, fingerprints),
-        indices=indices,
-        num_examples=num_examples,
-    )
-    return evaluator.states(), result.examples
-
-
-def run_evaluation(
-    cfg: Mapping[str, Any],
-    checkpoint: str,
-    *,
-    out_dir: str | Path | None = None,
-    print_fn: Callable[[str], None] = print,
-) -> tuple[dict[str, float], Path]:
-    """Evaluate the weights ``checkpoint`` on ``evaluation.database`` and write the reports.
-
-    Writes ``metrics.json``, ``metrics_summary.csv``, ``metrics_per_crop.csv``,
-    ``metrics_vs_iou.png`` and ``mip_<crop>.png`` pictures into the output folder
-    (``evaluation.output_dir``, default ``<runs_root>/<run_name>/evaluation``), prints the
-    metrics table and the folder. With at least ``evaluation.ray_min_crops`` crops the crops are
-    spread over ``evaluation.ray_num_tasks`` Ray tasks (on the cluster of ``cluster.address``, or a
-    local Ray instance).
-
-    Returns:
-        ``(summary, output folder)``.
-    """
-    from ls_train.config import ConfigError, evaluation_config, trainer_config
-    from ls_train.evaluation.plots import plot_crop_projections, plot_metrics_vs_threshold, threshold_curves
-    from ls_train.evaluation.report import format_table, write_report
-    from ls_train.factory import build_eval_dataset, prepare_dataset
-
-    ev = evaluation_config(cfg)
-    tr = trainer_config(cfg)
-    if ev.database is None:
-        raise ConfigError("evaluation.database is not set: ls-evaluate needs the held-out dataset")
-    out = Path(out_dir or ev.output_dir or Path(tr.runs_root) / str(tr.run_name) / "evaluation").resolve()
-    model = _model_from_checkpoint(cfg, checkpoint)  # a checkpoint that does not fit fails first
-    _, fingerprint = prepare_dataset(ev.database, "evaluation.database")  # its index built once, here
-    fingerprints = {} if fingerprint is None else {"evaluation.database": fingerprint}
-    dataset = build_eval_dataset(cfg, fingerprints)
-    n = len(dataset)
-    if n == 0:
-        raise ConfigError("evaluation.database: the evaluation dataset has no crops")
-    start = time.monotonic()
-    evaluator = _evaluator(cfg)
-    if n >= ev.ray_min_crops and ev.ray_num_tasks > 1:
-        summary_states, examples = _evaluate_with_ray(
-            cfg, checkpoint, n, ev.ray_num_tasks, ev.num_mip_crops, print_fn, logs_dir=out,
-            fingerprints=fingerprints,
-        )
-        evaluator.merge(summary_states)
-        result = evaluator.result()
-        result.examples = examples
-    else:
-        step = max(1, n // 10)
-
-        def report(done: int, total: int) -> None:
-            if done % step == 0 or done == total:
-                print_fn(f"evaluated {done}/{total} crops")
-
-        result = evaluator.evaluate(model, dataset, num_examples=ev.num_mip_crops, progress=report)
-    seconds = time.monotonic() - start
-    meta = {
-        "checkpoint": str(checkpoint),
-        "crops": n,
-        "seconds": round(seconds, 2),
-        "mask_threshold": ev.mask_threshold,
-        "score_threshold": ev.score_threshold,
-        "min_visible_fraction": ev.min_visible_fraction,
-        "precision": precision_name(evaluator.autocast_dtype),
-    }
-    paths = write_report(out, result.summary, result.per_crop, meta)
-    pictures = []
-    if threshold_curves(result.summary):  # a coco_ap-only evaluation has no curve against the threshold
-        curve = out / "metrics_vs_iou.png"
-        pictures.append(plot_metrics_vs_threshold(result.summary, curve, title=str(tr.run_name)))
-    for crop_id, image, gt, pred, spacing in result.examples:
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in crop_id)
-        pictures.append(
-            plot_crop_projections(image, gt, pred, out / f"mip_{safe}.png", spacing=spacing, title=crop_id)
-        )
-    print_fn(format_table(result.summary))
-    print_fn(f"evaluated {n} crops in {seconds:.1f} s ({meta['precision']}); results in {out}")
-    print_fn(
-        f"  {paths['json'].name}, {paths['summary_csv'].name}, {paths['per_crop_csv'].name}, "
-        f"{len(pictures)} pictures ({', '.join(p.name for p in pictures[:4])}"
-        f"{', ...' if len(pictures) > 4 else ''})"
-    )
-    return result.summary, out
-
-
-def _evaluate_with_ray(
-    cfg: Mapping[str, Any],
-    checkpoint: str,
-    n: int,
-    num_tasks: int,
-    num_examples: int,
-    print_fn: Callable[[str], None],
-    *,
-    logs_dir: Path,
-    fingerprints: Mapping[str, str],
-) -> tuple[list[list[dict[str, Any]]], list[Any]]:
-    import ray
-
-    from ls_train.ray_session import ray_session
-
-    with ray_session(cfg, logs_dir=logs_dir):
-        task = ray.remote(num_cpus=1)(_evaluate_shard)
-        shards = [list(range(k, n, num_tasks)) for k in range(num_tasks)]
-        shards = [s for s in shards if s]
-        print_fn(f"evaluating {n} crops in {len(shards)} Ray tasks")
-        refs = [
-            task.remote(dict(cfg), str(Path(checkpoint).resolve()), s, num_examples if k == 0 else 0,
-                        dict(fingerprints))
-            for k, s in enumerate(shards)
-        ]
-        outputs = ray.get(refs)
-    return [o[0] for o in outputs], outputs[0][1]
