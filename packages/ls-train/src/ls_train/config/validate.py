@@ -8,7 +8,9 @@ value only the builder can judge fails here too. :func:`check_score_attribute` i
 only training needs.
 
 The builders depend on the sections and components of this package, never on this module, so
-importing them here closes no cycle.
+importing them here closes no cycle. The model registries (ls_detection, ls_backbones) are imported
+only where a config has a model to check, so that composing a model-free config (``ls-evaluate
+pred=... gt=...``, which ls-napari does in napari's process) loads no torchvision.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from typing import Any
 
 import torch
 
-import ls_backbones
-import ls_detection
 from ls_core import did_you_mean
 from ls_data import DataError, SkittlezDataset, parse_dataset_entry
 from ls_data import registry as data_registry
@@ -79,6 +79,11 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
 
 def _check_model_and_data(cfg: Mapping[str, Any], evaluation: EvaluationConfig) -> None:
     """The ``models`` and ``datasets`` sections and ``evaluation.database`` (see :func:`validate_config`)."""
+    # the registries are imported here, not with this module: a process that only composes configs
+    # without a model (napari's, through ls_napari) must not load ls_detection and torchvision
+    import ls_backbones
+    import ls_detection
+
     models = cfg["models"]
     check_component(
         models,
