@@ -22,6 +22,7 @@ _EXPORTS = {
     "label_scores": "evaluator",
     "sample_spacings": "evaluator",
     "spacing_kwargs": "evaluator",
+    "evaluator_from_config": "run",
     "model_from_checkpoint": "run",
     "run_evaluation": "run",
     "format_table": "report",

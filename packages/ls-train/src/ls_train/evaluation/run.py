@@ -26,12 +26,21 @@ from ls_train.precision import autocast_dtype, precision_name
 from ls_train.ray_session import ray_session
 from ls_train.trainer.checkpoint import load_model_weights, load_state
 
-__all__ = ["model_from_checkpoint", "run_evaluation"]
+__all__ = ["evaluator_from_config", "model_from_checkpoint", "run_evaluation"]
 
 
-def _evaluator(cfg: Mapping[str, Any], device: torch.device | None = None) -> Evaluator:
-    """The Evaluator of the ``evaluation`` section with the metrics of ``metrics.metrics_list``."""
+def evaluator_from_config(
+    cfg: Mapping[str, Any], device: torch.device | None = None, *, training_amp: str | None = None
+) -> Evaluator:
+    """The Evaluator of the ``evaluation`` section with the metrics of ``metrics.metrics_list``, in
+    the precision of ``evaluation.amp``, or for a training run's validations of ``training_amp``
+    (``trainer.amp``, see :func:`ls_train.precision.autocast_dtype`)."""
     ev = evaluation_config(cfg)
+    where = device or "cpu"
+    if training_amp is None:
+        dtype = autocast_dtype(ev.amp, where, key="evaluation.amp")
+    else:
+        dtype = autocast_dtype(training_amp, where, key="trainer.amp", training=True)
     return Evaluator(
         metrics=build_metrics(cfg),
         mask_threshold=ev.mask_threshold,
@@ -39,7 +48,7 @@ def _evaluator(cfg: Mapping[str, Any], device: torch.device | None = None) -> Ev
         min_visible_fraction=ev.min_visible_fraction,
         batch_size=ev.batch_size,
         device=device,
-        autocast_dtype=autocast_dtype(ev.amp, device or "cpu", key="evaluation.amp"),
+        autocast_dtype=dtype,
     )
 
 
@@ -64,7 +73,7 @@ def _evaluate_shard(
     """One Ray task: evaluate ``indices`` and return the metric states and the picture examples
     (the driver built the index: only opened here, and it must carry ``fingerprints``' one)."""
     torch.set_num_threads(1)
-    evaluator = _evaluator(cfg)
+    evaluator = evaluator_from_config(cfg)
     result = evaluator.evaluate(
         model_from_checkpoint(cfg, checkpoint),
         build_eval_dataset(cfg, fingerprints),
@@ -106,7 +115,7 @@ def run_evaluation(
     if n == 0:
         raise ConfigError("evaluation.database: the evaluation dataset has no crops")
     start = time.monotonic()
-    evaluator = _evaluator(cfg)
+    evaluator = evaluator_from_config(cfg)
     if n >= ev.ray_min_crops and ev.ray_num_tasks > 1:
         result = _evaluate_with_ray(
             evaluator, cfg, checkpoint, n, ev.ray_num_tasks, ev.num_mip_crops, print_fn, logs_dir=out,

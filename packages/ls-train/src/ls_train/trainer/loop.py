@@ -25,8 +25,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from ls_train.config import evaluation_config, trainer_config
-from ls_train.evaluation.evaluator import Evaluator, sample_spacings, spacing_kwargs
+from ls_train.config import trainer_config
+from ls_train.evaluation.evaluator import sample_spacings, spacing_kwargs
 from ls_train.precision import autocast, autocast_dtype
 from ls_train.storage import StorageFullError
 from ls_train.trainer.checkpoint import (
@@ -193,18 +193,9 @@ def _agree(flags: list[float], world: int) -> list[float]:
 def _validate(
     model: nn.Module, cfg: Mapping[str, Any], dataset: Any, session: _Session, device: torch.device, amp: str
 ) -> dict[str, float]:
-    from ls_train.factory import build_metrics
+    from ls_train.evaluation.run import evaluator_from_config
 
-    ev = evaluation_config(cfg)
-    evaluator = Evaluator(
-        metrics=build_metrics(cfg),
-        mask_threshold=ev.mask_threshold,
-        score_threshold=ev.score_threshold,
-        min_visible_fraction=ev.min_visible_fraction,
-        batch_size=ev.batch_size,
-        device=device,
-        autocast_dtype=autocast_dtype(amp, device, key="trainer.amp", training=True),
-    )
+    evaluator = evaluator_from_config(cfg, device, training_amp=amp)
     indices = list(range(session.rank, len(dataset), session.world))
     evaluator.evaluate(model, dataset, indices=indices)
     if session.world > 1:
