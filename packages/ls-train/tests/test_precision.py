@@ -21,7 +21,7 @@ def test_auto_is_bf16_where_fast_and_accurate_and_explicit_values_hold(monkeypat
         for training in (False, True):
             assert precision.autocast_dtype("bf16", device, training=training) == bf16
             assert precision.autocast_dtype("none", device, training=training) is None
-    # training: auto is bf16 on CUDA only (bf16 training on the CPU lost accuracy)
+    # training: auto is bf16 on CUDA only (the CPU keeps float32 until bf16 training is the default)
     assert precision.autocast_dtype("auto", "cuda", training=True) == bf16
     assert precision.autocast_dtype("auto", "cpu", training=True) is None
 

@@ -74,7 +74,7 @@ class TrainerConfig:
         grad_clip_norm: Clip the global gradient norm to this (None: no clipping).
         grad_accum_steps: Iterations whose gradients are summed before one optimizer step.
         amp: Precision of the forward pass in training and validation: ``"auto"`` (bf16 autocast
-            on GPUs, float32 on CPUs: bf16 training on the CPU lost accuracy), ``"bf16"`` or
+            on GPUs, float32 on CPUs; see :mod:`ls_train.precision` for bf16 training on CPUs), ``"bf16"`` or
             ``"none"`` (float32); see :mod:`ls_train.precision`.
         val_every_epochs: Run the evaluator every this many epochs (and after the last one).
         max_bad_steps: Non-finite losses in a row after which the run stops.
