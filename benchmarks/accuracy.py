@@ -46,6 +46,7 @@ The full table (about 10 minutes of training per style on 2 CPU cores, 3 styles)
     hatch run bench-accuracy                               # = python benchmarks/accuracy.py
     hatch run bench-accuracy --train-styles ellipsoids     # one model, evaluated on every style
     hatch run bench-accuracy -- trainer.lr=1e-3            # Hydra overrides of the training recipe
+    hatch run bench-accuracy --train-styles ellipsoids --seeds 0 1 2   # 3 trainings and their mean
     hatch run bench-accuracy --quick                       # smoke: 1 epoch, tiny volumes and model
 
 ``--quick`` checks the script end to end in a few minutes (2 volumes of 8x32x32 per style, the
@@ -110,6 +111,7 @@ class Setup:
     epochs: int | None
     extra: tuple[str, ...]
     eval_set: str = "test"
+    seeds: tuple[int | None, ...] = (None,)
 
     def data_dir(self, style: str) -> Path:
         return self.out / "data" / style
@@ -216,20 +218,28 @@ def run_logged(argv: Sequence[str], log: Path) -> tuple[float, list[str]]:
     return seconds, lines
 
 
-def train(setup: Setup, style: str) -> dict[str, Any]:
-    """Train the recipe on ``style``; returns its command, wall time and last checkpoint."""
+def run_key(style: str, seed: int | None) -> str:
+    """The name of a training run: the style, and the seed when ``--seeds`` gave one."""
+    return style if seed is None else f"{style}-seed{seed}"
+
+
+def train(setup: Setup, style: str, seed: int | None = None) -> dict[str, Any]:
+    """Train the recipe on ``style`` (with ``trainer.seed=seed`` unless None); returns its command,
+    wall time and last checkpoint."""
     from ls_train.trainer.checkpoint import checkpoint_folders
 
-    run_dir = setup.out / "runs" / style
+    key = run_key(style, seed)
+    run_dir = setup.out / "runs" / key
     resumed = run_dir.is_dir()
     argv = [
         sys.executable, "-m", "ls_train.cli", "train", f"--config-name={CONFIG}",
         *setup.overrides(style),
+        *([] if seed is None else [f"trainer.seed={seed}"]),
         f"trainer.runs_root={setup.out / 'runs'}",
-        f"trainer.run_name={style}",
+        f"trainer.run_name={key}",
         "evaluation.run_after_training=false",
     ]  # fmt: skip
-    seconds, lines = run_logged(argv, setup.out / "logs" / f"train_{style}.log")
+    seconds, lines = run_logged(argv, setup.out / "logs" / f"train_{key}.log")
     # ls-train names the run's latest checkpoint; Ray runs keep them in the run folder, in-process
     # runs (cluster=local) in its checkpoints/ subfolder
     folders = checkpoint_folders(run_dir) + checkpoint_folders(run_dir / "checkpoints")
@@ -243,6 +253,19 @@ def train(setup: Setup, style: str) -> dict[str, Any]:
         "checkpoint": latest,
         "best_checkpoint": _printed(lines, "best checkpoint:"),
     }
+
+
+def mean_row(style: str, eval_style: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The mean of the table's metrics over the seeds' rows of one (training, evaluation) style
+    pair; the seeds' spread is in their own rows."""
+    summary = {
+        key: float(np.mean([r["summary"][key] for r in rows]))
+        for _, key in COLUMNS
+        if all(isinstance(r["summary"].get(key), int | float) for r in rows)
+    }
+    seconds = float(np.mean([r["train_seconds"] for r in rows]))
+    return {"trained_on": f"{style} (mean of {len(rows)} seeds)", "evaluated_on": eval_style,
+            "train_seconds": seconds, "summary": summary}  # fmt: skip
 
 
 def _printed(lines: Sequence[str], prefix: str) -> str | None:
@@ -387,6 +410,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="smoke mode: 1 epoch, tiny volumes and model")
     p.add_argument(
+        "--seeds", type=int, nargs="+", metavar="N",
+        help="train each style once per trainer.seed N and add the mean over them (the recipe's results "
+        "vary between training seeds: compare recipes on a mean)",
+    )  # fmt: skip
+    p.add_argument(
         "--eval-set", choices=tuple(EVAL_SETS), default="test",
         help="held-out volumes to evaluate on: test (seed 1000, to report) or selection (seed 2000, to "
         "choose a recipe on)",
@@ -399,17 +427,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = (args.out or Path("runs/accuracy_quick" if args.quick else "runs/accuracy")).resolve()
     setup = Setup(
-        out=out, quick=args.quick, epochs=args.epochs, extra=tuple(args.overrides), eval_set=args.eval_set
-    )
+        out=out, quick=args.quick, epochs=args.epochs, extra=tuple(args.overrides), eval_set=args.eval_set,
+        seeds=tuple(args.seeds) if args.seeds else (None,),
+    )  # fmt: skip
     every = list(dict.fromkeys([*args.train_styles, *args.eval_styles]))
     data = {s: make_data(setup, s) for s in every}
     base = {s: baseline(setup, s) for s in args.eval_styles}
-    runs = {s: train(setup, s) for s in args.train_styles}
+    runs = {run_key(s, seed): train(setup, s, seed) for s in args.train_styles for seed in setup.seeds}
     rows = []
     for e in args.eval_styles:
         for t in args.train_styles:
-            result = evaluate(setup, runs[t]["checkpoint"], t, e)
-            rows.append({"trained_on": t, "evaluated_on": e, "train_seconds": runs[t]["seconds"], **result})
+            seeded = []
+            for seed in setup.seeds:
+                key = run_key(t, seed)
+                result = evaluate(setup, runs[key]["checkpoint"], key, e)
+                seeded.append({"trained_on": key, "evaluated_on": e, "train_seconds": runs[key]["seconds"],
+                               **result})  # fmt: skip
+            rows += seeded + ([mean_row(t, e, seeded)] if len(seeded) > 1 else [])
         rows.append({"trained_on": "baseline", "evaluated_on": e, "train_seconds": None, **base[e]})
     text = table(rows)
     notes = (

@@ -20,7 +20,7 @@ from typing import Any
 
 from ls_core import parse_triple
 from ls_train.config.errors import ConfigError
-from ls_train.config.sections import read_section as _section
+from ls_train.config.sections import read_section
 from ls_train.precision import AMP_CHOICES
 
 __all__ = ["PredictConfig", "predict_config"]
@@ -192,4 +192,4 @@ class PredictConfig:
 
 def predict_config(cfg: Mapping[str, Any]) -> PredictConfig:
     """The checked ``predict`` section of a resolved config."""
-    return _section(PredictConfig, cfg, "predict")
+    return read_section(PredictConfig, cfg, "predict")

@@ -176,10 +176,10 @@ def _segmenter_spec(
     """
     if pc.segmenter == "threshold":
         return _threshold_spec(pc, volume), None
-    from ls_train.evaluation.run import model_from_checkpoint as _model_from_checkpoint
+    from ls_train.evaluation.run import model_from_checkpoint
 
     resolved, device = _checkpoint_and_device(pc, checkpoint)
-    model = _model_from_checkpoint(cfg, resolved)
+    model = model_from_checkpoint(cfg, resolved)
     check_model_channels(model_in_channels(model), volume, pc.channels, resolved)
     kwargs = _detector_kwargs(cfg, pc, volume)
     return SegmenterSpec("detector", dict(cfg), resolved, kwargs, device=device), model

@@ -110,11 +110,11 @@ class SegmenterSpec:
 
         if self.name == "threshold":
             return ThresholdSegmenter(**self.kwargs)
-        from ls_train.evaluation.run import model_from_checkpoint as _model_from_checkpoint
+        from ls_train.evaluation.run import model_from_checkpoint
         from ls_train.factory import build_transforms
 
         if model is None:
-            model = _model_from_checkpoint(self.cfg, str(self.checkpoint))
+            model = model_from_checkpoint(self.cfg, str(self.checkpoint))
         kwargs = dict(self.kwargs)
         if kwargs.pop("per_tile_transforms", False):
             kwargs["tile_transform"] = build_transforms(self.cfg, train=False)
